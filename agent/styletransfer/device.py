@@ -1,0 +1,94 @@
+"""Which device runs the work, and the settings that make convolutions fast there.
+
+The decisions are pure functions of the device so that the CUDA branch is tested on CPU too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """'auto' means CUDA when present, else CPU. A device that is asked for but absent is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if cuda_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {requested!r}") from error
+    if device.type == "cuda" and not cuda_available():
+        raise ValueError(f"device {requested!r} was asked for but this machine has no CUDA GPU")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, not {requested!r}")
+    return device
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    channels_last: bool  # NHWC: faster cuDNN/tensor-core convolutions; measured no gain on CPU
+    allow_tf32: bool  # TF32 matrix units for fp32 convolutions (Ampere and newer)
+    cudnn_benchmark: bool  # autotune convolution algorithms; off when results must be reproducible
+    deterministic: bool
+
+
+def settings_for(device: torch.device, channels_last: bool | None = None, deterministic: bool = True) -> DeviceSettings:
+    on_cuda = device.type == "cuda"
+    return DeviceSettings(
+        channels_last=on_cuda if channels_last is None else channels_last,
+        allow_tf32=on_cuda,
+        cudnn_benchmark=on_cuda and not deterministic,
+        deterministic=deterministic,
+    )
+
+
+def configure_cpu_threads() -> int:
+    """Use every core this process may run on (torch's default counts physical cores only)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+    return cores
+
+
+@contextlib.contextmanager
+def applied(device: torch.device, settings: DeviceSettings) -> Iterator[None]:
+    """Apply the settings for the duration of one job and restore the global flags afterwards."""
+    saved = (
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    try:
+        if device.type == "cpu":
+            configure_cpu_threads()
+        torch.backends.cudnn.allow_tf32 = settings.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = settings.allow_tf32
+        torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+        torch.backends.cudnn.deterministic = settings.deterministic
+        yield
+    finally:
+        (
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.deterministic,
+        ) = saved
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast for the network when asked (fp16 would overflow Gram matrices); else nothing."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,192 @@
+"""Gatys et al. style transfer: optimise an image so its VGG-19 features match the content
+image's (relu4_2) and its Gram matrices match the style images' (relu1_1 ... relu5_1).
+
+One call runs coarse to fine: each scale starts from the previous scale's result, upsampled,
+so most iterations run on small images.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from . import color
+from .device import DeviceSettings, applied, autocast, pick_device, settings_for
+from .images import fit_size, resize_tensor, resized, to_image, to_tensor
+from .losses import CONTENT_LAYERS, STYLE_LAYERS, blended_gram, gram, total_loss
+from .options import MAX_SIZE, MAX_STYLES, Options
+from .vgg import VGGFeatures, from_caffe, to_caffe
+
+
+@dataclass(frozen=True)
+class Progress:
+    iteration: int  # 1-based, counted over all scales
+    total: int
+    loss: float  # objective at the start of this iteration, at the current scale
+    scale: int  # 1-based
+    scales: int
+    size: tuple[int, int]  # (width, height) being optimised
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Result:
+    image: Image.Image
+    loss: float  # objective of the returned image at the final scale
+    iterations: int
+    seconds: float  # wall time of the optimisation, image preparation included
+
+
+@functools.lru_cache(maxsize=4)
+def feature_model(pooling: str, device: torch.device, channels_last: bool) -> VGGFeatures:
+    """VGG-19 up to relu5_1 on `device`, built once per process and kept for later jobs."""
+    model = VGGFeatures(CONTENT_LAYERS + STYLE_LAYERS, pooling=pooling).to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def stylize(
+    content: Image.Image,
+    styles: Image.Image | Sequence[Image.Image],
+    options: Options | None = None,
+    progress: ProgressCallback | None = None,
+) -> Image.Image:
+    """Return `content` repainted in the style of `styles` (one image, or several blended)."""
+    return run(content, styles, options, progress).image
+
+
+def run(
+    content: Image.Image,
+    styles: Image.Image | Sequence[Image.Image],
+    options: Options | None = None,
+    progress: ProgressCallback | None = None,
+) -> Result:
+    """:func:`stylize`, also returning the final loss and timing."""
+    options = options or Options()
+    styles = [styles] if isinstance(styles, Image.Image) else list(styles)
+    if not 1 <= len(styles) <= MAX_STYLES:
+        raise ValueError(f"give between 1 and {MAX_STYLES} style images, not {len(styles)}")
+    if options.style_blend and len(options.style_blend) != len(styles):
+        raise ValueError(f"{len(options.style_blend)} blend weights given for {len(styles)} style images")
+    device = pick_device(options.device)
+    settings = settings_for(device, options.channels_last)
+    started = time.perf_counter()
+    with applied(device, settings):
+        job = _Job(content, styles, options, device, settings, progress)
+        image, loss = job.run()
+    return Result(image=image, loss=loss, iterations=job.total, seconds=time.perf_counter() - started)
+
+
+class _Job:
+    """One style-transfer run: the images, the model and the optimisation across scales."""
+
+    def __init__(
+        self,
+        content: Image.Image,
+        styles: list[Image.Image],
+        options: Options,
+        device: torch.device,
+        settings: DeviceSettings,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.options = options
+        self.device = device
+        self.settings = settings
+        self.progress = progress
+        self.styles = [style.convert("RGB") for style in styles]
+        self.blend = options.style_blend or (1.0,) * len(styles)
+        self.content = to_tensor(resized(content.convert("RGB"), options.size)).to(device)
+        self.sizes = [fit_size(*content.size, long_side) for long_side in options.scale_sizes()]
+        self.total = options.iterations * len(self.sizes)
+        self.done = 0
+        self.model = feature_model(options.pooling, device, settings.channels_last)
+
+    def run(self) -> tuple[Image.Image, float]:
+        image = None
+        loss = float("nan")
+        for index, size in enumerate(self.sizes, start=1):
+            image, loss = self._optimise_scale(index, size, image)
+        assert image is not None
+        rgb = from_caffe(image)
+        if self.options.preserve_colors:
+            rgb = color.with_chroma_of(rgb, self.content)
+        return to_image(rgb), loss
+
+    def _features(self, caffe_image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.settings.channels_last:
+            caffe_image = caffe_image.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.options.precision):
+            return self.model(caffe_image)
+
+    @torch.no_grad()
+    def _targets(self, size: tuple[int, int]) -> tuple[torch.Tensor, dict, dict]:
+        """The content image at this scale, its relu4_2 features and the blended style Grams."""
+        content = resize_tensor(self.content, size)
+        style_side = min(MAX_SIZE, max(16, round(self.options.style_scale * max(size))))
+        style_images = [to_tensor(resized(style, style_side)).to(self.device) for style in self.styles]
+        if self.options.preserve_colors:
+            style_images = [color.match_luminance(style, content) for style in style_images]
+            seen_content = color.luminance(content)
+        else:
+            seen_content = content
+        features = self._features(to_caffe(seen_content))
+        content_targets = {name: features[name].float().clone() for name in CONTENT_LAYERS}
+        per_style = [self._features(to_caffe(style)) for style in style_images]
+        style_targets = {
+            name: blended_gram([gram(features[name]) for features in per_style], self.blend) for name in STYLE_LAYERS
+        }
+        return seen_content, content_targets, style_targets
+
+    def _initial(self, seen_content: torch.Tensor) -> torch.Tensor:
+        if self.options.init == "content":
+            return to_caffe(seen_content)
+        # Generated on the CPU so that a seed gives the same start on every device.
+        generator = torch.Generator().manual_seed(self.options.seed)
+        noise = torch.rand(seen_content.shape, generator=generator)
+        return to_caffe(noise.to(self.device))
+
+    def _optimise_scale(
+        self, index: int, size: tuple[int, int], previous: torch.Tensor | None
+    ) -> tuple[torch.Tensor, float]:
+        seen_content, content_targets, style_targets = self._targets(size)
+        start = self._initial(seen_content) if previous is None else resize_tensor(previous, size)
+        image = start.detach().clone().contiguous().requires_grad_(True)
+        o = self.options
+        weights = (o.content_weight, o.effective_style_weight, o.tv_weight)
+
+        def objective() -> torch.Tensor:
+            return total_loss(self._features(image), image, content_targets, style_targets, *weights)
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss = objective()
+            loss.backward()
+            return loss
+
+        optimizer: torch.optim.Optimizer
+        if o.optimizer == "lbfgs":
+            # One function evaluation per step: torch's L-BFGS keeps its history across steps, and
+            # with max_iter=1 and no line search each step() is exactly one iteration.
+            optimizer = torch.optim.LBFGS(
+                [image], lr=1.0, max_iter=1, history_size=100, tolerance_grad=-1.0, tolerance_change=-1.0
+            )
+        else:
+            optimizer = torch.optim.Adam([image], lr=o.learning_rate)
+        for _ in range(o.iterations):
+            if o.optimizer == "lbfgs":
+                loss = optimizer.step(closure)
+            else:
+                loss = closure()
+                optimizer.step()
+            self.done += 1
+            if self.progress is not None:
+                self.progress(Progress(self.done, self.total, float(loss.detach()), index, len(self.sizes), size))
+        with torch.no_grad():
+            final_loss = float(objective())
+        return image.detach(), final_loss

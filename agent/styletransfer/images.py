@@ -1,0 +1,131 @@
+"""Reading, resizing and writing images safely.
+
+Every failure a user can cause (missing file, not an image, truncated data, a decompression
+bomb, a format we cannot write) becomes an :class:`ImageError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Largest input we decode: about 50 megapixels (a 8688x5792 phone or DSLR photo). Pillow's own
+# bomb check (MAX_IMAGE_PIXELS) only warns below twice its limit; we refuse before decoding.
+MAX_INPUT_PIXELS = 50_000_000
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with a message fit to show a user."""
+
+
+def open_image(source: str | os.PathLike[str] | BinaryIO, what: str = "image") -> Image.Image:
+    """Decode an image file fully into RGB, applying its EXIF orientation (phones rotate that way)."""
+    name = os.fspath(source) if isinstance(source, str | os.PathLike) else what
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+            width, height = image.size
+            if width * height > MAX_INPUT_PIXELS:
+                raise ImageError(
+                    f"{what} {name} is {width}x{height} pixels, more than the "
+                    f"{MAX_INPUT_PIXELS // 1_000_000} megapixels accepted"
+                )
+            image.load()  # decode now so a truncated file fails here, not later
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{what} {name} does not exist") from None
+    except IsADirectoryError:
+        raise ImageError(f"{what} {name} is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageError(f"{what} {name} cannot be read (permission denied)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{what} {name} is not an image in a format we can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{what} {name} is too large to decode safely (decompression bomb?)") from None
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow reports broken data in these
+        raise ImageError(f"{what} {name} is damaged or truncated ({error})") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB on white for images with transparency; plain conversion for every other mode."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def fit_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is `long_side`, keeping the aspect ratio."""
+    scale = long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resized(image: Image.Image, long_side: int) -> Image.Image:
+    size = fit_size(*image.size, long_side)
+    return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float32 (1, 3, H, W) in 0..1."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def to_image(tensor: torch.Tensor) -> Image.Image:
+    """float (1, 3, H, W) in 0..1 -> PIL RGB, rounding to the nearest 8-bit value."""
+    array = tensor.detach().float().clamp(0, 1).squeeze(0).permute(1, 2, 0).mul(255).round()
+    return Image.fromarray(array.to(torch.uint8).cpu().numpy(), "RGB")
+
+
+def resize_tensor(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize (N, C, H, W) to (width, height) = size with antialiased bicubic interpolation."""
+    width, height = size
+    if tensor.shape[-2:] == (height, width):
+        return tensor
+    return torch.nn.functional.interpolate(
+        tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=True
+    )
+
+
+WRITABLE = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
+    """Write atomically (temporary file, then rename), so a failure never leaves half a file."""
+    path = Path(path)
+    image_format = WRITABLE.get(path.suffix.lower())
+    if image_format is None:
+        raise ImageError(f"cannot write {path}: use one of {', '.join(sorted(WRITABLE))}")
+    if not path.parent.is_dir():
+        raise ImageError(f"cannot write {path}: directory {path.parent} does not exist")
+    extra = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
+    temporary: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+            temporary = Path(handle.name)
+            image.save(handle, format=image_format, **extra)
+        umask = os.umask(0)
+        os.umask(umask)
+        temporary.chmod(0o666 & ~umask)  # temporary files are private; the result should not be
+        temporary.replace(path)
+    except OSError as error:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        raise ImageError(f"cannot write {path}: {error.strerror or error}") from None
+    return path
