@@ -4,4 +4,15 @@ from .engine import Progress, Result, run, stylize
 from .images import ImageError, open_image, save_image
 from .options import PRESETS, Options, preset
 
-__all__ = ["ImageError", "Options", "PRESETS", "Progress", "Result", "open_image", "preset", "run", "save_image", "stylize"]
+__all__ = [
+    "PRESETS",
+    "ImageError",
+    "Options",
+    "Progress",
+    "Result",
+    "open_image",
+    "preset",
+    "run",
+    "save_image",
+    "stylize",
+]

@@ -103,17 +103,39 @@ def resize_tensor(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     )
 
 
-WRITABLE = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+WRITABLE = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The format a result will be written in; an ImageError if `path` cannot take one.
+
+    Checked before any work starts, so a long run never ends in an unwritable path.
+    """
+    path = Path(path)
+    image_format = WRITABLE.get(path.suffix.lower())
+    if image_format is None:
+        raise ImageError(f"cannot write {path}: its name must end in one of {', '.join(sorted(WRITABLE))}")
+    if not path.parent.is_dir():
+        raise ImageError(f"cannot write {path}: directory {path.parent} does not exist")
+    if path.is_dir():
+        raise ImageError(f"cannot write {path}: it is a directory")
+    if not os.access(path.parent, os.W_OK):
+        raise ImageError(f"cannot write {path}: directory {path.parent} is not writable")
+    return image_format
 
 
 def save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Write atomically (temporary file, then rename), so a failure never leaves half a file."""
     path = Path(path)
-    image_format = WRITABLE.get(path.suffix.lower())
-    if image_format is None:
-        raise ImageError(f"cannot write {path}: use one of {', '.join(sorted(WRITABLE))}")
-    if not path.parent.is_dir():
-        raise ImageError(f"cannot write {path}: directory {path.parent} does not exist")
+    image_format = output_format(path)
     extra = {"quality": 95} if image_format in ("JPEG", "WEBP") else {}
     temporary: Path | None = None
     try:
@@ -124,8 +146,10 @@ def save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
         os.umask(umask)
         temporary.chmod(0o666 & ~umask)  # temporary files are private; the result should not be
         temporary.replace(path)
-    except OSError as error:
+    except BaseException as error:  # Ctrl-C or a Pillow ValueError must not leave the temporary file
         if temporary is not None:
             temporary.unlink(missing_ok=True)
-        raise ImageError(f"cannot write {path}: {error.strerror or error}") from None
+        if isinstance(error, OSError):
+            raise ImageError(f"cannot write {path}: {error.strerror or error}") from None
+        raise
     return path

@@ -107,4 +107,4 @@ def preset(name: str, **overrides: object) -> Options:
     return base.replace(**overrides)
 
 
-__all__ = ["MAX_SIZE", "MIN_SIZE", "MAX_STYLES", "Options", "PRESETS", "preset"]
+__all__ = ["MAX_SIZE", "MAX_STYLES", "MIN_SIZE", "PRESETS", "Options", "preset"]

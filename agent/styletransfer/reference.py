@@ -1,0 +1,107 @@
+"""A plain reference implementation of the same objective, for benchmarks and tests.
+
+Deliberately unoptimised and written independently of the engine: the whole VGG-19 up to
+relu5_1 as one nn.Sequential, fp32, NCHW, one scale, torch's L-BFGS in a single step. Only the
+weights file loader is shared. The engine must match its loss; the benchmark must beat its time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .weights import CONV_LAYERS, load_vgg19_weights
+
+# Positions (0-based, counting convs and relus as in Caffe) of the layers the loss reads.
+_BLOCK_SIZES = (2, 2, 4, 4, 1)  # convs per block, up to conv5_1
+CONTENT = "relu4_2"
+STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def reference_vgg() -> tuple[nn.Sequential, dict[str, int]]:
+    layers: list[nn.Module] = []
+    taps: dict[str, int] = {}
+    weights = iter(CONV_LAYERS)
+    for block, convs in enumerate(_BLOCK_SIZES, start=1):
+        if block > 1:
+            layers.append(nn.MaxPool2d(2, 2))
+        for index in range(1, convs + 1):
+            weight, bias = load_vgg19_weights()[next(weights)]
+            conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1)
+            conv.weight.data, conv.bias.data = weight.clone(), bias.clone()
+            layers += [conv, nn.ReLU()]
+            taps[f"relu{block}_{index}"] = len(layers) - 1
+    model = nn.Sequential(*layers).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    return model, taps
+
+
+def _features(model: nn.Sequential, taps: dict[str, int], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    wanted = {index: name for name, index in taps.items() if name == CONTENT or name in STYLE}
+    out = {}
+    for index, layer in enumerate(model):
+        x = layer(x)
+        if index in wanted:
+            out[wanted[index]] = x
+    return out
+
+
+def _gram(f: torch.Tensor) -> torch.Tensor:
+    _, c, h, w = f.shape
+    m = f.view(c, h * w)
+    return torch.mm(m, m.t()) / (c * h * w)
+
+
+def reference_loss(
+    model: nn.Sequential,
+    taps: dict[str, int],
+    image: torch.Tensor,
+    content_target: torch.Tensor,
+    style_grams: dict[str, torch.Tensor],
+    weights: tuple[float, float, float],
+) -> torch.Tensor:
+    content_weight, style_weight, tv_weight = weights
+    f = _features(model, taps, image)
+    loss = content_weight * ((f[CONTENT] - content_target) ** 2).mean()
+    for name in STYLE:
+        loss = loss + style_weight * ((_gram(f[name]) - style_grams[name]) ** 2).mean()
+    tv = ((image[:, :, :, 1:] - image[:, :, :, :-1]) ** 2).sum() + (
+        (image[:, :, 1:, :] - image[:, :, :-1, :]) ** 2
+    ).sum()
+    return loss + tv_weight * tv / 2
+
+
+def reference_stylize(
+    content: torch.Tensor,
+    style: torch.Tensor,
+    iterations: int,
+    weights: tuple[float, float, float] = (5.0, 100.0, 1e-3),
+) -> tuple[torch.Tensor, float]:
+    """Optimise from the content image; inputs and output in caffe space. Returns (image, final loss)."""
+    model, taps = reference_vgg()
+    with torch.no_grad():
+        content_target = _features(model, taps, content)[CONTENT]
+        style_features = _features(model, taps, style)
+        style_grams = {name: _gram(style_features[name]) for name in STYLE}
+    image = content.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS(
+        [image],
+        lr=1.0,
+        max_iter=iterations,
+        max_eval=2 * iterations,
+        history_size=100,
+        tolerance_grad=-1.0,
+        tolerance_change=-1.0,
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = reference_loss(model, taps, image, content_target, style_grams, weights)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        final = reference_loss(model, taps, image, content_target, style_grams, weights)
+    return image.detach(), float(final)

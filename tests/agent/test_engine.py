@@ -1,0 +1,165 @@
+"""The engine end to end on tiny images: it optimises, is reproducible, and honours its options."""
+
+import numpy as np
+import pytest
+import torch
+from styletransfer import Options, Progress, run, stylize
+from styletransfer.color import rgb_to_yiq
+from styletransfer.engine import feature_model
+from styletransfer.images import resized, to_tensor
+from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
+from styletransfer.reference import reference_loss, reference_stylize, reference_vgg
+from styletransfer.vgg import to_caffe
+
+TINY = Options(size=64, iterations=8, scales=1)
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def test_loss_falls_by_a_large_factor(content, style):
+    losses = []
+    result = run(content, style, TINY.replace(iterations=25), progress=lambda p: losses.append(p.loss))
+    assert result.loss < losses[0] / 10
+
+
+def test_result_has_the_requested_size_and_aspect(content, style):
+    result = stylize(content, style, TINY.replace(size=80, iterations=2))  # content is 96x64
+    assert result.size == (80, 53)
+    assert result.mode == "RGB"
+
+
+def test_result_differs_from_the_content(content, style):
+    result = stylize(content, style, TINY.replace(iterations=15))
+    original = pixels(resized(content, 64))
+    assert np.abs(pixels(result) - original).mean() > 5
+
+
+def test_progress_reports_every_iteration_over_all_scales(content, style):
+    reports: list[Progress] = []
+    result = run(content, style, Options(size=96, iterations=3, scales=3), progress=reports.append)
+    assert [p.iteration for p in reports] == list(range(1, 10))
+    assert {p.total for p in reports} == {9}
+    assert result.iterations == 9
+    assert [p.scale for p in reports] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert [max(p.size) for p in reports[::3]] == [64, 68, 96]  # never below 64 px, ends at 96
+    assert all(np.isfinite(p.loss) for p in reports)
+
+
+def test_same_seed_same_result_and_other_seed_differs(content, style):
+    options = TINY.replace(init="noise", iterations=5, seed=123)
+    first, second = stylize(content, style, options), stylize(content, style, options)
+    assert np.array_equal(pixels(first), pixels(second))
+    other = stylize(content, style, options.replace(seed=124))
+    assert not np.array_equal(pixels(first), pixels(other))
+
+
+def test_adam_also_lowers_the_loss(content, style):
+    losses = []
+    run(content, style, TINY.replace(optimizer="adam", iterations=20), progress=lambda p: losses.append(p.loss))
+    assert losses[-1] < losses[0] * 0.8
+
+
+def test_blend_weight_zero_ignores_that_style(content, style, second_style):
+    alone = stylize(content, style, TINY)
+    blended = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 0.0)))
+    assert np.array_equal(pixels(alone), pixels(blended))
+    mixed = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 1.0)))
+    assert not np.array_equal(pixels(alone), pixels(mixed))
+
+
+def test_blend_count_must_match_styles(content, style):
+    with pytest.raises(ValueError, match="blend"):
+        run(content, [style], TINY.replace(style_blend=(1.0, 2.0)))
+    with pytest.raises(ValueError, match="style images"):
+        run(content, [], TINY)
+
+
+def test_preserve_colors_keeps_the_content_chroma(content, style):
+    result = stylize(content, style, TINY.replace(preserve_colors=True, iterations=10))
+    original = to_tensor(resized(content, 64))
+    styled = to_tensor(result)
+    chroma_error = (rgb_to_yiq(styled)[:, 1:] - rgb_to_yiq(original)[:, 1:]).abs().mean()
+    luma_change = (rgb_to_yiq(styled)[:, :1] - rgb_to_yiq(original)[:, :1]).abs().mean()
+    assert chroma_error < 0.01  # 8-bit rounding and clipping only
+    assert luma_change > 0.02  # while the luminance did take the style
+    # without the option the stained glass colours come through
+    plain = to_tensor(stylize(content, style, TINY.replace(iterations=10)))
+    assert (rgb_to_yiq(plain)[:, 1:] - rgb_to_yiq(original)[:, 1:]).abs().mean() > 2 * chroma_error
+
+
+def test_strength_changes_the_style_weight(content, style):
+    assert Options(strength=0.5).effective_style_weight == pytest.approx(100.0)
+    assert Options(strength=1.0).effective_style_weight == pytest.approx(1000.0)
+    assert Options(strength=0.0).effective_style_weight == pytest.approx(10.0)
+    weak = pixels(stylize(content, style, TINY.replace(strength=0.0)))
+    strong = pixels(stylize(content, style, TINY.replace(strength=1.0)))
+    original = pixels(resized(content, 64))
+    assert np.abs(strong - original).mean() > np.abs(weak - original).mean()
+
+
+def _objective_pair(content, style):
+    """The engine's and the reference's objectives on the same random image."""
+    content_caffe = to_caffe(to_tensor(resized(content, 64)))
+    style_caffe = to_caffe(to_tensor(resized(style, 64)))
+    model = feature_model("max", torch.device("cpu"), False)
+    with torch.no_grad():
+        content_targets = {n: model(content_caffe)[n].clone() for n in CONTENT_LAYERS}
+        style_targets = {n: gram(model(style_caffe)[n]) for n in STYLE_LAYERS}
+        ref_model, taps = reference_vgg()
+        image = content_caffe + 20 * torch.randn(content_caffe.shape, generator=torch.Generator().manual_seed(5))
+        ours = total_loss(model(image), image, content_targets, style_targets, 5.0, 100.0, 1e-3)
+        ref = reference_loss(
+            ref_model,
+            taps,
+            image,
+            content_targets["relu4_2"],
+            {n: g[0] for n, g in style_targets.items()},
+            (5.0, 100.0, 1e-3),
+        )
+    return float(ours), float(ref)
+
+
+def test_objective_equals_the_reference_objective(content, style):
+    ours, ref = _objective_pair(content, style)
+    assert ours == pytest.approx(ref, rel=1e-5)
+
+
+def test_optimisation_matches_the_reference(content, style):
+    iterations = 10
+    engine = run(content, style, TINY.replace(iterations=iterations))
+    _, ref_loss = reference_stylize(
+        to_caffe(to_tensor(resized(content, 64))), to_caffe(to_tensor(resized(style, 64))), iterations
+    )
+    assert engine.loss == pytest.approx(ref_loss, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("fast_path", "same_image", "converged"),
+    [
+        ({"channels_last": True}, 1e-5, 0.03),  # the memory layout CUDA uses
+        ({"precision": "bf16"}, 0.02, 0.05),  # bfloat16 convolutions, fp32 Grams and losses
+    ],
+)
+def test_gpu_code_paths_match_fp32_on_cpu(content, style, fast_path, same_image, converged):
+    """Same objective on the same image, and the same loss once the optimisation has settled."""
+    plain_losses, fast_losses = [], []
+    plain = run(content, style, TINY.replace(iterations=40), lambda p: plain_losses.append(p.loss))
+    fast = run(content, style, TINY.replace(iterations=40, **fast_path), lambda p: fast_losses.append(p.loss))
+    assert fast_losses[0] == pytest.approx(plain_losses[0], rel=same_image)
+    assert fast.loss == pytest.approx(plain.loss, rel=converged)
+
+
+def test_style_scale_changes_the_result(content, style):
+    small = pixels(stylize(content, style, TINY.replace(style_scale=0.5)))
+    large = pixels(stylize(content, style, TINY.replace(style_scale=2.0)))
+    assert np.abs(small - large).mean() > 1
+
+
+def test_avg_pooling_and_noise_init_run(content, style):
+    losses = []
+    result = run(
+        content, style, TINY.replace(pooling="avg", init="noise", iterations=30), lambda p: losses.append(p.loss)
+    )
+    assert result.loss < losses[0] / 5

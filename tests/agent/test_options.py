@@ -1,0 +1,80 @@
+import itertools
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from styletransfer.device import pick_device, settings_for
+from styletransfer.options import MAX_SIZE, PRESETS, Options, preset
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("size", 0),
+        ("size", MAX_SIZE + 1),
+        ("iterations", 0),
+        ("scales", 9),
+        ("strength", 1.5),
+        ("strength", float("nan")),
+        ("style_weight", -1.0),
+        ("style_scale", 0.0),
+        ("init", "zeros"),
+        ("optimizer", "sgd"),
+        ("precision", "fp16"),
+        ("style_blend", (0.0, 0.0)),
+        ("size", 512.5),
+    ],
+)
+def test_out_of_bounds_options_are_refused(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        Options(**{field: value})
+
+
+@given(st.integers(64, MAX_SIZE), st.integers(1, 8))
+def test_scale_sizes_climb_to_the_requested_size(size, scales):
+    sizes = Options(size=size, scales=scales).scale_sizes()
+    assert sizes[-1] == size
+    assert sizes == sorted(set(sizes))
+    assert sizes[0] >= 64
+    assert all(b / a <= 2**0.5 + 0.02 for a, b in itertools.pairwise(sizes))
+
+
+def test_presets_run_from_fast_to_fine():
+    cost = {name: sum(s * s for s in p.scale_sizes()) * p.iterations for name, p in PRESETS.items()}
+    assert cost["preview"] < cost["standard"] < cost["high"]
+    assert PRESETS["high"].size >= 1024
+    assert preset("preview", size=128).size == 128
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("ultra")
+
+
+def test_auto_preset_follows_the_device(monkeypatch):
+    monkeypatch.setattr("styletransfer.device.cuda_available", lambda: True)
+    assert preset("auto") == PRESETS["standard"]
+    monkeypatch.setattr("styletransfer.device.cuda_available", lambda: False)
+    assert preset("auto") == PRESETS["preview"]
+
+
+def test_device_settings_for_cuda_and_cpu():
+    cuda = settings_for(torch.device("cuda"))
+    assert cuda.channels_last
+    assert cuda.allow_tf32
+    assert cuda.deterministic
+    assert not cuda.cudnn_benchmark
+    assert settings_for(torch.device("cuda"), deterministic=False).cudnn_benchmark
+    cpu = settings_for(torch.device("cpu"))
+    assert not (cpu.channels_last)
+    assert not (cpu.allow_tf32)
+    assert not (cpu.cudnn_benchmark)
+    assert settings_for(torch.device("cpu"), channels_last=True).channels_last
+
+
+def test_pick_device():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="quantum"):
+        pick_device("quantum")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            pick_device("cuda")
