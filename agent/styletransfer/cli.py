@@ -15,9 +15,14 @@ from typing import NoReturn
 from .options import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES, MIN_SIZE, PRESETS
 
 
+def _one_line(message: str) -> str:
+    """Control characters escaped (a newline in a file name or value), so an error stays one line."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not argparse's usage block
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
 def _bounded(kind: type, low: float, high: float):
@@ -37,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="stylize",
         description="Repaint a photo in the style of one or more paintings (Gatys et al., VGG-19).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=_presets_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("content", help="the photo to repaint")
     p.add_argument("styles", nargs="+", metavar="style", help="style image(s); several are blended")
@@ -46,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=("auto", *PRESETS),
         default="auto",
-        help="quality/speed: 'preview' suits a CPU, 'standard' and 'high' a GPU; 'auto' picks by device",
+        help="quality/speed (default: auto = standard on a GPU, preview on a CPU)",
     )
     g = p.add_argument_group("overrides of the preset (unset: the preset's value)")
     g.add_argument("--size", type=_bounded(int, MIN_SIZE, MAX_SIZE), help="long side of the result in pixels")
@@ -75,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=("fp32", "bf16"), help="precision of the convolutions")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _presets_help() -> str:
+    lines = ["presets (long side, scales x iterations per scale):"]
+    for name, o in PRESETS.items():
+        lines.append(f"  {name:9} {o.size:5} px, {o.scales} x {o.iterations}")
+    o = PRESETS["standard"]
+    lines.append(
+        f"all presets: strength {o.strength}, content/style/tv weights {o.content_weight:g}/{o.style_weight:g}/"
+        f"{o.tv_weight:g}, {o.optimizer}, init from {o.init}, {o.pooling} pooling, seed {o.seed}"
+    )
+    return "\n".join(lines)
 
 
 _OVERRIDES = (
@@ -137,10 +155,10 @@ def _report(error: Exception) -> int:
     from .images import ImageError
 
     if isinstance(error, ImageError | ValueError):
-        print(f"stylize: error: {error}", file=sys.stderr)
+        print(f"stylize: error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     if isinstance(error, MemoryError):
-        print(f"stylize: error: {error}", file=sys.stderr)
+        print(f"stylize: error: {_one_line(str(error))}", file=sys.stderr)
         return 1
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     print(f"stylize: error: {type(error).__name__}: {message} (set STYLIZE_DEBUG=1 for details)", file=sys.stderr)

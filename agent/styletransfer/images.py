@@ -65,7 +65,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         return Image.alpha_composite(background, rgba).convert("RGB")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float64)
-        scale = 65535.0 if array.max() > 255 else 255.0
+        # I;16 is 16-bit by definition; 32-bit "I" holds 16-bit PNGs on some Pillow versions and
+        # 8-bit values elsewhere, so only there does the range decide.
+        scale = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
         image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))
     return image.convert("RGB")
 
