@@ -122,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     from .images import open_image, output_format, save_image
     from .options import preset
 
+    # Also checked by the engine; here so that a mistake fails before up to 8 photos are decoded.
     if len(args.styles) > MAX_STYLES:
         raise ValueError(f"at most {MAX_STYLES} style images, not {len(args.styles)}")
     if args.style_blend is not None and len(args.style_blend) != len(args.styles):

@@ -83,6 +83,23 @@ def run(
     return Result(image=image, loss=loss, iterations=job.total, seconds=time.perf_counter() - started)
 
 
+# relu5_1 sits after four 2x2 poolings: a side under 16 px leaves it no pixels at all.
+MIN_SIDE = 16
+
+
+def _style_side(style_scale: float, size: tuple[int, int]) -> int:
+    """Long side of the style images when the output is `size`."""
+    return min(MAX_SIZE, round(style_scale * max(size)))
+
+
+def _check_thickness(what: str, original: tuple[int, int], scaled: tuple[int, int]) -> None:
+    if min(scaled) < MIN_SIDE:
+        raise ValueError(
+            f"{what} is {original[0]}x{original[1]}: too thin to use (it would be {scaled[0]}x{scaled[1]} px, "
+            f"and every side must be at least {MIN_SIDE} px); crop it or use a larger --size"
+        )
+
+
 class _Job:
     """One style-transfer run: the images, the model and the optimisation across scales."""
 
@@ -104,6 +121,10 @@ class _Job:
         self.content = to_tensor(resized(content.convert("RGB"), options.size)).to(device)
         self.sizes = [fit_size(*content.size, long_side) for long_side in options.scale_sizes()]
         self.total = options.iterations * len(self.sizes)
+        _check_thickness("content image", content.size, self.sizes[0])
+        for number, style in enumerate(self.styles, start=1):
+            side = _style_side(options.style_scale, self.sizes[0])
+            _check_thickness(f"style image {number}", style.size, fit_size(*style.size, side))
         self.done = 0
         self.model = feature_model(options.pooling, device, settings.channels_last)
 
@@ -128,7 +149,7 @@ class _Job:
     def _targets(self, size: tuple[int, int]) -> tuple[torch.Tensor, dict, dict]:
         """The content image at this scale, its relu4_2 features and the blended style Grams."""
         content = resize_tensor(self.content, size)
-        style_side = min(MAX_SIZE, max(16, round(self.options.style_scale * max(size))))
+        style_side = _style_side(self.options.style_scale, size)
         style_images = [to_tensor(resized(style, style_side)).to(self.device) for style in self.styles]
         if self.options.preserve_colors:
             style_images = [color.match_luminance(style, content) for style in style_images]

@@ -331,3 +331,12 @@ def test_console_script_quiet(tmp_path: Path, image_files: tuple[Path, Path]) ->
     with Image.open(out) as image:
         assert image.format == "JPEG"
         assert image.size == (64, 43)
+
+
+def test_too_thin_an_image(capsys: pytest.CaptureFixture[str], tmp_path: Path, image_files: tuple[Path, Path]) -> None:
+    _, style = image_files
+    thin, out = tmp_path / "thin.png", tmp_path / "out.png"
+    Image.new("RGB", (2000, 8)).save(thin)
+    line = input_error(capsys, [str(thin), str(style), "-o", str(out), "--size", "128", "--iterations", "1"])
+    assert "content image is 2000x8: too thin" in line
+    assert not out.exists()

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from styletransfer import Options, Progress, run, stylize
 from styletransfer.color import rgb_to_yiq
 from styletransfer.engine import feature_model
@@ -163,3 +164,12 @@ def test_avg_pooling_and_noise_init_run(content, style):
         content, style, TINY.replace(pooling="avg", init="noise", iterations=30), lambda p: losses.append(p.loss)
     )
     assert result.loss < losses[0] / 5
+
+
+@pytest.mark.parametrize("which", ["content", "style"])
+def test_too_thin_an_image_is_a_clear_error(content, style, which):
+    thin = Image.new("RGB", (2000, 8), (200, 100, 50))
+    images = (thin, style) if which == "content" else (content, thin)
+    with pytest.raises(ValueError, match=r"2000x8: too thin"):
+        run(*images, TINY)
+    run(Image.new("RGB", (400, 100)), style, TINY.replace(iterations=1))  # 64x16: thin but usable
