@@ -1,0 +1,1 @@
+"""Code shared by the service's Lambda functions (deployed as a layer, at /opt/python)."""

@@ -1,0 +1,153 @@
+"""The jobs table: one item per style-transfer job.
+
+Item: jobId (key), status (SUBMITTED, RUNNING, SUCCEEDED, FAILED), connectionId, tokenHash,
+isPrivate, inputKey, style, styleKey, outputKey, options, progress (0..1), resultKey, error,
+createdAt/updatedAt/completedAt (epoch ms). Public jobs that succeed also get feed="public":
+the sparse index `Feed` (feed, completedAt) serves LIST_IMAGES newest first.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from .settings import settings
+
+FEED_INDEX = "Feed"
+FEED = "public"
+SUBMITTED, RUNNING, SUCCEEDED, FAILED = "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_token() -> tuple[str, str]:
+    """(token for the client, hash to store): the token itself is never stored."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(item: dict[str, Any], token: str) -> bool:
+    return hmac.compare_digest(str(item.get("tokenHash", "")), hash_token(token))
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB's Decimals as ints or floats, so that items can go into JSON."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+class Jobs:
+    def __init__(self, table_name: str | None = None) -> None:
+        self.table = boto3.resource("dynamodb").Table(table_name or settings.jobs_table)
+
+    def create(self, item: dict[str, Any]) -> None:
+        now = now_ms()
+        item = {**item, "status": SUBMITTED, "progress": 0, "createdAt": now, "updatedAt": now}
+        self.table.put_item(Item=json.loads(json.dumps(item), parse_float=Decimal),
+                            ConditionExpression="attribute_not_exists(jobId)")  # fmt: skip
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        item = self.table.get_item(Key={"jobId": job_id}, ConsistentRead=True).get("Item")
+        return plain(item) if item else None
+
+    def set_progress(self, job_id: str, progress: float) -> bool:
+        """Record progress of a job still running; False if it already ended (a late message)."""
+        return self._update(
+            job_id,
+            "SET progress = :p, #s = :running, updatedAt = :now",
+            "#s IN (:submitted, :running)",
+            {":p": Decimal(str(round(progress, 4))), ":running": RUNNING, ":submitted": SUBMITTED},
+        )
+
+    def mark_succeeded(self, job_id: str, result_key: str, public: bool) -> bool:
+        """False if the job had already succeeded (a redelivered result)."""
+        now = now_ms()
+        feed = ", feed = :feed" if public else ""
+        values: dict[str, Any] = {":result": result_key, ":done": SUCCEEDED, ":completed": now}
+        if public:
+            values[":feed"] = FEED
+        return self._update(
+            job_id,
+            f"SET #s = :done, resultKey = :result, progress = :one, completedAt = :completed, updatedAt = :now{feed}",
+            "#s <> :done",
+            {**values, ":one": 1},
+        )
+
+    def mark_failed(self, job_id: str, error: str) -> bool:
+        """False if the job had already ended."""
+        return self._update(
+            job_id,
+            "SET #s = :failed, #e = :error, updatedAt = :now",
+            "#s IN (:submitted, :running)",
+            {":failed": FAILED, ":error": error[:1000], ":submitted": SUBMITTED, ":running": RUNNING},
+            names={"#e": "error"},
+        )
+
+    def _update(
+        self, job_id: str, expression: str, condition: str, values: dict[str, Any], names: dict[str, str] | None = None
+    ) -> bool:
+        try:
+            self.table.update_item(
+                Key={"jobId": job_id},
+                UpdateExpression=expression,
+                ConditionExpression=f"attribute_exists(jobId) AND ({condition})",
+                ExpressionAttributeNames={"#s": "status", **(names or {})},
+                ExpressionAttributeValues={**values, ":now": now_ms()},
+            )
+        except ClientError as failure:
+            if failure.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def public_page(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """The newest public results first; `cursor` continues where the last page stopped."""
+        query: dict[str, Any] = {
+            "IndexName": FEED_INDEX,
+            "KeyConditionExpression": "feed = :feed",
+            "ExpressionAttributeValues": {":feed": FEED},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            query["ExclusiveStartKey"] = decode_cursor(cursor)
+        page = self.table.query(**query)
+        last = page.get("LastEvaluatedKey")
+        return [plain(item) for item in page.get("Items", [])], encode_cursor(last) if last else None
+
+
+def encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(plain(key), separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    """A cursor from `public_page`; anything else is refused (it reaches DynamoDB otherwise)."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("cursor is not one this service gave out") from None
+    if not (isinstance(key, dict) and set(key) == {"jobId", "feed", "completedAt"}):
+        raise ValueError("cursor is not one this service gave out")
+    if not (isinstance(key["jobId"], str) and key["feed"] == FEED and isinstance(key["completedAt"], int)):
+        raise ValueError("cursor is not one this service gave out")
+    return key

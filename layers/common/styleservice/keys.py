@@ -1,0 +1,56 @@
+"""The S3 key layout, and the only way keys are made from client input.
+
+styles/<name>.jpg                         the style catalogue (public through CloudFront)
+uploads/<32 hex>.<jpg|png|webp>           presigned-POST uploads (expire after a day if unused)
+public/input/<jobId>.<ext>                content images of public jobs (public)
+public/output/<jobId>.jpg                 their results (public)
+private/input/<jobId>.<ext>               private jobs: reachable only through presigned URLs
+private/output/<jobId>.jpg
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+STYLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}\.(jpg|png|webp)$")
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def style_key(name: str) -> str:
+    if not STYLE_NAME.match(name):
+        raise ValueError(f"not a style name: {name!r}")
+    return f"styles/{name}.jpg"
+
+
+def style_name(key: str) -> str | None:
+    """The catalogue name of a `styles/<name>.jpg` key, or None for any other key."""
+    match = re.match(r"^styles/([a-z0-9][a-z0-9-]{0,39})\.jpg$", key)
+    return match.group(1) if match else None
+
+
+def upload_key(content_type: str) -> str:
+    return f"uploads/{uuid.uuid4().hex}.{EXTENSIONS[content_type]}"
+
+
+def is_upload_key(key: str) -> bool:
+    """True only for keys this service hands out: no prefixes, no '..', no other folders."""
+    return bool(UPLOAD_KEY.match(key))
+
+
+def _area(private: bool) -> str:
+    return "private" if private else "public"
+
+
+def input_key(job_id: str, private: bool, extension: str) -> str:
+    return f"{_area(private)}/input/{job_id}.{extension}"
+
+
+def output_key(job_id: str, private: bool) -> str:
+    return f"{_area(private)}/output/{job_id}.jpg"

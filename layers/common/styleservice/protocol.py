@@ -1,0 +1,161 @@
+"""The WebSocket protocol: what clients send, what the service answers and pushes.
+
+Client to server: JSON with an `action` (the API's route selection is `$request.body.action`).
+Server to client: `{"event": NAME, "data": {...}}`. Job events carry the job id in the name,
+`TRANSFER_STYLE_COMPLETED::<jobId>`, so a page can listen for exactly its own job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+# Actions (routes)
+TRANSFER_STYLE = "TRANSFER_STYLE"
+REQUEST_UPLOAD = "REQUEST_UPLOAD"
+LIST_STYLES = "LIST_STYLES"
+LIST_IMAGES = "LIST_IMAGES"
+GET_JOB = "GET_JOB"
+ACTIONS = (TRANSFER_STYLE, REQUEST_UPLOAD, LIST_STYLES, LIST_IMAGES, GET_JOB)
+
+# Events: answers to a request
+ACCEPTED = "TRANSFER_STYLE_ACCEPTED"  # {jobId, jobToken}
+UPLOAD_READY = "UPLOAD_READY"  # {key, url, fields, expiresIn}
+STYLES = "STYLES"  # {styles: [{name, previewUrl}]}
+IMAGES = "IMAGES"  # {images: [{jobId, input, result, style, completedAt}], cursor}
+JOB = "JOB"  # {jobId, status, progress, result?, error?}
+ERROR = "ERROR"  # {action, message}
+# Events: pushed while and after a job runs
+PROGRESS = "TRANSFER_STYLE_PROGRESS"  # ::<jobId> {progress, iteration, total}
+COMPLETED = "TRANSFER_STYLE_COMPLETED"  # ::<jobId> {result}; and, for public jobs, to everyone
+FAILED = "TRANSFER_STYLE_FAILED"  # ::<jobId> {error}
+
+MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit (not adjustable)
+ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+class ProtocolError(ValueError):
+    """A request the service refuses; the message is shown to the client as is."""
+
+
+def for_job(event: str, job_id: str) -> str:
+    return f"{event}::{job_id}"
+
+
+def message(event: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event": event, "data": data}
+
+
+def error(action: str | None, text: str) -> dict[str, Any]:
+    return message(ERROR, {"action": action, "message": text})
+
+
+class _Request(BaseModel):
+    # strict: "true" is not a boolean and "5" is not a number; unknown fields are mistakes
+    model_config = ConfigDict(strict=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class JobOptions(_Request):
+    """The engine's user-facing options, bounded for a shared service."""
+
+    preset: Literal["preview", "standard", "high"] = "standard"
+    size: int | None = Field(default=None, ge=64, le=2048)
+    strength: float = Field(default=0.5, ge=0.0, le=1.0)
+    preserve_colors: bool = False
+    style_scale: float = Field(default=1.0, ge=0.25, le=2.0)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class TransferStyle(_Request):
+    action: Literal["TRANSFER_STYLE"]
+    image: str = Field(min_length=1, max_length=MAX_MESSAGE_BYTES)  # data URL, or an upload's key
+    style: str = Field(min_length=1, max_length=200)  # a catalogue name, or an upload's key
+    is_private: bool
+    options: JobOptions = JobOptions()
+
+
+class RequestUpload(_Request):
+    action: Literal["REQUEST_UPLOAD"]
+    content_type: Literal["image/jpeg", "image/png", "image/webp"]
+    size: int = Field(gt=0)
+
+
+class ListStyles(_Request):
+    action: Literal["LIST_STYLES"]
+
+
+class ListImages(_Request):
+    action: Literal["LIST_IMAGES"]
+    limit: int = Field(default=20, ge=1, le=50)
+    cursor: str | None = Field(default=None, max_length=2000)
+
+
+class GetJob(_Request):
+    action: Literal["GET_JOB"]
+    job_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    job_token: str = Field(min_length=1, max_length=200)
+
+
+def parse(body: str | None, model: type[_Request]) -> Any:
+    """Validate a request body against its model; every failure is one readable ProtocolError."""
+    if not body:
+        raise ProtocolError("empty message: send a JSON object with an 'action'")
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        raise ProtocolError("the message is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("the message must be a JSON object with an 'action'")
+    try:
+        return model.model_validate(data)
+    except ValidationError as invalid:
+        first = invalid.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "message"
+        if first["type"] == "missing":
+            raise ProtocolError(f"{where} is required") from None
+        if first["type"] == "extra_forbidden":
+            raise ProtocolError(f"unknown field {where}") from None
+        raise ProtocolError(f"{where}: {first['msg']}") from None
+
+
+_DATA_URL = re.compile(r"^data:(image/[a-z]+);base64,([A-Za-z0-9+/=\s]+)$")
+_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+)
+
+
+def sniff(data: bytes) -> str | None:
+    """The image type that the bytes themselves say, whatever the client claimed."""
+    for magic, content_type in _MAGIC:
+        if data.startswith(magic):
+            return content_type
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def decode_data_url(url: str) -> tuple[str, bytes]:
+    """(content type, bytes) of a base64 image data URL whose bytes really are that image type."""
+    match = _DATA_URL.match(url)
+    if not match:
+        raise ProtocolError("image must be a base64 data URL (data:image/jpeg;base64,...) or an upload key")
+    claimed = match.group(1)
+    if claimed not in ALLOWED_TYPES:
+        raise ProtocolError(f"{claimed} is not accepted: send JPEG, PNG or WebP")
+    try:
+        data = base64.b64decode(match.group(2), validate=False)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("the image data URL is not valid base64") from None
+    actual = sniff(data)
+    if actual is None:
+        raise ProtocolError("the image is not a JPEG, PNG or WebP file")
+    if actual != claimed:
+        raise ProtocolError(f"the image says {claimed} but its bytes are {actual}")
+    return actual, data

@@ -1,0 +1,72 @@
+"""Configuration from the environment that template.yaml gives each function.
+
+Each function gets only the variables it needs, so each value is read when first used; a missing
+one is a deployment mistake and fails loudly, naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class MissingSettingError(RuntimeError):
+    pass
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise MissingSettingError(f"environment variable {name} is not set (see template.yaml)")
+    return value
+
+
+class Settings:
+    @property
+    def connections_table(self) -> str:
+        return _required("CONNECTIONS_TABLE")
+
+    @property
+    def jobs_table(self) -> str:
+        return _required("JOBS_TABLE")
+
+    @property
+    def images_bucket(self) -> str:
+        return _required("IMAGES_BUCKET")
+
+    @property
+    def state_machine_arn(self) -> str:
+        return _required("STATE_MACHINE_ARN")
+
+    @property
+    def results_queue_url(self) -> str:
+        return _required("RESULTS_QUEUE_URL")
+
+    @property
+    def websocket_endpoint(self) -> str:
+        """https://{api}.execute-api.{region}.amazonaws.com/{stage}: the @connections API."""
+        return _required("WEBSOCKET_ENDPOINT")
+
+    @property
+    def public_base_url(self) -> str:
+        """https://{CloudFront domain}: serves public/ images, styles/ and the pages."""
+        return _required("PUBLIC_BASE_URL").rstrip("/")
+
+    @property
+    def idempotency_table(self) -> str:
+        return _required("IDEMPOTENCY_TABLE")
+
+    @property
+    def presigned_url_seconds(self) -> int:
+        return int(os.environ.get("PRESIGNED_URL_SECONDS", "900"))
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(os.environ.get("MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
+
+    @property
+    def connection_ttl_seconds(self) -> int:
+        """API Gateway closes a connection after 2 h; rows outlive that a little, then expire."""
+        return int(os.environ.get("CONNECTION_TTL_SECONDS", str(3 * 3600)))
+
+
+settings = Settings()
