@@ -167,6 +167,7 @@ class LocalAws:
                 if spec is None or spec.loader is None:
                     raise ImportError(f"no handler module at {path}")
                 module = importlib.util.module_from_spec(spec)
+                sys.modules[spec.name] = module  # as an import would: dataclasses and pickling look it up
                 spec.loader.exec_module(module)
                 self._modules[logical_id] = module
             return getattr(self._modules[logical_id], function_name)

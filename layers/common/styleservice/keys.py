@@ -14,9 +14,10 @@ import re
 import uuid
 
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
-STYLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}\.(jpg|png|webp)$")
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+# \Z, not $: Python's $ also matches before a final newline, so "uploads/<hex>.png\n" would pass
+STYLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
+UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}\.(jpg|png|webp)\Z")
+JOB_ID = re.compile(r"^[0-9a-f]{32}\Z")
 
 
 def new_job_id() -> str:
@@ -31,7 +32,7 @@ def style_key(name: str) -> str:
 
 def style_name(key: str) -> str | None:
     """The catalogue name of a `styles/<name>.jpg` key, or None for any other key."""
-    match = re.match(r"^styles/([a-z0-9][a-z0-9-]{0,39})\.jpg$", key)
+    match = re.match(r"^styles/([a-z0-9][a-z0-9-]{0,39})\.jpg\Z", key)
     return match.group(1) if match else None
 
 

@@ -1,0 +1,45 @@
+"""GET_JOB: a job's state for whoever holds its token (the page that submitted it, after a
+reconnect or a reload). A wrong token and an unknown job get the same answer, so the answer says
+nothing about which job ids exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from styleservice.jobs import FAILED, SUCCEEDED, Jobs, token_matches
+from styleservice.protocol import GET_JOB, JOB, GetJob, ProtocolError, message
+from styleservice.routes import route
+from styleservice.storage import presigned_get, public_url, s3_client
+
+logger = Logger()
+tracer = Tracer()
+jobs = Jobs()
+s3 = s3_client()
+
+NOT_FOUND = "no job with that jobId and jobToken"
+
+
+def status(request: GetJob, event: dict[str, Any]) -> dict[str, Any]:
+    item = jobs.get(request.job_id)
+    if item is None or not token_matches(item, request.job_token):
+        raise ProtocolError(NOT_FOUND)
+    data: dict[str, Any] = {"jobId": item["jobId"], "status": item["status"], "progress": item.get("progress", 0)}
+    if item["status"] == SUCCEEDED:
+        key = item["resultKey"]
+        # private results are never public: a short-lived link, for the token's holder only
+        data["result"] = presigned_get(s3, key) if item.get("isPrivate") else public_url(key)
+    elif item["status"] == FAILED:
+        data["error"] = item.get("error", "the job failed")
+    return message(JOB, data)
+
+
+answer = route(GET_JOB, GetJob, status)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return answer(event, context)

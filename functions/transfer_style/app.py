@@ -1,0 +1,181 @@
+"""TRANSFER_STYLE: check the photo and the style, store the photo under the job's own key, record
+the job and start its Step Functions execution; answer with the job's id and its secret token.
+
+Every check runs before anything is written, so a refused request leaves nothing behind: no
+object, no job item, no execution."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
+from styleservice import keys
+from styleservice.jobs import Jobs, new_token
+from styleservice.protocol import (
+    ACCEPTED,
+    ERROR,
+    TRANSFER_STYLE,
+    ProtocolError,
+    TransferStyle,
+    decode_data_url,
+    error,
+    message,
+    sniff,
+)
+from styleservice.routes import connection_id, route
+from styleservice.settings import settings
+from styleservice.storage import object_start, s3_client
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+s3 = s3_client()
+states = boto3.client("stepfunctions")
+jobs = Jobs()
+
+CUSTOM_STYLE = "custom"  # the job's `style` when the style image is the client's own upload
+IMAGE_FORMS = "a base64 data URL (data:image/jpeg;base64,...) or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
+STYLE_FORMS = "a style name from LIST_STYLES or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
+START_FAILED = "the service could not start the job"
+
+
+class Image(NamedTuple):
+    content_type: str  # what the bytes are, whatever the client claimed
+    data: bytes | None = None  # a data URL's bytes ...
+    upload_key: str | None = None  # ... or an upload to copy
+    etag: str = ""
+
+
+def checked_upload(key: str, field: str) -> tuple[str, str]:
+    """(content type, ETag) of an upload that exists and really is an image."""
+    start = object_start(s3, key)
+    if start is None:
+        raise ProtocolError(
+            f"{field}: there is no upload at {key}; POST the file with the url and fields from REQUEST_UPLOAD "
+            "first (uploads expire after a day)"
+        )
+    if start.size > settings.max_upload_bytes:
+        raise ProtocolError(f"{field}: the upload is {start.size} bytes, over the limit of {settings.max_upload_bytes}")
+    content_type = sniff(start.data)
+    if content_type is None:
+        raise ProtocolError(f"{field}: the upload at {key} is not a JPEG, PNG or WebP file")
+    return content_type, start.etag
+
+
+def resolve_image(value: str) -> Image:
+    if value.startswith("data:"):
+        content_type, data = decode_data_url(value)
+        return Image(content_type, data=data)
+    if keys.is_upload_key(value):
+        content_type, etag = checked_upload(value, "image")
+        return Image(content_type, upload_key=value, etag=etag)
+    # anything else (other folders, '..', absolute paths, %-encodings) names no object of the client's
+    raise ProtocolError(f"image must be {IMAGE_FORMS}")
+
+
+def resolve_style(value: str) -> tuple[str, str]:
+    """(style for the job item, key of the style image)."""
+    if keys.STYLE_NAME.match(value):
+        key = keys.style_key(value)
+        if object_start(s3, key) is None:
+            raise ProtocolError(f"unknown style {value!r}: LIST_STYLES gives the catalogue")
+        return value, key
+    if keys.is_upload_key(value):
+        checked_upload(value, "style")
+        return CUSTOM_STYLE, value
+    raise ProtocolError(f"style must be {STYLE_FORMS}")
+
+
+def store(image: Image, key: str) -> None:
+    bucket = settings.images_bucket
+    if image.data is not None:
+        s3.put_object(Bucket=bucket, Key=key, Body=image.data, ContentType=image.content_type)
+        return
+    # exactly the bytes that were sniffed: the presigned POST stays valid for a while and could
+    # replace the upload in between
+    condition = {"CopySourceIfMatch": image.etag} if image.etag else {}
+    try:
+        s3.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": image.upload_key},
+            MetadataDirective="REPLACE",
+            ContentType=image.content_type,
+            **condition,
+        )
+    except ClientError as failure:
+        if failure.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            raise ProtocolError("image: the upload changed while it was checked; send the request again") from None
+        raise
+
+
+def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
+    image = resolve_image(request.image)
+    style, style_key = resolve_style(request.style)
+
+    job_id = keys.new_job_id()
+    token, token_hash = new_token()
+    private = request.is_private
+    input_key = keys.input_key(job_id, private, keys.EXTENSIONS[image.content_type])
+    output_key = keys.output_key(job_id, private)
+    options = request.options.model_dump(by_alias=True)
+    store(image, input_key)
+    jobs.create(
+        {
+            "jobId": job_id,
+            "connectionId": connection_id(event),
+            "tokenHash": token_hash,
+            "isPrivate": private,
+            "inputKey": input_key,
+            "style": style,
+            "styleKey": style_key,
+            "outputKey": output_key,
+            "options": options,
+        }
+    )
+    execution = {
+        "jobId": job_id,
+        "inputKey": input_key,
+        "styleKey": style_key,
+        "outputKey": output_key,
+        "isPrivate": private,
+        "options": options,
+    }
+    logger.append_keys(jobId=job_id)
+    try:
+        # name = jobId: the execution of a job is found by the job's id, and Step Functions
+        # refuses a second execution of that name
+        states.start_execution(stateMachineArn=settings.state_machine_arn, name=job_id, input=json.dumps(execution))
+    except (ClientError, BotoCoreError):
+        logger.exception("the execution did not start")
+        # the job must not look as if it were queued: it ends FAILED, and the client is told
+        try:
+            jobs.mark_failed(job_id, START_FAILED)
+        except (ClientError, BotoCoreError):  # the client is told all the same; the log has both
+            logger.exception("the job could not be marked FAILED either")
+        metrics.add_metric(name="JobStartFailed", unit=MetricUnit.Count, value=1)
+        return error(TRANSFER_STYLE, f"{START_FAILED}; please try again")
+    metrics.add_dimension(name="isPrivate", value=str(private).lower())
+    metrics.add_metric(name="JobSubmitted", unit=MetricUnit.Count, value=1)
+    logger.info("job submitted", extra={"isPrivate": private, "style": style})
+    return message(ACCEPTED, {"jobId": job_id, "jobToken": token})
+
+
+answer = route(TRANSFER_STYLE, TransferStyle, submit)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = answer(event, context)
+    if json.loads(response["body"])["event"] == ERROR:
+        # every ERROR answer, the failed starts included: a jump says the page and the protocol disagree
+        metrics.add_metric(name="TransferRefused", unit=MetricUnit.Count, value=1)
+    return response
