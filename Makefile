@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean sam sam-validate sam-build
 
 setup: $(INSTALLED)
 
@@ -24,15 +24,38 @@ demo: $(INSTALLED)
 	$(VENV)/bin/stylize $(OUT)/samples/chelsea.png $(OUT)/samples/swirls.png --preset preview -o $(OUT)/chelsea-swirls.jpg
 	@echo "result: $(OUT)/chelsea-swirls.jpg"
 
+# AWS SAM CLI in a virtual environment of its own: its pins (boto3, click, cfn-lint) clash with
+# the project's. The stack's tests call it (`sam validate --lint`, `sam build`).
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+export SAM_CLI_TELEMETRY := 0
+
+sam: $(SAM)
+
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+	touch $@
+
+sam-validate: $(SAM)
+	$(SAM) validate --lint --region us-east-1
+
+# `sam build` needs python3.12 (the functions' runtime) on PATH; where pyenv has one that is not
+# the selected version, its shim refuses to run it, so the interpreter's own folder goes first.
+PY312_DIR := $(patsubst %/,%,$(dir $(lastword $(sort $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12)))))
+
+sam-build: $(SAM)
+	PATH="$(if $(PY312_DIR),$(PY312_DIR):)$$PATH" $(SAM) build
+
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: lint $(SAM)
 	$(PY) -m pytest
 
 bench: $(INSTALLED)
 	$(PY) agent/benchmarks/bench_engine.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache

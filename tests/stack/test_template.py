@@ -1,0 +1,569 @@
+"""The infrastructure definition: template.yaml as SAM and CloudFormation see it (`sam validate
+--lint`, `sam build`), the state machine as statelint sees it, the rules that keep the stack
+least-privilege and private, and the state machine's failure path run by moto.
+
+SAM CLI lives in .venv-sam (`make sam`; `make test` makes it first): without it these tests fail,
+they do not skip."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from statelint.linter import Linter
+
+from . import template
+from .template import ROOT
+
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+ASL = ROOT / "statemachine" / "transfer.asl.json"
+
+# route key -> function, as the WebSocket protocol defines them
+ROUTES = {
+    "$connect": "ConnectFunction",
+    "$disconnect": "DisconnectFunction",
+    "$default": "DefaultFunction",
+    "TRANSFER_STYLE": "TransferStyleFunction",
+    "REQUEST_UPLOAD": "RequestUploadFunction",
+    "LIST_STYLES": "ListStylesFunction",
+    "LIST_IMAGES": "ListImagesFunction",
+    "GET_JOB": "GetJobFunction",
+}
+ONE_WAY = {"$connect", "$disconnect"}  # API Gateway sends nothing back on these
+
+# The only actions that may be granted on Resource "*": they have no resource-level permissions.
+STAR_RESOURCE_ACTIONS = {
+    "batch:DescribeJobs",
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+}
+
+GENERIC_REASON = "the style transfer job failed; please try again"
+
+
+def sam(*args: str, timeout: int = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    if not SAM.exists():
+        pytest.fail(f"SAM CLI is not installed at {SAM.relative_to(ROOT)}: run `make sam`")
+    return subprocess.run(
+        [str(SAM), *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {}), "SAM_CLI_TELEMETRY": "0"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def with_python312(path: str) -> str:
+    """PATH with a working python3.12 in front: `sam build` builds with the functions' runtime.
+    pyenv's shim answers to python3.12 even where 3.12 is not the selected version, so the
+    interpreter in pyenv's versions/ is tried as well."""
+    root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    found = [*(p for d in path.split(os.pathsep) if (p := os.path.join(d, "python3.12")) and os.path.isfile(p)),
+             *sorted(glob.glob(f"{root}/versions/3.12*/bin/python3.12"))]  # fmt: skip
+    for candidate in found:
+        if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            return os.path.dirname(candidate) + os.pathsep + path
+    pytest.fail("`sam build` needs python3.12 (the functions' runtime) and none runs here")
+
+
+def resources(kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r["Properties"] for name, r in template.resources(kind).items()}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def sub_text(value: Any) -> str:
+    """The text of a !Sub, or the string itself."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        return value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+    assert isinstance(value, str), f"expected a string or !Sub, got {value!r}"
+    return value
+
+
+def policy_statements(node: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every IAM statement anywhere in the template: SAM Policies, roles, bucket policies."""
+    if isinstance(node, dict):
+        if "Effect" in node and ({"Action", "NotAction"} & node.keys()):
+            yield where, node
+        for key, value in node.items():
+            yield from policy_statements(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from policy_statements(value, f"{where}/{index}")
+
+
+def asl() -> dict[str, Any]:
+    return json.loads(ASL.read_text())
+
+
+def substituted_asl() -> str:
+    """The definition with plausible values for its ${...} placeholders, as deployed."""
+    values = {
+        "JobsTable": "style-JobsTable-1ABCDEFGHIJK",
+        "ResultsQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/style-ResultsQueue-1ABCDEFGHIJK",
+        "JobQueue": "style-gpu",
+        "JobDefinition": "style-worker",
+    }
+    text = ASL.read_text()
+    for key, value in values.items():
+        text = text.replace("${" + key + "}", value)
+    return text
+
+
+def batch_task() -> tuple[str, dict[str, Any]]:
+    tasks = {name: state for name, state in asl()["States"].items() if "batch:submitJob" in state.get("Resource", "")}
+    assert len(tasks) == 1, f"one Batch task expected, found {sorted(tasks)}"
+    return next(iter(tasks.items()))
+
+
+# --- SAM itself -------------------------------------------------------------------------------
+
+
+def test_sam_validate_lint_passes():
+    result = sam("validate", "--lint", "--region", "us-east-1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_sam_build_packages_the_layer_and_every_function(tmp_path: Path):
+    build = tmp_path / "build"
+    result = sam("build", "--build-dir", str(build), "--parallel", env={"PATH": with_python312(os.environ["PATH"])})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    layer = build / "CommonLayer" / "python"
+    assert (layer / "styleservice" / "__init__.py").is_file()
+    assert (layer / "styleservice" / "jobs.py").is_file()
+    assert (layer / "aws_lambda_powertools").is_dir()  # from layers/common/requirements.txt
+    for logical_id in template.resources("AWS::Serverless::Function"):
+        assert (build / logical_id / "app.py").is_file(), f"{logical_id}: no app.py in the build"
+    built = (build / "template.yaml").read_text()
+    assert "CommonLayer" in built
+
+
+# --- the state machine ------------------------------------------------------------------------
+
+
+def test_statelint_accepts_the_state_machine():
+    assert Linter.validate(substituted_asl()) == []
+
+
+def test_every_placeholder_of_the_definition_has_a_substitution():
+    props = template.resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"]
+    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
+    assert placeholders == set(props["DefinitionSubstitutions"])
+    assert props["Type"] == "STANDARD"  # batch:submitJob.sync runs only in Standard workflows
+
+
+def test_the_batch_task_waits_retries_only_transient_errors_times_out_and_catches():
+    name, task = batch_task()
+    assert task["Resource"] == "arn:aws:states:::batch:submitJob.sync"
+    assert task["Parameters"]["JobName.$"] == "$.jobId"
+    assert task["Parameters"]["ContainerOverrides"]["Environment"] == [
+        {"Name": "JOB_JSON", "Value.$": "States.JsonToString($)"}
+    ]
+    assert 0 < task["TimeoutSeconds"] <= 24 * 3600
+    assert task["ResultPath"].startswith("$."), "the job's result must not replace the execution's input"
+    retried = {error for retrier in task["Retry"] for error in retrier["ErrorEquals"]}
+    assert retried, f"{name} retries nothing"
+    assert all(error.startswith("Batch.") for error in retried), retried  # never States.Timeout/ALL/TaskFailed
+    assert all(retrier.get("BackoffRate", 1) > 1 for retrier in task["Retry"])
+    assert [c["ErrorEquals"] for c in task["Catch"]] == [["States.ALL"]]
+
+
+def test_the_failure_path_reads_the_reason_notifies_and_marks_the_job_failed():
+    states = asl()["States"]
+    read = states[batch_task()[1]["Catch"][0]["Next"]]
+    assert read["Resource"] == "arn:aws:states:::dynamodb:getItem"
+    assert read["Parameters"]["ConsistentRead"] is True
+    notify = states["NotifyFailure"]
+    assert notify["Resource"] == "arn:aws:states:::sqs:sendMessage"
+    body = notify["Parameters"]["MessageBody"]
+    assert body["type"] == "failed"
+    assert body["requestId.$"] == "$.jobId"
+    mark = states[notify["Next"]]
+    assert "#s <> :succeeded" in mark["Parameters"]["ConditionExpression"]
+    assert "attribute_exists(jobId)" in mark["Parameters"]["ConditionExpression"]  # never creates an item
+    assert states[mark["Next"]]["Type"] == "Fail"
+
+
+# --- IAM ---------------------------------------------------------------------------------------
+
+
+def test_no_statement_grants_a_wildcard_action():
+    found = list(policy_statements(template.load()["Resources"]))
+    assert len(found) > 20  # the walk does find the statements
+    for where, statement in found:
+        assert "NotAction" not in statement, where
+        assert "NotResource" not in statement, where
+        if statement["Effect"] == "Deny":
+            continue  # a Deny only takes access away (the bucket's TLS-only rule names s3:*)
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, f"{where}: wildcard action {action}"
+
+
+def test_resource_star_only_for_actions_without_resource_level_permissions():
+    for where, statement in policy_statements(template.load()["Resources"]):
+        if statement["Effect"] == "Allow" and "*" in as_list(statement.get("Resource", [])):
+            assert set(as_list(statement["Action"])) <= STAR_RESOURCE_ACTIONS, where
+
+
+def test_functions_have_only_inline_statements():
+    for logical_id, props in resources("AWS::Serverless::Function").items():
+        for policy in props.get("Policies", []):
+            # no managed policies or SAM policy templates (each grants more than a function needs)
+            assert isinstance(policy, dict), logical_id
+            assert set(policy) == {"Statement"}, logical_id
+
+
+def test_the_state_machine_may_run_and_watch_batch_jobs():
+    statements = template.resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"]["Policies"][
+        0
+    ]["Statement"]
+    actions = {action for s in statements for action in as_list(s["Action"])}
+    assert {"batch:SubmitJob", "batch:DescribeJobs", "batch:TerminateJob"} <= actions
+    assert {"events:PutTargets", "events:PutRule", "events:DescribeRule"} <= actions
+    assert {"dynamodb:GetItem", "dynamodb:UpdateItem", "sqs:SendMessage"} <= actions
+    events = next(s for s in statements if "events:PutRule" in s["Action"])
+    assert sub_text(events["Resource"]).endswith(":rule/StepFunctionsGetEventsForBatchJobsRule")
+    submit = next(s for s in statements if s["Action"] == ["batch:SubmitJob"])
+    assert {"Ref": "GpuJobQueue"} in submit["Resource"]
+
+
+def test_the_worker_reads_inputs_and_writes_only_results():
+    role = resources("AWS::IAM::Role")["WorkerJobRole"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    granted = {
+        (action, sub_text(resource).removeprefix("${ImagesBucket.Arn}/"))
+        for s in statements
+        for action in s["Action"]
+        if action.startswith("s3:")
+        for resource in as_list(s["Resource"])
+    }
+    assert granted == {
+        ("s3:GetObject", "styles/*"),
+        ("s3:GetObject", "uploads/*"),
+        ("s3:GetObject", "public/input/*"),
+        ("s3:GetObject", "private/input/*"),
+        ("s3:PutObject", "public/output/*"),
+        ("s3:PutObject", "private/output/*"),
+    }
+
+
+# --- the WebSocket API -------------------------------------------------------------------------
+
+
+def test_every_route_has_an_integration_a_permission_and_if_two_way_a_route_response():
+    routes = {props["RouteKey"]: (name, props) for name, props in resources("AWS::ApiGatewayV2::Route").items()}
+    assert set(routes) == set(ROUTES)
+    integrations = resources("AWS::ApiGatewayV2::Integration")
+    permissions = resources("AWS::Lambda::Permission")
+    responses = resources("AWS::ApiGatewayV2::RouteResponse")
+    assert resources("AWS::ApiGatewayV2::Api")["WebSocketApi"]["RouteSelectionExpression"] == "$request.body.action"
+    for key, function in ROUTES.items():
+        name, route = routes[key]
+        assert route["ApiId"] == {"Ref": "WebSocketApi"}, key
+        target = re.fullmatch(r"integrations/\$\{(\w+)\}", sub_text(route["Target"]))
+        assert target, f"{key}: target {route['Target']}"
+        assert target.group(1) in integrations, f"{key}: target {route['Target']}"
+        integration = integrations[target.group(1)]
+        assert integration["IntegrationType"] == "AWS_PROXY", key
+        assert integration["ApiId"] == {"Ref": "WebSocketApi"}, key
+        assert f"/functions/${{{function}.Arn}}/invocations" in sub_text(integration["IntegrationUri"]), key
+
+        allowed = [p for p in permissions.values() if p["FunctionName"] == {"Ref": function}]
+        assert len(allowed) == 1, f"{function}: {len(allowed)} permissions"
+        assert allowed[0]["Principal"] == "apigateway.amazonaws.com"
+        assert allowed[0]["Action"] == "lambda:InvokeFunction"
+        assert sub_text(allowed[0]["SourceArn"]) == (
+            f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/*/{key}"
+        )
+
+        answers = [r for r in responses.values() if r["RouteId"] == {"Ref": name}]
+        if key in ONE_WAY:
+            assert not answers, key
+            assert "RouteResponseSelectionExpression" not in route, key
+        else:
+            assert route.get("RouteResponseSelectionExpression") == "$default", key
+            assert [r["RouteResponseKey"] for r in answers] == ["$default"], key
+            assert answers[0]["ApiId"] == {"Ref": "WebSocketApi"}
+
+
+def test_only_the_notifier_has_no_route():
+    routed = set(ROUTES.values())
+    assert set(template.resources("AWS::Serverless::Function")) - routed == {"NotifyFunction"}
+
+
+def test_the_stage_deploys_itself_after_every_route_and_is_throttled():
+    stage = template.resources("AWS::ApiGatewayV2::Stage")["WebSocketStage"]
+    props = stage["Properties"]
+    assert props["StageName"] == {"Ref": "Stage"}
+    assert props["AutoDeploy"] is True
+    assert props["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
+    assert props["DefaultRouteSettings"]["ThrottlingBurstLimit"] > 0
+    assert set(stage["DependsOn"]) == set(template.resources("AWS::ApiGatewayV2::Route"))
+
+
+# --- the bucket and CloudFront -----------------------------------------------------------------
+
+
+def test_the_bucket_blocks_public_access():
+    bucket = resources("AWS::S3::Bucket")["ImagesBucket"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+def test_the_bucket_policy_lets_only_the_distribution_read_only_public_areas():
+    policy = resources("AWS::S3::BucketPolicy")["ImagesBucketPolicy"]
+    assert policy["Bucket"] == {"Ref": "ImagesBucket"}
+    statements = policy["PolicyDocument"]["Statement"]
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    assert allows
+    readable = set()
+    for statement in allows:
+        assert statement["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+        assert as_list(statement["Action"]) == ["s3:GetObject"]
+        source = statement["Condition"]["StringEquals"]["AWS:SourceArn"]
+        assert sub_text(source).endswith(":distribution/${Distribution}")
+        readable |= {sub_text(r) for r in as_list(statement["Resource"])}
+    assert readable == {f"${{ImagesBucket.Arn}}/{area}/*" for area in ("public", "styles", "web")}
+    assert not any("private" in r or "uploads" in r for r in readable)
+    plain_http = [s for s in statements if s["Effect"] == "Deny"]
+    assert len(plain_http) == 1
+    assert plain_http[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert plain_http[0]["Principal"] == "*"
+    assert {sub_text(r) if "Fn::Sub" in r else json.dumps(r) for r in plain_http[0]["Resource"]} == {
+        json.dumps({"Fn::GetAtt": ["ImagesBucket", "Arn"]}),
+        "${ImagesBucket.Arn}/*",
+    }
+
+
+def test_cloudfront_reads_the_bucket_with_origin_access_control_over_https():
+    control = resources("AWS::CloudFront::OriginAccessControl")["ImagesOriginAccessControl"]
+    assert control["OriginAccessControlConfig"]["OriginAccessControlOriginType"] == "s3"
+    assert control["OriginAccessControlConfig"]["SigningBehavior"] == "always"
+    assert control["OriginAccessControlConfig"]["SigningProtocol"] == "sigv4"
+    config = resources("AWS::CloudFront::Distribution")["Distribution"]["DistributionConfig"]
+    (origin,) = config["Origins"]
+    assert origin["DomainName"] == {"Fn::GetAtt": ["ImagesBucket", "RegionalDomainName"]}
+    assert origin["OriginAccessControlId"] == {"Fn::GetAtt": ["ImagesOriginAccessControl", "Id"]}
+    assert origin["S3OriginConfig"]["OriginAccessIdentity"] == ""  # no legacy OAI
+    for behavior in [config["DefaultCacheBehavior"], *config.get("CacheBehaviors", [])]:
+        assert behavior["ViewerProtocolPolicy"] in {"redirect-to-https", "https-only"}
+        assert set(behavior.get("AllowedMethods", ["GET", "HEAD"])) == {"GET", "HEAD"}
+    assert config["HttpVersion"] == "http2and3"
+
+
+# --- Batch ---------------------------------------------------------------------------------------
+
+
+def test_the_gpu_compute_environment_scales_to_zero():
+    environment = resources("AWS::Batch::ComputeEnvironment")["GpuComputeEnvironment"]
+    compute = environment["ComputeResources"]
+    assert environment["Type"] == "MANAGED"
+    assert compute["MinvCpus"] == 0
+    assert "DesiredvCpus" not in compute  # a fixed desired count would keep instances up
+    assert compute["MaxvCpus"] == {"Ref": "MaxvCpus"}
+    assert compute["InstanceTypes"] == {"Ref": "GpuInstanceTypes"}
+    assert compute["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]
+    assert compute["AllocationStrategy"] == {"Fn::If": ["UseSpot", "SPOT_CAPACITY_OPTIMIZED", "BEST_FIT_PROGRESSIVE"]}
+    subnets = resources("AWS::EC2::Subnet")
+    assert len(compute["Subnets"]) == 2
+    assert all(subnets[s["Ref"]]["MapPublicIpOnLaunch"] is True for s in compute["Subnets"])
+    (group,) = compute["SecurityGroupIds"]
+    assert "SecurityGroupIngress" not in resources("AWS::EC2::SecurityGroup")[group["Ref"]]
+
+
+def test_the_job_definition_runs_the_worker_on_one_gpu_and_retries_only_lost_hosts():
+    definition = resources("AWS::Batch::JobDefinition")["WorkerJobDefinition"]
+    container = definition["ContainerProperties"]
+    assert container["Image"] == {"Ref": "WorkerImageUri"}
+    assert container["Command"] == ["python", "-m", "stylize_worker"]
+    assert container["JobRoleArn"] == {"Fn::GetAtt": ["WorkerJobRole", "Arn"]}
+    requirements = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
+    assert requirements == {"VCPU": "4", "MEMORY": "15000", "GPU": "1"}
+    assert {e["Name"] for e in container["Environment"]} == {
+        "IMAGES_BUCKET",
+        "RESULTS_QUEUE_URL",
+        "JOBS_TABLE",
+        "AWS_DEFAULT_REGION",
+    }
+    rules = definition["RetryStrategy"]["EvaluateOnExit"]
+    assert [r for r in rules if r["Action"] == "RETRY"] == [{"OnStatusReason": "Host EC2*", "Action": "RETRY"}]
+    assert rules[0] == {"OnExitCode": "2", "Action": "EXIT"}  # bad input: never again
+    assert rules[-1] == {"OnReason": "*", "Action": "EXIT"}
+    assert definition["Timeout"]["AttemptDurationSeconds"] > 0
+    # the state machine submits by name: the names must agree
+    substitutions = template.resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"][
+        "DefinitionSubstitutions"
+    ]
+    assert substitutions["JobDefinition"] == definition["JobDefinitionName"]
+    assert substitutions["JobQueue"] == resources("AWS::Batch::JobQueue")["GpuJobQueue"]["JobQueueName"]
+
+
+# --- parameters, outputs, folders ---------------------------------------------------------------
+
+
+def test_parameters_and_outputs():
+    loaded = template.load()
+    assert {"Stage", "PresignedUrlSeconds", "WorkerImageUri", "GpuInstanceTypes", "CapacityType", "MaxvCpus"} <= set(
+        loaded["Parameters"]
+    )
+    assert loaded["Parameters"]["CapacityType"]["AllowedValues"] == ["EC2", "SPOT"]
+    outputs = loaded["Outputs"]
+    assert set(outputs) >= {
+        "WebSocketUrl",
+        "SiteUrl",
+        "ImagesBucketName",
+        "StateMachineArn",
+        "JobQueueArn",
+        "ResultsQueueUrl",
+    }
+    assert sub_text(outputs["WebSocketUrl"]["Value"]).startswith("wss://${WebSocketApi}.execute-api.")
+    assert sub_text(outputs["SiteUrl"]["Value"]) == "https://${Distribution.DomainName}"
+
+
+@pytest.mark.parametrize("logical_id", sorted(template.resources("AWS::Serverless::Function")))
+def test_every_function_has_its_folder_and_handler(logical_id: str):
+    props = template.function(logical_id)
+    module = props["Handler"].rsplit(".", 1)[0]
+    code = ROOT / props["CodeUri"]
+    assert code.parent == ROOT / "functions", f"{logical_id}: CodeUri {props['CodeUri']} is not under functions/"
+    assert (code / f"{module.replace('.', '/')}.py").is_file(), f"{logical_id}: no {props['CodeUri']}{module}.py"
+
+
+# --- the failure path, executed ------------------------------------------------------------------
+# moto executes the definition (DynamoDB and SQS tasks, Retry, Catch, Choice) but cannot run the
+# Batch task: RunWorker fails at once there, which stands in for a failed job.
+
+
+@pytest.fixture
+def executing(aws, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The harness's resources, with moto running state machines (it calls the other services
+    back at localhost:$MOTO_PORT). Executing machines live in a backend of their own, so the
+    template's state machine is created again once execution is on."""
+    monkeypatch.setenv("MOTO_PORT", moto_endpoint.rsplit(":", 1)[1])
+    config = f"{moto_endpoint}/moto-api/config"
+    requests.post(config, json={"stepfunctions": {"execute_state_machine": True}}, timeout=10).raise_for_status()
+    try:
+        props = template.resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"]
+        definition = ASL.read_text()
+        for key, value in aws.resolve(props["DefinitionSubstitutions"]).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        aws.executing_arn = aws.client("stepfunctions").create_state_machine(
+            name="TransferStateMachine", definition=definition, roleArn="arn:aws:iam::123456789012:role/local"
+        )["stateMachineArn"]
+        yield aws
+    finally:  # other tests expect executions that do nothing
+        requests.post(config, json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)
+
+
+def run_job(aws: Any, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Starts an execution as TRANSFER_STYLE does (name = jobId) and waits for its end."""
+    job = {
+        "jobId": job_id,
+        "inputKey": f"private/input/{job_id}.png",
+        "styleKey": "styles/starry-night.jpg",
+        "outputKey": f"private/output/{job_id}.jpg",
+        "isPrivate": True,
+        "options": {"preset": "standard", "size": 512, "strength": 0.5, "preserveColors": False,
+                    "styleScale": 1.0, "seed": 0},
+    }  # fmt: skip
+    sfn = aws.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=aws.executing_arn, name=job_id, input=json.dumps(job))["executionArn"]
+    deadline = time.monotonic() + 30
+    while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "the execution did not end"
+        time.sleep(0.1)
+    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    return execution, history, job
+
+
+def batch_tasks(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history's scheduled Batch tasks."""
+    return [
+        e for e in history if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resourceType"] == "batch"
+    ]
+
+
+def messages(aws: Any) -> list[dict[str, Any]]:
+    sqs = aws.client("sqs")
+    received = sqs.receive_message(QueueUrl=aws.refs["ResultsQueue"], MaxNumberOfMessages=10)
+    return [json.loads(m["Body"]) for m in received.get("Messages", [])]
+
+
+def job_item(aws: Any, job_id: str) -> dict[str, Any] | None:
+    return aws.client("dynamodb").get_item(TableName="JobsTable", Key={"jobId": {"S": job_id}}).get("Item")
+
+
+def put_job(aws: Any, job_id: str, **extra: str) -> None:
+    item = {"jobId": {"S": job_id}, "status": {"S": "SUBMITTED"}, **{k: {"S": v} for k, v in extra.items()}}
+    aws.client("dynamodb").put_item(TableName="JobsTable", Item=item)
+
+
+def test_a_failed_job_sends_the_workers_reason_and_is_marked_failed(executing):
+    job_id = uuid.uuid4().hex
+    put_job(executing, job_id, error="the photo is too small to stylize (at least 64 px a side)")
+    execution, history, job = run_job(executing, job_id)
+
+    assert execution["status"] == "FAILED"
+    scheduled = [json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in batch_tasks(history)]
+    assert len(scheduled) == 1, "RunWorker should have been tried"
+    environment = {e["Name"]: e["Value"] for e in scheduled[0]["ContainerOverrides"]["Environment"] if "Name" in e}
+    assert json.loads(environment["JOB_JSON"]) == job  # the whole input goes to the worker
+    assert scheduled[0]["JobName"] == job_id
+    assert scheduled[0]["JobQueue"] == "local-gpu"  # the harness's stack is called "local"
+
+    reason = "the photo is too small to stylize (at least 64 px a side)"
+    assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": reason}]
+    item = job_item(executing, job_id)
+    assert item is not None
+    assert item["status"] == {"S": "FAILED"}
+    assert item["error"] == {"S": reason}
+    assert item["executionArn"] == {"S": execution["executionArn"]}  # recorded by RecordJob
+    assert execution["error"] == "StyleTransferFailed"
+    assert execution["cause"] == reason
+
+
+def test_a_failed_job_without_a_reason_gets_the_generic_one(executing):
+    job_id = uuid.uuid4().hex
+    put_job(executing, job_id)
+    execution, _, _ = run_job(executing, job_id)
+    assert execution["status"] == "FAILED"
+    assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": GENERIC_REASON}]
+    item = job_item(executing, job_id)
+    assert item is not None
+    assert item["status"] == {"S": "FAILED"}
+    assert item["error"] == {"S": GENERIC_REASON}
+
+
+def test_an_execution_for_a_job_that_does_not_exist_creates_no_item(executing):
+    job_id = uuid.uuid4().hex
+    execution, history, _ = run_job(executing, job_id)
+    assert execution["status"] == "FAILED"
+    assert job_item(executing, job_id) is None  # neither RecordJob nor MarkFailed made one
+    assert not batch_tasks(history), "no worker may run for an unknown job"
+    assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": GENERIC_REASON}]
