@@ -27,7 +27,8 @@ class ImageError(ValueError):
 
 def open_image(source: str | os.PathLike[str] | BinaryIO, what: str = "image") -> Image.Image:
     """Decode an image file fully into RGB, applying its EXIF orientation (phones rotate that way)."""
-    name = os.fspath(source) if isinstance(source, str | os.PathLike) else what
+    # "content image photo.jpg ..." for a file; just "content image ..." for bytes in memory
+    label = f"{what} {os.fspath(source)}" if isinstance(source, str | os.PathLike) else what
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -35,7 +36,7 @@ def open_image(source: str | os.PathLike[str] | BinaryIO, what: str = "image") -
             width, height = image.size
             if width * height > MAX_INPUT_PIXELS:
                 raise ImageError(
-                    f"{what} {name} is {width}x{height} pixels, more than the "
+                    f"{label} is {width}x{height} pixels, more than the "
                     f"{MAX_INPUT_PIXELS // 1_000_000} megapixels accepted"
                 )
             image.load()  # decode now so a truncated file fails here, not later
@@ -44,17 +45,17 @@ def open_image(source: str | os.PathLike[str] | BinaryIO, what: str = "image") -
     except ImageError:
         raise
     except FileNotFoundError:
-        raise ImageError(f"{what} {name} does not exist") from None
+        raise ImageError(f"{label} does not exist") from None
     except IsADirectoryError:
-        raise ImageError(f"{what} {name} is a directory, not an image file") from None
+        raise ImageError(f"{label} is a directory, not an image file") from None
     except PermissionError:
-        raise ImageError(f"{what} {name} cannot be read (permission denied)") from None
+        raise ImageError(f"{label} cannot be read (permission denied)") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{what} {name} is not an image in a format we can read") from None
+        raise ImageError(f"{label} is not an image in a format we can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{what} {name} is too large to decode safely (decompression bomb?)") from None
+        raise ImageError(f"{label} is too large to decode safely (decompression bomb?)") from None
     except (OSError, SyntaxError, ValueError) as error:  # Pillow reports broken data in these
-        raise ImageError(f"{what} {name} is damaged or truncated ({error})") from None
+        raise ImageError(f"{label} is damaged or truncated ({error})") from None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

