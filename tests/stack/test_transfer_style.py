@@ -49,7 +49,7 @@ REFUSED = {
     "unknown_preset": "options.preset: Input should be 'preview', 'standard' or 'high'",
     "unknown_option": "unknown field options.iterations",
     "unknown_field": "unknown field callbackUrl",
-    "oversize_image": f"image: String should have at most {MAX_MESSAGE_BYTES} characters",
+    "oversize_image": "image is over the 128 KB message limit: send large photos with REQUEST_UPLOAD",
     "not_an_image": "the image is not a JPEG, PNG or WebP file",
     "type_mismatch": "the image says image/jpeg but its bytes are image/png",
     "gif_data_url": "image/gif is not accepted",

@@ -121,6 +121,10 @@ def parse(body: str | None, model: type[_Request]) -> Any:
             raise ProtocolError(f"{where} is required") from None
         if first["type"] == "extra_forbidden":
             raise ProtocolError(f"unknown field {where}") from None
+        if where == "image" and first["type"] == "string_too_long":
+            raise ProtocolError(
+                f"image is over the {MAX_MESSAGE_BYTES // 1024} KB message limit: send large photos with REQUEST_UPLOAD"
+            ) from None
         raise ProtocolError(f"{where}: {first['msg']}") from None
 
 
