@@ -15,6 +15,10 @@ from PIL import Image, ImageFilter
 # Night-sky blues and lamp yellows: a palette in the spirit of Post-Impressionist skies.
 NIGHT = np.array([[10, 22, 60], [24, 58, 130], [60, 110, 180], [140, 175, 200], [235, 205, 90], [250, 235, 160]])
 GLASS = np.array([[180, 30, 40], [30, 90, 170], [240, 190, 40], [40, 140, 70], [120, 50, 140], [230, 120, 30]])
+# Terracotta, ochre, slate and cream: the stones of a Roman floor.
+TESSERAE = np.array([[170, 70, 40], [205, 150, 70], [60, 75, 90], [235, 225, 200], [120, 40, 35], [90, 120, 80]])
+# Prussian blue to foam white: a woodblock print's sea.
+SEA = np.array([[12, 30, 70], [20, 60, 120], [60, 120, 170], [170, 205, 220], [245, 245, 235]])
 
 
 def _palette(values: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -53,6 +57,35 @@ def stained_glass(size: int = 512, cells: int = 60, seed: int = 0) -> Image.Imag
     image = colours[owner]
     image[edge] = (25, 20, 20)
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def mosaic(size: int = 512, tile: int = 16, seed: int = 0) -> Image.Image:
+    """Square tesserae set along concentric rings, each stone a little tilted in colour, with
+    light grout between them."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] + rng.uniform(-1.5, 1.5, (2, size, size))  # hand-laid, not machined
+    rows, cols = y // tile, x // tile
+    ring = np.hypot(rows - rows.max() / 2, cols - cols.max() / 2)
+    pattern = (np.floor(ring / 2.5) + (rows.astype(int) * 7 + cols.astype(int) * 3) % 5 // 4) % len(TESSERAE)
+    tint = rng.uniform(0.82, 1.12, (size // tile + 2, size // tile + 2, 1))  # each stone a shade of its own
+    stones = TESSERAE[pattern.astype(int)] * tint[rows.astype(int), cols.astype(int)]
+    grout = (y % tile < 2) | (x % tile < 2)
+    stones[grout] = (215, 205, 185)
+    return Image.fromarray(np.clip(stones, 0, 255).astype(np.uint8))
+
+
+def waves(size: int = 512, seed: int = 0) -> Image.Image:
+    """Bold bands of sea with crests of foam, bent by long swells with shorter chop on top."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    height = np.zeros_like(x)
+    for octave in range(1, 5):  # long swells, then ever shorter chop on top
+        phase, tilt = rng.uniform(0, 2 * np.pi), rng.uniform(-0.6, 0.6)
+        height += np.sin(2 * np.pi * octave * (1.5 * x + tilt * y) + phase) / octave
+    bands = (y * 9 + 0.35 * height) % 1.0  # each band a wave; its position bent by the swell
+    values = np.where(bands > 0.86, 1.0, bands / 0.86 * 0.75)  # the top of each band breaks into foam
+    values = np.clip(values + rng.normal(0, 0.02, values.shape), 0, 1)
+    return Image.fromarray(_palette(values, SEA).astype(np.uint8)).filter(ImageFilter.SMOOTH_MORE)
 
 
 def photos() -> dict[str, Image.Image]:

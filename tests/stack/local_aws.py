@@ -1,5 +1,5 @@
-"""AWS on this machine for the tests: a moto server holding the template's tables, bucket, queues
-and state machine, and a way to invoke a function as `sam local invoke` would (its handler,
+"""AWS on this machine for the tests: stylelocal.aws.LocalAws (a moto server holding the
+template's resources), plus a way to invoke a function as `sam local invoke` would (its handler,
 its template environment, an event file) but in this process."""
 
 from __future__ import annotations
@@ -16,12 +16,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
+from stylelocal import aws as local_aws
+from stylelocal import template
+from stylelocal.template import ROOT
 
-from . import template
-from .template import ROOT, Resolver
-
-REGION = "us-east-1"
+REGION = local_aws.REGION
 EVENTS = ROOT / "events"
 LAYER_PATHS = [ROOT / "layers" / "common"]
 
@@ -51,98 +50,12 @@ def event(path: str | Path) -> dict[str, Any]:
     return json.loads((EVENTS / path).read_text())
 
 
-class LocalAws:
-    """The template's stateful resources created in a (reset) moto server."""
+class LocalAws(local_aws.LocalAws):
+    """The template's resources in a (reset) moto server, and its functions run in this process."""
 
     def __init__(self, endpoint: str, overrides: dict[str, str] | None = None) -> None:
-        self.endpoint = endpoint
-        self.overrides = overrides or {}  # environment values that point at local stand-ins
-        self.refs: dict[str, str] = {}
-        self.attributes: dict[tuple[str, str], str] = {}
+        super().__init__(endpoint, overrides)
         self._modules: dict[str, ModuleType] = {}
-
-    def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
-
-    def create(self) -> LocalAws:
-        self._tables()
-        self._buckets()
-        self._queues()
-        self.refs["WebSocketApi"] = "localws"
-        self.attributes[("Distribution", "DomainName")] = "cdn.local.test"
-        self.refs["CommonLayer"] = f"arn:aws:lambda:{REGION}:123456789012:layer:common:1"
-        self._state_machines()
-        return self
-
-    @property
-    def resolve(self) -> Resolver:
-        return Resolver(self.refs, self.attributes, REGION)
-
-    def _tables(self) -> None:
-        dynamodb = self.client("dynamodb")
-        for name, resource in template.resources("AWS::DynamoDB::Table").items():
-            props = resource["Properties"]
-            create: dict[str, Any] = {
-                "TableName": name,
-                "AttributeDefinitions": props["AttributeDefinitions"],
-                "KeySchema": props["KeySchema"],
-                "BillingMode": "PAY_PER_REQUEST",
-            }
-            if "GlobalSecondaryIndexes" in props:
-                create["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-            dynamodb.create_table(**create)
-            if ttl := props.get("TimeToLiveSpecification"):
-                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
-            self.refs[name] = name
-            self.attributes[(name, "Arn")] = f"arn:aws:dynamodb:{REGION}:123456789012:table/{name}"
-
-    def _buckets(self) -> None:
-        s3 = self.client("s3")
-        for name in template.resources("AWS::S3::Bucket"):
-            bucket = f"{name.lower()}-local"
-            s3.create_bucket(Bucket=bucket)
-            self.refs[name] = bucket
-            self.attributes[(name, "Arn")] = f"arn:aws:s3:::{bucket}"
-            self.attributes[(name, "RegionalDomainName")] = f"{bucket}.s3.{REGION}.amazonaws.com"
-
-    def _queues(self) -> None:
-        sqs = self.client("sqs")
-        for name in template.resources("AWS::SQS::Queue"):
-            url = sqs.create_queue(QueueName=name)["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            self.refs[name] = url
-            self.attributes[(name, "QueueUrl")] = url
-            self.attributes[(name, "Arn")] = arn
-            self.attributes[(name, "QueueName")] = name
-
-    def _state_machines(self) -> None:
-        sfn = self.client("stepfunctions")
-        for name, resource in template.resources("AWS::Serverless::StateMachine").items():
-            props = resource["Properties"]
-            definition = (ROOT / props["DefinitionUri"]).read_text()
-            for key, value in self.resolve(props.get("DefinitionSubstitutions", {})).items():
-                definition = definition.replace("${" + key + "}", str(value))
-            arn = sfn.create_state_machine(
-                name=name, definition=definition, roleArn="arn:aws:iam::123456789012:role/local"
-            )["stateMachineArn"]
-            self.refs[name] = arn
-
-    def environment(self, logical_id: str) -> dict[str, str]:
-        """What `sam local invoke` puts in the function's environment, with local endpoints."""
-        props = template.function(logical_id)
-        variables = {k: str(v) for k, v in self.resolve(props["Environment"]["Variables"]).items()}
-        return {
-            **variables,
-            **{k: v for k, v in self.overrides.items() if k in variables},
-            "AWS_LAMBDA_FUNCTION_NAME": logical_id,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(props.get("MemorySize", 128)),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(props.get("Timeout", 3)),
-            "AWS_SAM_LOCAL": "true",  # as sam local sets it: powertools' tracer stays off
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "_HANDLER": props["Handler"],
-        }
 
     @contextmanager
     def _as_function(self, logical_id: str) -> Iterator[dict[str, Any]]:

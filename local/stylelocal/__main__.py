@@ -1,0 +1,133 @@
+"""`python -m stylelocal`: the whole system on this machine, with no AWS account and no Docker.
+
+moto stands in for S3, DynamoDB, SQS and Step Functions (which executes the real state machine);
+our own pieces stand in for what moto cannot do: the WebSocket API and its @connections endpoint
+(which also serves the pages and, like CloudFront, the public images), Lambda (each function in
+its own process, with its template environment), the SQS trigger of the notify function, and AWS
+Batch (which runs the real worker, on the GPU when there is one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .aws import LocalAws, start_moto
+from .batch import LocalBatch
+from .catalogue import seed_styles
+from .event_source import SqsEventSource
+from .gateway import Gateway
+from .lambdas import LambdaRuntime
+from .persistence import PeriodicSaver, restore, save
+
+WEB = Path(__file__).resolve().parents[2] / "web"
+INTERRUPTED = "the local stack was stopped while this job ran; please submit it again"
+log = logging.getLogger("stylelocal")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m stylelocal", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port of the pages and WebSocket (default: %(default)s)")
+    parser.add_argument("--data", type=Path, help="keep images, jobs and the gallery in this directory across restarts")
+    parser.add_argument("--device", default="auto", help="where jobs run: auto, cpu, cuda, cuda:N (default: auto)")
+    parser.add_argument("--web", type=Path, default=WEB, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def fail_interrupted_jobs(aws: LocalAws) -> int:
+    """Jobs restored as SUBMITTED or RUNNING have no execution any more (executions and queue
+    messages are not kept): end them as FAILED, with a reason, so GET_JOB tells their owners."""
+    table = aws.refs["JobsTable"]
+    dynamodb = aws.client("dynamodb")
+    ended = 0
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+        for item in page["Items"]:
+            if item.get("status", {}).get("S") in ("SUBMITTED", "RUNNING"):
+                dynamodb.update_item(
+                    TableName=table,
+                    Key={"jobId": item["jobId"]},
+                    UpdateExpression="SET #s = :failed, #e = :why",
+                    ExpressionAttributeNames={"#s": "status", "#e": "error"},
+                    ExpressionAttributeValues={":failed": {"S": "FAILED"}, ":why": {"S": INTERRUPTED}},
+                )
+                ended += 1
+    return ended
+
+
+class Stack:
+    """Everything started in order; stop() undoes it in reverse, whatever was reached."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._stops: list[Callable[[], Any]] = []
+        self.gateway: Gateway | None = None
+
+    def start(self) -> Stack:
+        args = self.args
+        moto = start_moto()
+        self._stops.append(moto.stop)
+        self.aws = aws = LocalAws(moto.endpoint).create()
+        if args.data:
+            if restore(aws, args.data):
+                ended = fail_interrupted_jobs(aws)
+                log.info("restored %s%s", args.data, f"; {ended} unfinished job(s) marked failed" if ended else "")
+            self._stops.append(lambda: save(aws, args.data))  # runs late: after the last job stopped
+        seed_styles(aws)
+        runtime = LambdaRuntime(aws)
+        self._stops.append(runtime.close)
+        self.gateway = Gateway(runtime, host=args.host, port=args.port, web_dir=args.web).start_background()
+        self._stops.append(self.gateway.stop_background)
+        # the functions reach @connections and build public URLs through the gateway
+        runtime.update_overrides(
+            {"WEBSOCKET_ENDPOINT": self.gateway.management_endpoint, "PUBLIC_BASE_URL": self.gateway.http_url}
+        )
+        batch = LocalBatch(aws, device=args.device).start()
+        self._stops.append(batch.stop)
+        events = SqsEventSource(runtime, aws).start()
+        self._stops.append(events.stop)
+        if args.data:
+            saver = PeriodicSaver(aws, args.data).start()
+            self._stops.append(saver.stop)
+        return self
+
+    def stop(self) -> None:
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception:  # keep stopping the rest; say what failed
+                log.exception("while stopping")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    stack = Stack(args)
+    try:
+        stack.start()
+        assert stack.gateway is not None
+        url = stack.gateway.http_url
+        print(f"\nStyle transfer is running at {url}/  (live Feed: {url}/feed.html)", flush=True)
+        print("Press Ctrl-C to stop.\n", flush=True)
+        stopping.wait()
+        print("stopping…", flush=True)
+    except OSError as error:
+        print(f"stylelocal: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

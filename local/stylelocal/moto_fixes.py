@@ -1,0 +1,284 @@
+"""Small patches that close two gaps of moto 5.2.5, so that the real state machine can run a
+Batch job locally. Each one refuses any other moto version: they patch private methods.
+
+batch_integration
+    Step Functions' Batch integration (moto/stepfunctions/parser/.../state_task_service_batch.py)
+    inherits the no-op `_normalise_parameters` and `_normalise_response` of StateTaskService, so
+    the task's PascalCase Parameters (JobName, JobQueue, ContainerOverrides.Environment[].Name,
+    ...) reach boto3 unchanged (moto's client skips parameter validation, and botocore's
+    serializer fails on the unknown member: States.Runtime "'JobName'"), and the responses stay
+    camelCase where the interpreter itself expects `JobId` (`submission_output["JobId"]`) and a
+    state's ResultSelector expects AWS's `$.JobId`, `$.Status`. The fix normalises both with
+    botocore's model of the Batch API, as Step Functions does: the request into boto3's member
+    names (including the lowercase {name, value} entry that moto appends for MANAGED_BY_AWS),
+    the responses into Step Functions' PascalCase.
+
+batch_runner
+    moto's Batch runs a job in a Docker container (and without a Docker daemon marks it FAILED;
+    the batch_simple backend marks it SUCCEEDED) without ever running anything here. The fix
+    hands each submitted job to the registered runner (`set_batch_runner`, implemented by
+    stylelocal.batch.LocalBatch) and makes the job's status, statusReason, timestamps, attempts
+    and container exit code in describe_jobs/list_jobs those of the runner, so that the .sync
+    poller sees real progress and failure. TerminateJob/CancelJob reach the runner. It also
+    stops moto's describe from appending the job definition's environment to the job's
+    overrides on every call (which grows a polled job's description without bound). With no
+    runner registered a job fails at once with a reason that says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Protocol
+
+import moto
+
+MOTO_VERSION = "5.2.5"
+NO_RUNNER_REASON = "no local Batch runner is running (stylelocal.batch.LocalBatch) to run this job"
+
+
+class MotoVersionError(RuntimeError):
+    pass
+
+
+def check_version() -> None:
+    if moto.__version__ != MOTO_VERSION:
+        raise MotoVersionError(
+            f"stylelocal.moto_fixes patches private code of moto {MOTO_VERSION}, but moto {moto.__version__} is "
+            f"installed: install moto[server]=={MOTO_VERSION} (pyproject.toml's dev extra) or port the fixes "
+            "in local/stylelocal/moto_fixes.py to this version and re-run tests/local/test_moto_fixes.py"
+        )
+
+
+# --- batch_integration --------------------------------------------------------------------------
+
+
+@cache
+def _batch_operation(action: str) -> Any:
+    """botocore's model of a Batch operation named in any casing ("submitJob", "describe_jobs")."""
+    import botocore.session
+    from moto.stepfunctions.parser.utils import camel_to_snake_case, snake_to_camel_case
+
+    model = botocore.session.get_session().get_service_model("batch")
+    return model.operation_model(snake_to_camel_case(camel_to_snake_case(action)))
+
+
+def _normalise_parameters(
+    self: Any, parameters: dict, boto_service_name: str | None = None, service_action_name: str | None = None
+) -> None:
+    shape = _batch_operation(service_action_name or self.resource.api_action).input_shape
+    if shape is not None:
+        self._to_boto_request(parameters, shape)  # moto kept Step Functions' converter, unused
+
+
+def _normalise_response(
+    self: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
+) -> None:
+    shape = _batch_operation(service_action_name or self.resource.api_action).output_shape
+    if shape is not None:
+        self._from_boto_response(response, shape)
+
+
+def _install_batch_integration() -> Callable[[], None]:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
+        StateTaskServiceBatch,
+    )
+
+    return _patch(
+        StateTaskServiceBatch,
+        {"_normalise_parameters": _normalise_parameters, "_normalise_response": _normalise_response},
+    )
+
+
+# --- batch_runner -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    """What a runner gets of a job submitted to moto's Batch (API shapes, camelCase)."""
+
+    job_id: str
+    job_name: str
+    job_arn: str
+    job_queue: str  # name
+    job_definition: dict[str, Any]  # DescribeJobDefinitions' entry: containerProperties, retryStrategy, timeout
+    container_overrides: dict[str, Any] = field(default_factory=dict)  # environment [{name, value}], command, ...
+    timeout: dict[str, Any] | None = None  # SubmitJob's own timeout, which wins over the definition's
+    parameters: dict[str, str] = field(default_factory=dict)
+    created_at: int = 0  # epoch ms
+
+
+class BatchRunner(Protocol):
+    """What moto's Batch asks of the runner (stylelocal.batch.LocalBatch implements it)."""
+
+    def submit(self, job: SubmittedJob) -> None: ...
+
+    def status(self, job_id: str) -> str | None:
+        """SUBMITTED, RUNNABLE, STARTING, RUNNING, SUCCEEDED or FAILED; None for an unknown job."""
+
+    def describe(self, job_id: str) -> dict[str, Any] | None:
+        """DescribeJobs' fields that the runner knows: status, statusReason, startedAt, stoppedAt,
+        attempts, container {exitCode, reason, logStreamName}."""
+
+    def terminate(self, job_id: str, reason: str) -> None: ...
+
+
+_runner: BatchRunner | None = None
+_runner_lock = threading.Lock()
+_RUNNER_ATTRIBUTE = "_stylelocal_runner"  # set on moto's Job: the runner that took it
+
+
+def set_batch_runner(runner: BatchRunner | None) -> None:
+    """Registers the runner that takes the jobs submitted from now on (None: no runner). A job
+    stays with the runner that took it, also after another is registered."""
+    global _runner
+    with _runner_lock:
+        if runner is not None and _runner is not None and _runner is not runner:
+            raise RuntimeError("another Batch runner is registered; stop it first")
+        _runner = runner
+
+
+def batch_runner() -> BatchRunner | None:
+    return _runner
+
+
+def _submitted(job: Any) -> SubmittedJob:
+    from moto.batch.models import datetime2int_milliseconds
+
+    return SubmittedJob(
+        job_id=job.job_id,
+        job_name=job.job_name,
+        job_arn=job.arn,
+        job_queue=job.job_queue.name,
+        job_definition=copy.deepcopy(job.job_definition.describe()),
+        container_overrides=copy.deepcopy(job.container_overrides),
+        timeout=copy.deepcopy(job.timeout),
+        parameters=dict(job.parameters or {}),
+        created_at=datetime2int_milliseconds(job.job_created_at),
+    )
+
+
+def _install_batch_runner() -> Callable[[], None]:
+    from moto.batch.models import Job
+    from moto.moto_api._internal.managed_state_model import ManagedState
+
+    describe_short, describe, terminate = Job.describe_short, Job.describe, Job.terminate
+    managed_status = ManagedState.status
+
+    def run(self: Any) -> None:
+        """The job's thread (started by submit_job): hand the job to the runner, run nothing here."""
+        runner = _runner
+        if runner is None or self.stop:  # no runner, or cancelled before this thread ran
+            if self.job_stopped_reason is None:
+                self.job_stopped_reason = NO_RUNNER_REASON
+            self._mark_stopped(success=False)
+            return
+        setattr(self, _RUNNER_ATTRIBUTE, runner)
+        runner.submit(_submitted(self))
+
+    def status(self: Any) -> str | None:
+        runner = getattr(self, _RUNNER_ATTRIBUTE, None)
+        known = runner.status(self.job_id) if runner is not None else None
+        return known if known is not None else managed_status.fget(self)
+
+    def overlay(self: Any, result: dict[str, Any]) -> dict[str, Any]:
+        runner = getattr(self, _RUNNER_ATTRIBUTE, None)
+        view = runner.describe(self.job_id) if runner is not None else None
+        if view is None:
+            return result
+        for key in ("statusReason", "startedAt", "stoppedAt"):  # moto's own values are placeholders
+            result.pop(key, None)
+        result.update({k: copy.deepcopy(v) for k, v in view.items() if k != "container"})
+        if "container" in view:
+            result["container"] = {**result.get("container", {}), **view["container"]}
+        return result
+
+    def patched_describe_short(self: Any) -> dict[str, Any]:
+        return overlay(self, describe_short(self))
+
+    def patched_describe(self: Any) -> dict[str, Any]:
+        # moto's _container_details appends the definition's environment and AWS_BATCH_JOB_ID to
+        # the overrides' own list on every call; describe a copy
+        overrides = self.container_overrides
+        self.container_overrides = copy.deepcopy(overrides)
+        try:
+            return overlay(self, describe(self))
+        finally:
+            self.container_overrides = overrides
+
+    def patched_terminate(self: Any, reason: str) -> None:
+        runner = getattr(self, _RUNNER_ATTRIBUTE, None)
+        if runner is None:
+            terminate(self, reason)
+        else:
+            runner.terminate(self.job_id, reason)
+
+    return _patch(
+        Job,
+        {
+            "run": run,
+            "status": property(status, managed_status.fset),
+            "describe_short": patched_describe_short,
+            "describe": patched_describe,
+            "terminate": patched_terminate,
+        },
+    )
+
+
+# --- installing ---------------------------------------------------------------------------------
+
+FIXES: dict[str, Callable[[], Callable[[], None]]] = {
+    "batch_integration": _install_batch_integration,
+    "batch_runner": _install_batch_runner,
+}
+_undo: dict[str, Callable[[], None]] = {}
+_install_lock = threading.Lock()
+
+
+def _patch(cls: type, attributes: dict[str, Any]) -> Callable[[], None]:
+    """Sets attributes on a class; the returned function puts back exactly what was there."""
+    missing = object()
+    saved = {name: cls.__dict__.get(name, missing) for name in attributes}
+    for name, value in attributes.items():
+        setattr(cls, name, value)
+
+    def undo() -> None:
+        for name, value in saved.items():
+            if value is missing:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value)
+
+    return undo
+
+
+def install(names: Iterable[str] | None = None) -> list[str]:
+    """Installs the named fixes (None: all of them) that are not installed yet, and returns those
+    it installed. Raises MotoVersionError, before patching anything, on another moto."""
+    check_version()
+    wanted = list(FIXES if names is None else names)
+    for name in wanted:
+        if name not in FIXES:
+            raise KeyError(f"no moto fix called {name!r}; there are {sorted(FIXES)}")
+    installed = []
+    with _install_lock:
+        for name in wanted:
+            if name not in _undo:
+                _undo[name] = FIXES[name]()
+                installed.append(name)
+    return installed
+
+
+def uninstall(names: Iterable[str] | None = None) -> None:
+    """Removes the named fixes (None: all of them) that are installed."""
+    with _install_lock:
+        for name in FIXES if names is None else names:
+            if (undo := _undo.pop(name, None)) is not None:
+                undo()
+
+
+def installed() -> set[str]:
+    return set(_undo)
