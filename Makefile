@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup demo test lint bench clean sam sam-validate sam-build
+.PHONY: setup demo test lint bench bench-stack clean sam sam-validate sam-build
 
 setup: $(INSTALLED)
 
@@ -56,6 +56,11 @@ test: lint $(SAM)
 
 bench: $(INSTALLED)
 	$(PY) agent/benchmarks/bench_engine.py $(ARGS)
+
+# The local stack under load: 200 WebSocket clients, a broadcast, LIST_STYLES round trips
+# (loopback only; stops by itself). Options: make bench-stack ARGS="--clients 500"
+bench-stack: $(INSTALLED)
+	$(PY) agent/benchmarks/bench_stack.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache
