@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup demo test lint bench bench-stack clean sam sam-validate sam-build
+.PHONY: setup up demo test lint bench bench-stack clean sam sam-validate sam-build
 
 setup: $(INSTALLED)
 
@@ -17,7 +17,12 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# The product, for now: the stylize CLI on sample images (a photo shipped in scikit-image, a
+# The whole system on this machine: moto for AWS, a local WebSocket gateway, the functions, the
+# state machine and the worker; prints the page's URL. Options: make up ARGS="--port 9000 --data out/data"
+up: $(INSTALLED)
+	$(PY) -m stylelocal $(ARGS)
+
+# The engine alone: the stylize CLI on sample images (a photo shipped in scikit-image, a
 # style image made by the project).
 demo: $(INSTALLED)
 	$(PY) -m styletransfer.samples $(OUT)/samples
