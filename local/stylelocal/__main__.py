@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         url = stack.gateway.http_url
         print(f"\nStyle transfer is running at {url}/  (live Feed: {url}/feed.html)", flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
-        stopping.wait()
+        # Not stopping.wait(): the signal handler runs on this thread, and Event.set() there can
+        # deadlock against this thread's own wait() holding the event's lock. Polling holds nothing.
+        while not stopping.is_set():
+            time.sleep(0.2)
         print("stopping…", flush=True)
     except OSError as error:
         print(f"stylelocal: error: {error}", file=sys.stderr)
