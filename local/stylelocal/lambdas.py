@@ -180,6 +180,14 @@ class _Pool:
     def size(self) -> int:
         return len(self.idle) + len(self.busy) + self.starting
 
+    def started(self, worker: _Worker | None, busy: bool = False) -> None:
+        """One start ended: `worker` joins the idle or busy ones (None: the start failed)."""
+        with self.cond:
+            self.starting -= 1
+            if worker is not None:
+                (self.busy.add if busy else self.idle.append)(worker)
+            self.cond.notify_all()
+
 
 class LambdaRuntime:
     """The template's functions, each in warm worker processes of its own (see the module docstring).
@@ -301,14 +309,9 @@ class LambdaRuntime:
                 try:
                     worker = self._spawn(logical_id)
                 except BaseException:
-                    with pool.cond:
-                        pool.starting -= 1
-                        pool.cond.notify_all()
+                    pool.started(None)
                     raise
-                with pool.cond:
-                    pool.starting -= 1
-                    pool.idle.append(worker)
-                    pool.cond.notify_all()
+                pool.started(worker)
             except BaseException as error:  # reported below, in the caller's thread
                 errors.append(error)
 
@@ -420,18 +423,12 @@ class LambdaRuntime:
         try:
             worker = self._spawn(logical_id)
         except _InitError as failed:
-            with pool.cond:
-                pool.starting -= 1
-                pool.cond.notify_all()
+            pool.started(None)
             return FunctionError(failed.payload)
         except BaseException:
-            with pool.cond:
-                pool.starting -= 1
-                pool.cond.notify_all()
+            pool.started(None)
             raise
-        with pool.cond:
-            pool.starting -= 1
-            pool.busy.add(worker)
+        pool.started(worker, busy=True)
         if self._closed:  # closed while it started: close() did not see it
             worker.kill()
             raise RuntimeClosedError("the Lambda runtime is closed")
