@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup up demo test lint bench bench-stack clean sam sam-validate sam-build
+.PHONY: setup up demo test lint bench bench-stack clean sam sam-validate sam-build chromium screenshots
 
 setup: $(INSTALLED)
 
@@ -56,8 +56,29 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint $(SAM)
+# The pages' browser tests (tests/web) drive Debian's Chromium through Playwright; Playwright's own
+# browser downloads are never used. A fresh machine (CI runs as root) gets it from apt here; where
+# that cannot be done, the tests fail and say how to install it.
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@if [ -x $(CHROMIUM) ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium for the browser tests (tests/web)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else \
+		echo "make: $(CHROMIUM) is missing and this is not root, so it is not installed here:" \
+			"the browser tests (tests/web) will fail; install it with: sudo apt-get install chromium" >&2; \
+	fi
+
+test: lint $(SAM) chromium
 	$(PY) -m pytest
+
+# web/screenshots/*.png for the README: the local stack, three real jobs through the request page,
+# both pages at desktop and phone widths. A few minutes on a CPU. Options: ARGS="--size 192"
+screenshots: $(INSTALLED) chromium
+	$(PY) -m tests.web.screenshots $(ARGS)
 
 bench: $(INSTALLED)
 	$(PY) agent/benchmarks/bench_engine.py $(ARGS)

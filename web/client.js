@@ -1,6 +1,6 @@
 // The service's WebSocket protocol for the pages: one connection that reconnects by itself,
 // requests answered by event name, and listeners for pushed events (see README, "The WebSocket
-// protocol"). Shared by index.html and feed.html; no build step.
+// protocol"). Shared by index.html and feed.html; plain ES modules, no build step.
 
 export async function websocketUrl() {
   // Local stack: /config.json names the gateway. In AWS the deploy writes the same file.
@@ -9,83 +9,197 @@ export async function websocketUrl() {
   return (await response.json()).websocketUrl;
 }
 
+/**
+ * One WebSocket connection to the service, kept open: API Gateway closes a connection after 10
+ * idle minutes and every connection after 2 hours, and phones drop them when they sleep, so a
+ * closed connection is opened again (after 0.5 s, then up to 10 s apart), at once when the
+ * browser comes back online or the page is shown again.
+ *
+ * Events: "status" (detail: "connecting", "connected" or "reconnecting"; `generation` counts the
+ * connections opened, so a page can tell a reconnect from the first connection) and "push"
+ * (detail: {event, data}: a message that answers no request).
+ */
 export class ServiceClient extends EventTarget {
-  constructor(url) {
+  constructor(url, { answerTimeout = 30000, connectTimeout = 15000 } = {}) {
     super();
     this.url = url;
     this.socket = null;
-    this.waiting = [];  // {events: Set, action, resolve, reject}
+    this.status = "connecting";
+    this.generation = 0;  // connections opened so far
+    this.waiting = [];  // {events: Set, action, resolve, reject, timer}
     this.retry = 500;
+    this.timer = null;
     this.closed = false;
+    this.answerTimeout = answerTimeout;
+    this.connectTimeout = connectTimeout;
+    window.addEventListener("online", () => this.wake());
+    document.addEventListener("visibilitychange", () => { if (!document.hidden) this.wake(); });
   }
 
+  /** Open the connection; resolves once it is open (it keeps trying until then). */
   connect() {
-    this.socket = new WebSocket(this.url);
-    this.socket.addEventListener("open", () => {
-      this.retry = 500;
-      this.dispatchEvent(new CustomEvent("status", { detail: "connected" }));
-    });
-    this.socket.addEventListener("message", (message) => this.#receive(message.data));
-    this.socket.addEventListener("close", () => {
-      for (const waiter of this.waiting.splice(0)) waiter.reject(new Error("the connection was lost"));
-      if (this.closed) return;
-      // API Gateway closes idle connections after 10 minutes and every one after 2 hours
-      this.dispatchEvent(new CustomEvent("status", { detail: "reconnecting" }));
-      setTimeout(() => this.connect(), this.retry);
-      this.retry = Math.min(this.retry * 2, 10000);
-    });
-    return new Promise((resolve) => this.socket.addEventListener("open", resolve, { once: true }));
+    const opened = this.#opened();
+    this.#open();
+    return opened;
+  }
+
+  /** Reconnect now if the connection is down and waiting for its next try. */
+  wake() {
+    if (this.closed || this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.#open();
   }
 
   close() {
     this.closed = true;
+    clearTimeout(this.timer);
     this.socket?.close();
+  }
+
+  #setStatus(status) {
+    this.status = status;
+    this.dispatchEvent(new CustomEvent("status", { detail: status }));
+  }
+
+  #open() {
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      this.retry = 500;
+      this.generation += 1;
+      this.#setStatus("connected");
+    });
+    socket.addEventListener("message", (message) => this.#receive(message.data));
+    socket.addEventListener("close", () => {
+      if (socket !== this.socket) return;
+      for (const waiter of this.waiting.splice(0)) {
+        clearTimeout(waiter.timer);
+        waiter.reject(new Error("the connection to the service was lost"));
+      }
+      if (this.closed) return;
+      this.#setStatus("reconnecting");
+      this.timer = setTimeout(() => { this.timer = null; this.#open(); }, this.retry);
+      this.retry = Math.min(this.retry * 2, 10000);
+    });
+  }
+
+  #opened(timeout) {
+    if (this.socket?.readyState === WebSocket.OPEN) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = timeout && setTimeout(() => {
+        this.removeEventListener("status", onStatus);
+        reject(new Error("there is no connection to the service; check your network and try again"));
+      }, timeout);
+      const onStatus = () => {
+        if (this.status !== "connected") return;
+        clearTimeout(timer);
+        this.removeEventListener("status", onStatus);
+        resolve();
+      };
+      this.addEventListener("status", onStatus);
+    });
   }
 
   #receive(text) {
     let message;
     try { message = JSON.parse(text); } catch { return; }
-    const { event, data } = message;
-    const index = this.waiting.findIndex((w) => w.events.has(event) || (event === "ERROR" && data?.action === w.action));
+    const { event, data } = message ?? {};
+    if (typeof event !== "string") return;
+    const index = this.waiting.findIndex((w) => (w.events.has(event) && w.matches(data)) ||
+      (event === "ERROR" && data?.action === w.action));
     if (index >= 0) {
       const [waiter] = this.waiting.splice(index, 1);
-      if (event === "ERROR") waiter.reject(new Error(data.message));
+      clearTimeout(waiter.timer);
+      if (event === "ERROR") waiter.reject(new ServiceError(data.message));
       else waiter.resolve(data);
       return;
     }
     this.dispatchEvent(new CustomEvent("push", { detail: { event, data } }));
   }
 
-  async #ready() {
-    if (this.socket?.readyState === WebSocket.OPEN) return;
-    await new Promise((resolve) => {
-      const check = () => (this.socket?.readyState === WebSocket.OPEN ? resolve() : setTimeout(check, 100));
-      check();
-    });
-  }
-
-  /** Send a request and resolve with the data of its answer event (reject with an ERROR's message). */
-  async request(body, answerEvent) {
-    await this.#ready();
+  /**
+   * Send a request and resolve with the data of its answer event. Rejects with a ServiceError
+   * carrying an ERROR's message, or an Error when there is no connection (after waiting
+   * `connectTimeout` for one), the connection is lost before the answer, or no answer comes.
+   * Answers to concurrent requests can come in any order: `matches(data)` picks this one's.
+   */
+  async request(body, answerEvent, matches = () => true) {
+    await this.#opened(this.connectTimeout);
     return new Promise((resolve, reject) => {
-      this.waiting.push({ events: new Set([answerEvent]), action: body.action, resolve, reject });
+      const waiter = { events: new Set([answerEvent]), action: body.action, matches, resolve, reject };
+      waiter.timer = setTimeout(() => {
+        this.waiting.splice(this.waiting.indexOf(waiter), 1);
+        reject(new Error("the service did not answer; please try again"));
+      }, this.answerTimeout);
+      this.waiting.push(waiter);
       this.socket.send(JSON.stringify(body));
     });
   }
 }
 
-/** A photo as a JPEG Blob no larger than maxSide px, so phone photos upload quickly. */
+/** A request the service refused: `message` says what to fix. */
+export class ServiceError extends Error {}
+
+const SIGNATURES = [
+  ["image/jpeg", [0xff, 0xd8, 0xff]],
+  ["image/png", [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]],
+];
+
+/** The type a file's first bytes say it is (JPEG, PNG or WebP), whatever its name claims; or null. */
+export async function sniff(blob) {
+  const head = new Uint8Array(await blob.slice(0, 12).arrayBuffer());
+  for (const [type, signature] of SIGNATURES) {
+    if (signature.every((byte, i) => head[i] === byte)) return type;
+  }
+  const text = String.fromCharCode(...head);
+  if (text.startsWith("RIFF") && text.slice(8, 12) === "WEBP") return "image/webp";
+  return null;
+}
+
+/** Decodes a file as an image, or throws: the check a photo passes before anything is sent. */
+export async function decode(file) {
+  try {
+    return await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch {
+    throw new Error("cannot decode");
+  }
+}
+
+/**
+ * A photo ready to send: a JPEG, PNG or WebP Blob of the type its bytes are, no larger than
+ * maxSide px and 4 MB. Phone photos are made smaller (and turned upright) in the browser; other
+ * formats the browser can read (GIF, BMP, AVIF, ...) become JPEG.
+ */
 export async function shrink(file, maxSide = 2048) {
-  const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  const bitmap = await decode(file);
   const scale = Math.min(1, maxSide / Math.max(bitmap.width, bitmap.height));
-  if (scale === 1 && file.size < 4 * 1024 * 1024 && ["image/jpeg", "image/png", "image/webp"].includes(file.type)) {
-    return file;
+  const type = await sniff(file);
+  if (scale === 1 && file.size < 4 * 1024 * 1024 && type) {
+    bitmap.close();
+    return file.type === type ? file : new Blob([file], { type });
   }
   const canvas = document.createElement("canvas");
-  canvas.width = Math.round(bitmap.width * scale);
-  canvas.height = Math.round(bitmap.height * scale);
-  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#fff";  // transparency becomes white, as the engine does
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
   return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+}
+
+/** A small JPEG data URL of an image (for showing it again after a reload). */
+export async function thumbnail(blob, maxSide = 480) {
+  const bitmap = await decode(blob);
+  const scale = Math.min(1, maxSide / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  return canvas.toDataURL("image/jpeg", 0.8);
 }
 
 export function dataUrl(blob) {
@@ -110,6 +224,34 @@ export async function imageField(client, blob) {
   form.append("file", blob);
   // no-cors: the POST is a simple request S3 accepts from any page; its answer cannot be read
   // then, but TRANSFER_STYLE checks the upload and says clearly if it is missing
-  await fetch(upload.url, { method: "POST", body: form, mode: "no-cors" });
+  try {
+    await fetch(upload.url, { method: "POST", body: form, mode: "no-cors" });
+  } catch {
+    throw new Error("the photo could not be uploaded; check your network and try again");
+  }
   return upload.key;
+}
+
+/** "just now", "5 min ago", "3 h ago", or a date: when something happened, for people. */
+export function ago(ms, now = Date.now()) {
+  const seconds = Math.max(0, (now - ms) / 1000);
+  if (seconds < 60) return "just now";
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return new Date(ms).toLocaleDateString(undefined, { day: "numeric", month: "short", year: "numeric" });
+}
+
+/** A style's name for people: "stained-glass" → "Stained Glass". */
+export const styleTitle = (name) => name.split("-").map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join(" ");
+
+/** Shows the connection's state in the header's indicator and, while it is down, a banner. */
+export function showConnection(client, indicator, banner) {
+  const words = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…" };
+  const update = () => {
+    indicator.dataset.state = client.status;
+    indicator.textContent = indicator.title = words[client.status] ?? client.status;
+    banner.hidden = client.status !== "reconnecting";
+  };
+  client.addEventListener("status", update);
+  update();
 }

@@ -1,24 +1,195 @@
-import { ServiceClient, websocketUrl } from "./client.js";
+// The Feed page: every public result, newest first, with a featured before/after pair that
+// rotates. Loaded with LIST_IMAGES and kept current by the public TRANSFER_STYLE_COMPLETED
+// broadcast; after a reconnect (API Gateway closes idle connections after 10 minutes and every
+// connection after 2 hours) LIST_IMAGES is read again, to fill in what was missed meanwhile.
+
+import { ServiceClient, ServiceError, ago, showConnection, styleTitle, websocketUrl } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
-const client = new ServiceClient(await websocketUrl());
-const shown = new Set();
-client.addEventListener("status", (e) => { $("status").textContent = e.detail; });
-client.addEventListener("push", ({ detail: { event, data } }) => {
-  if (event === "TRANSFER_STYLE_COMPLETED") add(data, true);  // public results, live
-});
-await client.connect();
-const page = await client.request({ action: "LIST_IMAGES", limit: 20 }, "IMAGES");
-for (const image of page.images) add(image, false);
+const ROTATE_MS = 5000;
+const FEATURED_MAX = 12;  // the rotation goes through the newest results
+const PAGE = 24;
+const GAP_PAGES = 5;  // after a reconnect, read at most this many pages to reach what is shown
 
-function add(image, newest) {
-  if (shown.has(image.jobId)) return;
-  shown.add(image.jobId);
-  $("empty").hidden = true;
-  const item = document.createElement("li");
-  item.dataset.jobId = image.jobId;
-  item.innerHTML = `<figure><img src="${image.input}" alt="Photo"><img src="${image.result}" alt="Repainted in ${image.style}">
-    <figcaption>${image.style.replaceAll("-", " ")}</figcaption></figure>`;
-  if (newest) $("gallery").prepend(item);
-  else $("gallery").append(item);
+const images = new Map();  // jobId → {jobId, input, result, style, completedAt}
+let order = [];  // jobIds, newest first
+let featured = null;  // the jobId shown large
+let cursor = null;  // where the next older page starts (null: there is none)
+let loads = 0;
+let paused = matchMedia("(prefers-reduced-motion: reduce)").matches;
+let holding = false;  // pointer or focus on the featured pair
+let rotation = null;
+
+const valid = (image) => image && typeof image.jobId === "string" && typeof image.input === "string" &&
+  typeof image.result === "string" && typeof image.style === "string";
+
+function element(tag, properties = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), properties);
+  node.append(...children);
+  return node;
 }
+
+function tile(image) {
+  const title = styleTitle(image.style);
+  const time = element("time", { dateTime: new Date(image.completedAt).toISOString(), textContent: ago(image.completedAt) });
+  time.dataset.ms = image.completedAt;
+  const button = element("button", { type: "button", className: "tile", title: "Show it large" },
+    element("span", { className: "tile-pair" },
+      element("img", { src: image.input, alt: "A photo", loading: "lazy", decoding: "async" }),
+      element("img", { src: image.result, alt: `The photo, repainted in the ${title} style`, loading: "lazy",
+        decoding: "async" })));
+  button.addEventListener("click", () => {
+    feature(image.jobId);
+    restartRotation();
+    $("featured").scrollIntoView({ behavior: "smooth", block: "nearest" });
+  });
+  const item = element("li", {}, button, element("p", { className: "tile-caption" },
+    element("span", { className: "style-name", textContent: title }), time));
+  item.dataset.jobId = image.jobId;
+  return item;
+}
+
+/** Adds a result once, in its place by time; returns whether it was new. */
+function add(image) {
+  if (!valid(image) || images.has(image.jobId)) return false;
+  images.set(image.jobId, image);
+  const at = order.findIndex((id) => (images.get(id).completedAt ?? 0) < (image.completedAt ?? 0));
+  const index = at < 0 ? order.length : at;
+  order.splice(index, 0, image.jobId);
+  const next = index + 1 < order.length ? $("gallery").querySelector(`[data-job-id="${order[index + 1]}"]`) : null;
+  $("gallery").insertBefore(tile(image), next);
+  return true;
+}
+
+function updateShell() {
+  const count = order.length;
+  $("count").textContent = count ? `(${count}${cursor ? "+" : ""})` : "";
+  $("empty").hidden = count > 0 || loads === 0;
+  $("featured").hidden = count === 0;
+  $("more").hidden = !cursor;
+}
+
+// --- the featured pair ------------------------------------------------------------------------
+
+async function feature(jobId, { fresh = false } = {}) {
+  const image = images.get(jobId);
+  if (!image) return;
+  featured = jobId;
+  // load both images before showing them, so the pair changes at once
+  await Promise.allSettled([image.input, image.result].map((src) => Object.assign(new Image(), { src }).decode()));
+  if (featured !== jobId) return;
+  const title = styleTitle(image.style);
+  $("featured-before").src = image.input;
+  $("featured-before").alt = "A photo";
+  $("featured-after").src = image.result;
+  $("featured-after").alt = `The photo, repainted in the ${title} style`;
+  $("featured-caption").textContent = `After: ${title} · ${ago(image.completedAt)}`;
+  $("featured-new").hidden = !fresh;
+  const slide = $("featured-slide");
+  slide.dataset.jobId = jobId;
+  slide.classList.remove("enter");
+  void slide.offsetWidth;  // restart the fade-in
+  slide.classList.add("enter");
+  const ring = order.slice(0, FEATURED_MAX);
+  const position = ring.indexOf(jobId);
+  $("featured-position").textContent = position >= 0 ? `${position + 1} of ${ring.length}` : "";
+  $("featured-slide").setAttribute("aria-label", `${position + 1} of ${ring.length}: ${title}`);
+  for (const item of $("gallery").children) item.classList.toggle("current", item.dataset.jobId === jobId);
+}
+
+function step(by) {
+  const ring = order.slice(0, FEATURED_MAX);
+  if (!ring.length) return;
+  const position = ring.indexOf(featured);
+  feature(ring[(position + by + ring.length) % ring.length]);
+}
+
+function restartRotation() {
+  clearInterval(rotation);
+  rotation = setInterval(() => { if (!paused && !holding && !document.hidden) step(1); }, ROTATE_MS);
+}
+
+function setPaused(value) {
+  paused = value;
+  $("pause").setAttribute("aria-pressed", String(paused));
+  $("pause").setAttribute("aria-label", paused ? "Play the rotation" : "Pause the rotation");
+  $("pause").textContent = paused ? "▶" : "❚❚";
+}
+
+$("previous").addEventListener("click", () => { step(-1); restartRotation(); });
+$("next").addEventListener("click", () => { step(1); restartRotation(); });
+$("pause").addEventListener("click", () => setPaused(!paused));
+$("featured").addEventListener("pointerenter", () => { holding = true; });
+$("featured").addEventListener("pointerleave", () => { holding = false; });
+$("featured").addEventListener("focusin", () => { holding = true; });
+$("featured").addEventListener("focusout", () => { holding = false; });
+setPaused(paused);
+restartRotation();
+setInterval(() => {  // keep "5 min ago" true
+  for (const time of document.querySelectorAll("time[data-ms]")) time.textContent = ago(Number(time.dataset.ms));
+}, 30000);
+
+// --- loading ----------------------------------------------------------------------------------
+
+/** The newest page, and on a reconnect the pages down to what is already shown. */
+async function load() {
+  const first = loads === 0;
+  try {
+    let page = await client.request({ action: "LIST_IMAGES", limit: PAGE }, "IMAGES");
+    for (let pages = 1; ; pages += 1) {
+      const known = page.images.some((image) => images.has(image.jobId));
+      for (const image of page.images) add(image);
+      if (first) cursor = page.cursor;
+      if (first || known || !page.cursor || pages >= GAP_PAGES) break;
+      page = await client.request({ action: "LIST_IMAGES", limit: PAGE, cursor: page.cursor }, "IMAGES");
+    }
+    loads += 1;
+    document.body.dataset.loads = String(loads);
+    document.body.dataset.state = "loaded";
+    $("loading").hidden = true;
+    $("feed-error").hidden = true;
+    if (!featured && order.length) feature(order[0]);
+  } catch (error) {
+    if (error instanceof ServiceError) {
+      $("feed-error").textContent = `The Feed could not be loaded: ${error.message}.`;
+      $("feed-error").hidden = false;
+    }  // else the connection dropped: the reconnect loads again
+  }
+  updateShell();
+}
+
+$("more").addEventListener("click", async () => {
+  $("more").disabled = true;
+  try {
+    const page = await client.request({ action: "LIST_IMAGES", limit: PAGE, cursor }, "IMAGES");
+    for (const image of page.images) add(image);
+    cursor = page.cursor;
+  } catch (error) {
+    $("feed-error").textContent = `Older results could not be loaded: ${error.message}.`;
+    $("feed-error").hidden = false;
+  } finally {
+    $("more").disabled = false;
+    updateShell();
+  }
+});
+
+let client;
+try {
+  client = new ServiceClient(await websocketUrl());
+} catch (error) {
+  $("status").dataset.state = "reconnecting";
+  $("status").textContent = "Unavailable";
+  $("loading").hidden = true;
+  $("feed-error").textContent = `This page cannot reach the service: ${error.message}.`;
+  $("feed-error").hidden = false;
+  throw error;
+}
+showConnection(client, $("status"), $("offline"));
+client.addEventListener("push", ({ detail: { event, data } }) => {
+  if (event !== "TRANSFER_STYLE_COMPLETED" || !add(data)) return;  // a public result, live
+  feature(data.jobId, { fresh: true });
+  restartRotation();
+  updateShell();
+});
+client.addEventListener("status", () => { if (client.status === "connected") load(); });
+client.connect();

@@ -1,96 +1,356 @@
-import { ServiceClient, imageField, shrink, websocketUrl } from "./client.js";
+// The request page: a photo, a style and options in; progress, then the result beside the photo.
+// Speaks the service's protocol (README, "The WebSocket protocol") through client.js.
+//
+// URL parameter for tests and demos: ?size=N (64..2048) sends options.size = N, the long side of
+// the result in pixels (the preview preset's is 256), so a job on a CPU takes seconds.
+
+import {
+  ServiceClient, ServiceError, decode, imageField, showConnection, shrink, styleTitle, thumbnail, websocketUrl,
+} from "./client.js";
 
 const $ = (id) => document.getElementById(id);
-const client = new ServiceClient(await websocketUrl());
-client.addEventListener("status", (e) => { $("status").textContent = e.detail; });
-let job = JSON.parse(sessionStorage.getItem("job") || "null");  // survives a reload
+const PRESET = "preview";
+const SIZE = (() => {
+  const size = Number(new URLSearchParams(location.search).get("size"));
+  return Number.isInteger(size) && size >= 64 && size <= 2048 ? size : null;
+})();
+const SLOW_POLL = 20000;  // GET_JOB while pushes arrive on this connection: a safety net
+const FAST_POLL = 3000;  // GET_JOB after a reconnect: pushes go to the connection that submitted
 
-client.addEventListener("push", ({ detail: { event, data } }) => {
-  if (!job || !event.endsWith(`::${job.jobId}`)) return;
-  if (event.startsWith("TRANSFER_STYLE_PROGRESS")) showProgress(data.progress);
-  else if (event.startsWith("TRANSFER_STYLE_COMPLETED")) showResult(data.result);
-  else if (event.startsWith("TRANSFER_STYLE_FAILED")) showError(`The job failed: ${data.error}`);
-});
-client.addEventListener("status", async (e) => {
-  // after a reconnect the new connection gets no pushes for the old job: ask for it
-  if (e.detail === "connected" && job) await recover();
-});
-await client.connect();
+let photo = null;  // the File chosen and checked
+let ownStyle = null;
+let sending = false;
+let job = JSON.parse(sessionStorage.getItem("job") || "null");  // {jobId, jobToken, style, isPrivate, before}
+let jobGeneration = null;  // the connection that submitted the job: it gets the job's pushes
+let pollTimer = null;
+let choosing = 0;  // the latest photo chosen: an older one still being checked is dropped
 
-const styles = await client.request({ action: "LIST_STYLES" }, "STYLES").catch(() => ({ styles: [] }));
-for (const [i, style] of styles.styles.entries()) {
-  const label = document.createElement("label");
-  label.className = "style";
-  label.innerHTML = `<input type="radio" name="style" value="${style.name}" ${i === 0 ? "checked" : ""}>
-    <img src="${style.previewUrl}" alt=""><span>${style.name.replaceAll("-", " ")}</span>`;
-  $("styles").append(label);
+// --- the form ---------------------------------------------------------------------------------
+
+/** A reason from the service as the end of a sentence: "… truncated" → "… truncated." */
+const sentence = (text) => (/[.!?]$/.test(text ?? "") ? text : `${text ?? "no reason was given"}.`);
+const jobFailed = (reason) => `The painting failed: ${sentence(reason)} Try again, or try another photo or style.`;
+
+function fieldError(id, text) {
+  $(id).textContent = text ?? "";
+  $(id).hidden = !text;
 }
 
-$("photo").addEventListener("change", () => {
-  const file = $("photo").files[0];
-  if (file) { $("preview").src = URL.createObjectURL(file); $("preview").hidden = false; }
+async function choosePhoto(file) {
+  const mine = ++choosing;
+  fieldError("photo-error", null);
+  $("photo").removeAttribute("aria-invalid");
+  if (!file) return;
+  const problem = await imageProblem(file);
+  if (mine !== choosing) return;
+  if (problem) {
+    photo = null;
+    $("photo").value = "";
+    $("photo").setAttribute("aria-invalid", "true");
+    $("preview").hidden = true;
+    $("photo-name").textContent = "";
+    $("drop").dataset.state = "invalid";
+    fieldError("photo-error", problem);
+    return;
+  }
+  photo = file;
+  $("preview").src = URL.createObjectURL(file);
+  $("preview").hidden = false;
+  $("photo-name").textContent = file.name;
+  $("drop").dataset.state = "chosen";
+}
+
+/** Why a file cannot be sent as a picture, in words for people; null when it can. */
+async function imageProblem(file) {
+  if (file.type && !file.type.startsWith("image/")) {
+    return `“${file.name}” is not an image. Choose a photo: a JPEG, PNG or WebP file.`;
+  }
+  if (file.size === 0) return `“${file.name}” is empty. Choose a photo: a JPEG, PNG or WebP file.`;
+  try {
+    (await decode(file)).close();
+  } catch {
+    return `“${file.name}” is not a picture this page can read: it may be damaged, or in a format your browser ` +
+      "cannot open. Choose a JPEG, PNG or WebP file.";
+  }
+  return null;
+}
+
+$("photo").addEventListener("change", () => choosePhoto($("photo").files[0]));
+
+// Drag and drop: onto the drop zone, which shows that it takes the file while one is over it.
+// A file dropped anywhere else is ignored, rather than the browser leaving the page to open it.
+let dragDepth = 0;
+const hasFiles = (event) => [...(event.dataTransfer?.types ?? [])].includes("Files");
+$("drop").addEventListener("dragenter", (event) => {
+  if (!hasFiles(event)) return;
+  event.preventDefault();
+  dragDepth += 1;
+  $("drop").classList.add("dragging");
 });
+$("drop").addEventListener("dragleave", () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (dragDepth === 0) $("drop").classList.remove("dragging");
+});
+$("drop").addEventListener("dragover", (event) => {
+  if (!hasFiles(event)) return;
+  event.preventDefault();
+  event.dataTransfer.dropEffect = "copy";
+});
+$("drop").addEventListener("drop", (event) => {
+  event.preventDefault();
+  dragDepth = 0;
+  $("drop").classList.remove("dragging");
+  const file = event.dataTransfer.files[0];
+  if (file) choosePhoto(file);
+});
+for (const name of ["dragover", "drop"]) {
+  window.addEventListener(name, (event) => { if (hasFiles(event)) event.preventDefault(); });
+}
+
+$("own-button").addEventListener("click", () => $("own-style").click());
+$("own-style").addEventListener("change", async () => {
+  const file = $("own-style").files[0];
+  fieldError("own-error", null);
+  if (!file) return;
+  const problem = await imageProblem(file);
+  if (problem) {
+    $("own-style").value = "";
+    fieldError("own-error", problem);
+    return;
+  }
+  ownStyle = file;
+  $("own-preview").src = URL.createObjectURL(file);
+  $("own-preview").alt = "";
+  $("own-tile").hidden = false;
+  $("own-radio").checked = true;
+  $("own-radio").focus();
+  $("own-button").textContent = "Use another style image…";
+});
+
+$("strength").addEventListener("input", () => {
+  $("strength-value").textContent = `${Math.round(Number($("strength").value) * 100)}%`;
+});
+
+async function loadStyles() {
+  try {
+    const { styles } = await client.request({ action: "LIST_STYLES" }, "STYLES");
+    fieldError("styles-error", null);
+    const chosen = document.querySelector("input[name=style]:checked")?.value;
+    for (const tile of document.querySelectorAll(".style[data-name]")) tile.remove();
+    for (const style of styles) {
+      const tile = document.createElement("label");
+      tile.className = "style";
+      tile.dataset.name = style.name;
+      const radio = Object.assign(document.createElement("input"), { type: "radio", name: "style", value: style.name });
+      const image = Object.assign(document.createElement("img"), { src: style.previewUrl, alt: "", loading: "lazy" });
+      const title = Object.assign(document.createElement("span"), { textContent: styleTitle(style.name) });
+      tile.append(radio, image, title);
+      $("own-tile").before(tile);
+    }
+    const keep = [...document.querySelectorAll("input[name=style]")].find((r) => r.value === chosen && !r.closest("[hidden]"));
+    const radio = keep ?? document.querySelector("input[name=style]");
+    if (radio) radio.checked = true;
+    $("styles").setAttribute("aria-busy", "false");
+    return true;
+  } catch (error) {
+    fieldError("styles-error", `The styles could not be loaded (${error.message}). You can still use your own style image.`);
+    return false;
+  }
+}
+
+// --- the job ----------------------------------------------------------------------------------
+
+function view(state) {
+  const panel = $("job");
+  panel.dataset.state = state;  // idle, sending, running, done, failed
+  $("idle").hidden = state !== "idle";
+  $("progress-area").hidden = !["sending", "running"].includes(state);
+  $("pair").hidden = state === "idle" || (state === "failed" && !$("before").getAttribute("src"));
+  $("painting").hidden = !["sending", "running", "done"].includes(state);  // "done": until the painting loads
+  $("submit").disabled = ["sending", "running"].includes(state);
+  $("submit").textContent = state === "sending" ? "Sending…" : state === "running" ? "Painting…" : "Repaint my photo";
+  if (state !== "failed") fieldError("job-error", null);
+  if (state !== "done") {
+    $("after").hidden = true;
+    $("download").hidden = $("see-feed").hidden = true;
+  }
+}
+
+function message(text, progress) {
+  $("message").textContent = text;
+  if (progress === undefined) $("progress").removeAttribute("value");  // indeterminate
+  else $("progress").value = progress;
+}
+
+function showProgress(progress, iteration, total) {
+  const percent = Math.round(progress * 100);
+  message(progress > 0 ? `Painting… ${percent}%${total ? ` (step ${iteration} of ${total})` : ""}` : "Waiting for a painter…",
+    progress > 0 ? progress : undefined);
+}
+
+$("before").addEventListener("load", () => {  // the painting's placeholder takes the photo's shape
+  const { naturalWidth: width, naturalHeight: height } = $("before");
+  if (width && height) $("pair").style.setProperty("--ratio", `${width} / ${height}`);
+});
+
+function showBefore(src) {
+  if (src) $("before").src = src;
+  else $("before").removeAttribute("src");
+}
+
+function remember(value) {
+  job = value;
+  if (value) sessionStorage.setItem("job", JSON.stringify(value));
+  else sessionStorage.removeItem("job");
+  clearTimeout(pollTimer);
+  pollTimer = null;
+  if (value) schedulePoll();
+}
+
+function schedulePoll() {
+  clearTimeout(pollTimer);
+  if (!job) return;
+  pollTimer = setTimeout(checkJob, client.generation === jobGeneration ? SLOW_POLL : FAST_POLL);
+}
+
+function finish(url) {
+  const style = job?.style;
+  const name = job?.styleName;
+  const shared = job && !job.isPrivate;
+  remember(null);
+  view("done");
+  message("Done!", 1);
+  $("after").alt = style ? `Your photo, repainted in the ${style} style` : "Your photo, repainted";
+  $("after-caption").textContent = style ? `After: ${style}` : "After";
+  $("after").onload = () => { $("after").hidden = false; $("painting").hidden = true; };
+  $("after").onerror = () => fail("The painting is ready, but this page could not show it. Use the download link to open it.");
+  $("after").src = url;
+  $("download").href = url;
+  $("download").download = `repainted${name ? `-${name}` : ""}.jpg`;
+  $("download").hidden = false;
+  $("see-feed").hidden = !shared;
+}
+
+function fail(text) {
+  remember(null);
+  view("failed");
+  fieldError("job-error", text);
+  if (text.startsWith("The painting is ready")) $("download").hidden = false;
+}
+
+let checking = false;  // one GET_JOB at a time
+
+async function checkJob() {
+  if (!job || checking) return;
+  const asked = job;
+  checking = true;
+  try {
+    const state = await client.request(
+      { action: "GET_JOB", jobId: asked.jobId, jobToken: asked.jobToken }, "JOB", (data) => data?.jobId === asked.jobId);
+    if (job !== asked) return;
+    if (state.status === "SUCCEEDED") finish(state.result);
+    else if (state.status === "FAILED") fail(jobFailed(state.error));
+    else { view("running"); showProgress(state.progress ?? 0); schedulePoll(); }
+  } catch (error) {
+    if (job !== asked) return;
+    if (error instanceof ServiceError) {
+      fail("This job can no longer be found (it may have expired). Please send your photo again.");
+    } else {
+      schedulePoll();  // no connection now: the reconnect asks again
+    }
+  } finally {
+    checking = false;
+  }
+}
 
 $("request").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const file = $("photo").files[0];
-  if (!file) return showError("Choose a photo first.");
-  if (!file.type.startsWith("image/")) return showError("That file is not an image.");
-  $("submit").disabled = true;
-  $("job").hidden = false;
-  $("after").hidden = $("download").hidden = true;
-  showProgress(0, "Uploading…");
+  if (sending || job) return;
+  if (!photo) {
+    if ($("photo-error").hidden) fieldError("photo-error", "Choose a photo first.");
+    $("photo").focus();
+    $("drop").scrollIntoView({ block: "center", behavior: "smooth" });
+    return;
+  }
+  const choice = document.querySelector("input[name=style]:checked")?.value;
+  if (!choice || (choice === "own" && !ownStyle)) {
+    fieldError("styles-error", "Pick a style, or use your own style image.");
+    return;
+  }
+  fieldError("styles-error", null);
+  sending = true;
+  showBefore(URL.createObjectURL(photo));
+  view("sending");
+  message("Preparing your photo…");
+  if (matchMedia("(max-width: 56rem)").matches) $("job").scrollIntoView({ behavior: "smooth" });
   try {
-    const photo = await shrink(file);
-    $("before").src = URL.createObjectURL(photo);
-    const own = $("own-style").files[0];
-    const style = own ? await imageField(client, await shrink(own, 1024)) : document.querySelector("input[name=style]:checked")?.value;
-    if (!style) throw new Error("Pick a style.");
-    const accepted = await client.request({
-      action: "TRANSFER_STYLE",
-      image: await imageField(client, photo),
-      style,
-      isPrivate: $("private").checked,
-      options: { preset: "preview", strength: Number($("strength").value), preserveColors: $("colors").checked },
-    }, "TRANSFER_STYLE_ACCEPTED");
-    job = accepted;
-    sessionStorage.setItem("job", JSON.stringify(job));
-    showProgress(0, "Waiting for a painter…");
+    const image = await shrink(photo);
+    const before = await thumbnail(image).catch(() => null);  // shown again after a reload
+    message("Uploading your photo…");
+    const style = choice === "own" ? await imageField(client, await shrink(ownStyle, 1024)) : choice;
+    const field = await imageField(client, image);
+    message("Sending…");
+    const isPrivate = $("private").checked;
+    const options = { preset: PRESET, strength: Number($("strength").value), preserveColors: $("colors").checked };
+    if (SIZE) options.size = SIZE;
+    const accepted = await client.request(
+      { action: "TRANSFER_STYLE", image: field, style, isPrivate, options }, "TRANSFER_STYLE_ACCEPTED");
+    jobGeneration = client.generation;
+    const named = choice === "own" ? null : choice;
+    remember({ ...accepted, style: named && styleTitle(named), styleName: named, isPrivate, before });
+    $("job").dataset.jobId = accepted.jobId;
+    view("running");
+    showProgress(0);
   } catch (error) {
-    showError(error.message);
+    view("failed");
+    if (error instanceof ServiceError) {
+      fieldError("job-error", `The service did not accept this: ${sentence(error.message)}`);
+    } else if (/connection/.test(error.message)) {
+      fieldError("job-error", "The connection to the service was lost while sending your photo. Check your " +
+        "network, then press “Repaint my photo” again.");
+    } else {
+      fieldError("job-error", `Your photo could not be sent: ${sentence(error.message)}`);
+    }
+  } finally {
+    sending = false;
   }
 });
 
-async function recover() {
-  try {
-    const state = await client.request({ action: "GET_JOB", jobId: job.jobId, jobToken: job.jobToken }, "JOB");
-    if (state.status === "SUCCEEDED") showResult(state.result);
-    else if (state.status === "FAILED") showError(`The job failed: ${state.error}`);
-    else { $("job").hidden = false; showProgress(state.progress); }
-  } catch { /* an expired or unknown job: nothing to recover */ }
-}
+// --- the connection ---------------------------------------------------------------------------
 
-function showProgress(value, text) {
-  $("progress").value = value;
-  $("message").textContent = text ?? `Painting… ${Math.round(value * 100)}%`;
+let client;
+try {
+  client = new ServiceClient(await websocketUrl());
+} catch (error) {
+  $("status").dataset.state = "reconnecting";
+  $("status").textContent = "Unavailable";
+  fieldError("job-error", `This page cannot reach the service: ${error.message}.`);
+  $("job").dataset.state = "failed";
+  $("submit").disabled = true;
+  throw error;
 }
-
-function showResult(url) {
-  $("job").hidden = false;
-  $("progress").value = 1;
-  $("message").textContent = "Done.";
-  $("after").src = url;
-  $("after").hidden = false;
-  $("download").href = url;
-  $("download").hidden = false;
-  $("submit").disabled = false;
-  sessionStorage.removeItem("job");
+showConnection(client, $("status"), $("offline"));
+client.addEventListener("push", ({ detail: { event, data } }) => {
+  if (!job || !event.endsWith(`::${job.jobId}`)) return;
+  schedulePoll();
+  if (event.startsWith("TRANSFER_STYLE_PROGRESS::")) { view("running"); showProgress(data.progress, data.iteration, data.total); }
+  else if (event.startsWith("TRANSFER_STYLE_COMPLETED::")) finish(data.result);
+  else if (event.startsWith("TRANSFER_STYLE_FAILED::")) fail(jobFailed(data.error));
+});
+let stylesLoaded = false;
+client.addEventListener("status", async () => {
+  if (client.status === "reconnecting" && job) {
+    message("The connection was lost. Your job keeps running; reconnecting to get its result…");
+  }
+  if (client.status !== "connected") return;
+  // a new connection gets no pushes for a job sent on an earlier one: ask for it
+  if (job) checkJob();
+  if (!stylesLoaded) stylesLoaded = await loadStyles();
+});
+if (job) {  // sent before a reload
+  $("job").dataset.jobId = job.jobId;
+  showBefore(job.before);
+  view("running");
+  message("Looking for your painting…");
 }
-
-function showError(text) {
-  $("job").hidden = false;
-  $("message").textContent = text;
-  $("message").className = "error";
-  $("submit").disabled = false;
-  sessionStorage.removeItem("job");
-}
+client.connect();

@@ -5,66 +5,24 @@ kept across restarts. The worker really runs (64 px, preview preset) on this mac
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import requests
 from PIL import Image
 from websockets.sync.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parents[2]
+from .stack_process import Running, data_url, photo_png
+
 JOB_SECONDS = 180  # a 64 px preview job in a cold worker process on 2 busy cores, with margin
 OPTIONS = {"preset": "preview", "size": 64}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Running:
-    """`python -m stylelocal` in a subprocess, with its output in a log file."""
-
-    def __init__(self, tmp: Path, data: Path | None = None) -> None:
-        self.port = free_port()
-        self.log = tmp / f"stack-{self.port}.log"
-        command = [sys.executable, "-m", "stylelocal", "--port", str(self.port), "--device", "cpu"]
-        if data:
-            command += ["--data", str(data)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # no real AWS here
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while "Press Ctrl-C to stop" not in self.log.read_text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the stack did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        self.ws_url = requests.get(f"{self.url}/config.json", timeout=5).json()["websocketUrl"]
-
-    def stop(self) -> int:
-        """Ctrl-C, as a user would; the exit status."""
-        self.process.send_signal(signal.SIGINT)
-        try:
-            return self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            raise AssertionError(f"the stack did not stop on Ctrl-C:\n{self.log.read_text()[-3000:]}") from None
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +88,6 @@ def clients(stack: Running) -> Iterator[Any]:
     yield open_client
     for client in opened:
         client.close()
-
-
-def photo_png(width: int, height: int) -> bytes:
-    """A small colourful PNG: gradients and a disc, something a style can change."""
-    y, x = np.mgrid[0:height, 0:width] / max(width, height)
-    rgb = np.stack([0.3 + 0.6 * x, 0.2 + 0.6 * y, 0.7 - 0.4 * x * y], axis=-1)
-    rgb[(x - 0.4) ** 2 + (y - 0.3) ** 2 < 0.02] = (0.9, 0.3, 0.2)
-    buffer = io.BytesIO()
-    Image.fromarray((rgb * 255).astype(np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def image_at(url: str) -> Image.Image:

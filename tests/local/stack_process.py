@@ -1,0 +1,72 @@
+"""The local stack as its users start it (`python -m stylelocal`, in a subprocess), and images made
+here to send it. Shared by the end-to-end tests (tests/local/test_end_to_end.py), the browser tests
+(tests/web/) and the pages' screenshot script."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Running:
+    """`python -m stylelocal` in a subprocess, with its output in a log file."""
+
+    def __init__(self, tmp: Path, data: Path | None = None) -> None:
+        self.port = free_port()
+        self.log = tmp / f"stack-{self.port}.log"
+        command = [sys.executable, "-m", "stylelocal", "--port", str(self.port), "--device", "cpu"]
+        if data:
+            command += ["--data", str(data)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # no real AWS here
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while "Press Ctrl-C to stop" not in self.log.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the stack did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        self.ws_url = requests.get(f"{self.url}/config.json", timeout=5).json()["websocketUrl"]
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user would; the exit status."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            raise AssertionError(f"the stack did not stop on Ctrl-C:\n{self.log.read_text()[-3000:]}") from None
+
+
+def photo_png(width: int, height: int) -> bytes:
+    """A small colourful PNG: gradients and a disc, something a style can change."""
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    rgb = np.stack([0.3 + 0.6 * x, 0.2 + 0.6 * y, 0.7 - 0.4 * x * y], axis=-1)
+    rgb[(x - 0.4) ** 2 + (y - 0.3) ** 2 < 0.02] = (0.9, 0.3, 0.2)
+    buffer = io.BytesIO()
+    Image.fromarray((rgb * 255).astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()

@@ -1,0 +1,510 @@
+"""The pages (web/) in a real browser: Playwright drives Debian's Chromium, headless, against the
+local stack as its users start it (`python -m stylelocal`, tests/local/stack_process.py), where the
+worker really runs on this machine's CPU. The request page is opened with `?size=64`, which it
+sends as options.size, so a job takes seconds.
+
+Every WebSocket of a page goes through a `Relay` (Playwright's WebSocket routing): it records each
+message both ways, and drops a connection the way API Gateway does (close 1001, "Going away"), or
+keeps the page from reconnecting for a while. A few tests put a scripted service behind it instead
+of the stack (`mock`), for what the real one does not do on demand: a job that fails, a connection
+lost mid-request, a Feed that starts empty and rotates.
+
+Chromium must be at /usr/bin/chromium (`make test` installs it): without it these tests fail."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect, sync_playwright
+
+from ..local.stack_process import Running, photo_png
+from .browser import launch
+
+JOB_MS = 180_000  # a 64 px preview job in a cold worker process on 2 busy cores, with margin
+REQUEST = "/index.html?size=64"
+FEED = "/feed.html"
+
+Mock = Callable[[WebSocketRoute, dict[str, Any]], None]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    running = Running(tmp_path_factory.mktemp("stack"))
+    yield running
+    assert running.stop() == 0, running.log.read_text()[-3000:]
+    leftovers = subprocess.run(["pgrep", "-s", str(running.process.pid)], capture_output=True, text=True).stdout
+    assert leftovers.strip() == ""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        try:
+            chromium = launch(playwright)
+        except FileNotFoundError as missing:
+            pytest.fail(str(missing))
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context
+    context.close()
+
+
+class Relay:
+    """A page and its WebSockets: each routed to the stack (or to `mock`), its messages recorded."""
+
+    def __init__(self, page: Page, mock: Mock | None = None) -> None:
+        self.page = page
+        self.mock = mock
+        self.connections: list[WebSocketRoute] = []
+        self.servers: list[WebSocketRoute | None] = []  # the stack's side of each
+        self.sent: list[tuple[int, dict[str, Any]]] = []  # (connection number, message)
+        self.received: list[tuple[int, dict[str, Any]]] = []
+        self.blocked = False
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.route_web_socket(re.compile(r".*"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        if self.blocked:  # the service cannot be reached
+            ws.close(code=1001, reason="Going away")
+            return
+        number = len(self.connections)
+        self.connections.append(ws)
+
+        def up(text: str | bytes) -> None:
+            message = json.loads(text)
+            self.sent.append((number, message))
+            if server:
+                server.send(text)
+            else:
+                self.mock(ws, message)
+
+        def down(text: str | bytes) -> None:
+            self.received.append((number, json.loads(text)))
+            ws.send(text)
+
+        server = None if self.mock else ws.connect_to_server()
+        if server:
+            server.on_message(down)
+        self.servers.append(server)
+        ws.on_message(up)
+
+    def drop(self) -> None:
+        """Close the page's current connection as API Gateway does (idle 10 minutes, or 2 hours old)."""
+        self.connections[-1].close(code=1001, reason="Going away")
+        if server := self.servers[-1]:
+            server.close()
+
+    def push(self, event: str, data: dict[str, Any]) -> None:
+        """(mock) A message from the service on the current connection."""
+        message = {"event": event, "data": data}
+        self.received.append((len(self.connections) - 1, message))
+        self.connections[-1].send(json.dumps(message))
+
+    def actions(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [m for _, m in self.sent if name is None or m.get("action") == name]
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [m["data"] for _, m in self.received if m.get("event") == name]
+
+
+@pytest.fixture
+def pages(stack: Running, context: BrowserContext) -> Iterator[Callable[..., Relay]]:
+    """pages(path, mock=None): a new page at `path` of the stack, through a Relay."""
+    opened: list[Relay] = []
+
+    def open_page(path: str, mock: Mock | None = None) -> Relay:
+        relay = Relay(context.new_page(), mock)
+        opened.append(relay)
+        relay.page.goto(stack.url + path)
+        return relay
+
+    yield open_page
+    for relay in opened:
+        assert relay.errors == [], relay.errors  # no uncaught error in the page's scripts
+
+
+def noisy_png(width: int, height: int) -> bytes:
+    """A photo-like PNG too large for a data URL (> 30 KB): it goes through REQUEST_UPLOAD."""
+    photo = np.asarray(Image.open(io.BytesIO(photo_png(width, height))), dtype=np.int16)
+    noise = np.random.default_rng(0).integers(-12, 13, photo.shape)
+    buffer = io.BytesIO()
+    Image.fromarray((photo + noise).clip(0, 255).astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def ready(request: Relay) -> Page:
+    page = request.page
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    expect(page.locator(".style[data-name]").first).to_be_visible()
+    return page
+
+
+def choose(page: Page, png: bytes, name: str = "photo.png") -> None:
+    page.set_input_files("#photo", files=[{"name": name, "mimeType": "image/png", "buffer": png}])
+    expect(page.locator("#drop")).to_have_attribute("data-state", "chosen")
+
+
+def submit(page: Page, *, style: str = "swirls") -> str:
+    """Pick `style`, send, and return the job's id once the service accepted it."""
+    page.click(f'.style[data-name="{style}"]')
+    page.click("#submit")
+    expect(page.locator("#job")).to_have_attribute("data-state", "running", timeout=30_000)
+    job_id = page.locator("#job").get_attribute("data-job-id")
+    assert job_id
+    assert re.fullmatch(r"[0-9a-f]{32}", job_id)
+    return job_id
+
+
+def painted(page: Page) -> str:
+    """Waits for the result beside the photo; its URL."""
+    expect(page.locator("#job")).to_have_attribute("data-state", "done", timeout=JOB_MS)
+    after = page.locator("#after")
+    expect(after).to_be_visible()
+    assert after.evaluate("img => img.complete && img.naturalWidth") == 64
+    url = after.get_attribute("src")
+    assert url
+    return url
+
+
+def drop_file(page: Page, data: bytes, name: str, mime: str) -> None:
+    """Drags a file onto the drop zone and lets go, as a person does from their file manager."""
+    page.evaluate(
+        """([base64, name, mime]) => {
+            const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: mime }));
+            const target = document.querySelector("#drop .drop-target");
+            for (const type of ["dragenter", "dragover"]) {
+                target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+            }
+            window.dragStateShown = document.getElementById("drop").classList.contains("dragging");
+            target.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        }""",
+        [base64.b64encode(data).decode(), name, mime],
+    )
+    assert page.evaluate("window.dragStateShown") is True  # the zone showed it would take the file
+    expect(page.locator("#drop")).not_to_have_class(re.compile(r"\bdragging\b"))
+
+
+def feed_loaded(feed: Relay, loads: int = 1) -> Page:
+    page = feed.page
+    expect(page.locator("body")).to_have_attribute("data-state", "loaded")
+    expect(page.locator("body")).to_have_attribute("data-loads", str(loads))
+    return page
+
+
+# --- against the stack, with the real worker ------------------------------------------------------
+
+
+def test_a_photo_comes_back_painted_beside_it(pages) -> None:
+    request = pages(REQUEST)
+    page = ready(request)
+    expect(page.locator(".style[data-name]")).to_have_count(4)  # the seeded catalogue, with thumbnails
+    for thumbnail in page.locator(".style[data-name] img").all():
+        assert thumbnail.evaluate("img => img.complete && img.naturalWidth") > 0
+
+    # a photo over 30 KB goes through REQUEST_UPLOAD; strength and colours are sent as set
+    big = noisy_png(400, 300)
+    assert len(big) > 30 * 1024
+    choose(page, big, "holiday.png")
+    expect(page.locator("#photo-name")).to_have_text("holiday.png")
+    page.locator("#strength").fill("0.8")
+    expect(page.locator("#strength-value")).to_have_text("80%")
+    page.check("#colors")
+    job_id = submit(page, style="stained-glass")
+    url = painted(page)
+
+    [upload] = request.actions("REQUEST_UPLOAD")
+    assert upload == {"action": "REQUEST_UPLOAD", "contentType": "image/png", "size": len(big)}
+    [transfer] = request.actions("TRANSFER_STYLE")
+    assert transfer["image"] == request.events("UPLOAD_READY")[0]["key"]
+    assert (transfer["style"], transfer["isPrivate"]) == ("stained-glass", False)
+    assert transfer["options"] == {"preset": "preview", "size": 64, "strength": 0.8, "preserveColors": True}
+    assert request.events(f"TRANSFER_STYLE_PROGRESS::{job_id}"), "the progress bar was fed by progress events"
+    assert request.events(f"TRANSFER_STYLE_COMPLETED::{job_id}") == [{"result": url}]
+
+    # the result, beside the photo, with a download link
+    before, after = page.locator("#before").bounding_box(), page.locator("#after").bounding_box()
+    assert before
+    assert after
+    assert after["x"] >= before["x"] + before["width"]
+    assert abs(after["y"] - before["y"]) < 2
+    assert page.locator("#before").evaluate("img => img.complete && img.naturalWidth") == 400
+    assert page.locator("#after").get_attribute("alt") == "Your photo, repainted in the Stained Glass style"
+    download = page.locator("#download")
+    expect(download).to_be_visible()
+    assert download.get_attribute("href") == url
+    assert download.get_attribute("download") == "repainted-stained-glass.jpg"
+    got = requests.get(url, timeout=10)
+    assert (got.status_code, got.headers["Content-Type"]) == (200, "image/jpeg")
+    expect(page.locator("#see-feed")).to_be_visible()
+    expect(page.locator("#submit")).to_be_enabled()
+
+    # a small photo, dropped on the page, goes inline as a data URL
+    drop_file(page, photo_png(96, 64), "small.png", "image/png")
+    expect(page.locator("#drop")).to_have_attribute("data-state", "chosen")
+    expect(page.locator("#photo-name")).to_have_text("small.png")
+    second = submit(page, style="swirls")
+    assert second != job_id
+    expect(page.locator("#after")).to_be_hidden()  # the last result gave way to the new job
+    painted(page)
+    transfer = request.actions("TRANSFER_STYLE")[-1]
+    assert transfer["image"].startswith("data:image/png;base64,")
+    assert base64.b64decode(transfer["image"].split(",", 1)[1]) == photo_png(96, 64)
+    assert len(request.actions("REQUEST_UPLOAD")) == 1
+
+
+def test_the_feed_shows_a_new_public_result_live(pages) -> None:
+    feed = pages(FEED)
+    feed_page = feed_loaded(feed)
+    feed_page.evaluate("window.sameDocument = true")  # gone if the page reloads
+    request = pages(REQUEST)
+    page = ready(request)
+    choose(page, photo_png(120, 80))
+    job_id = submit(page, style="waves")
+    url = painted(page)
+
+    item = feed_page.locator(f'#gallery li[data-job-id="{job_id}"]')
+    expect(item).to_be_visible(timeout=30_000)
+    assert feed_page.evaluate("window.sameDocument") is True
+    assert [image["jobId"] for image in feed.events("TRANSFER_STYLE_COMPLETED")] == [job_id]  # the broadcast
+    assert len(feed.actions("LIST_IMAGES")) == 1
+    assert item.locator("img").nth(1).get_attribute("src") == url
+    assert item.locator("img").nth(0).get_attribute("alt") == "A photo"
+    assert item.locator("img").nth(1).get_attribute("alt") == "The photo, repainted in the Waves style"
+    expect(feed_page.locator("#gallery li").first).to_have_attribute("data-job-id", job_id)  # newest first
+    # the newcomer is featured large at once, marked new
+    expect(feed_page.locator("#featured")).to_be_visible()
+    expect(feed_page.locator("#featured-slide")).to_have_attribute("data-job-id", job_id)
+    expect(feed_page.locator("#featured-after")).to_have_attribute("src", url)
+    expect(feed_page.locator("#featured-new")).to_be_visible()
+    expect(feed_page.locator("#empty")).to_be_hidden()
+
+
+def test_a_private_result_never_reaches_the_feed(pages) -> None:
+    feed = pages(FEED)
+    feed_page = feed_loaded(feed)
+    request = pages(REQUEST)
+    page = ready(request)
+    choose(page, photo_png(120, 80))
+    page.check("#private")
+    job_id = submit(page)
+    url = painted(page)
+    assert "X-Amz-Signature=" in url  # a presigned link, for this page only
+    assert request.actions("TRANSFER_STYLE")[0]["isPrivate"] is True
+    expect(page.locator("#see-feed")).to_be_hidden()
+    expect(page.locator("#download")).to_be_visible()
+
+    time.sleep(3)  # time for a wrong broadcast to arrive
+    assert feed_page.locator(f'[data-job-id="{job_id}"]').count() == 0
+    assert job_id not in json.dumps(feed.received)
+    feed_page.reload()
+    feed_page = feed_loaded(feed)
+    assert feed_page.locator(f'[data-job-id="{job_id}"]').count() == 0
+    assert job_id not in json.dumps(feed.events("IMAGES"))
+
+
+def test_a_file_that_is_not_a_photo_is_refused_before_anything_is_sent(pages) -> None:
+    request = pages(REQUEST)
+    page = ready(request)
+    error = page.locator("#photo-error")
+
+    page.set_input_files("#photo", files=[{"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": b"hello " * 500}])
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("“photo.jpg” is not a picture this page can read")
+    expect(page.locator("#drop")).to_have_attribute("data-state", "invalid")
+    expect(page.locator("#photo")).to_have_attribute("aria-invalid", "true")
+    page.click("#submit")
+    expect(error).to_be_visible()
+    expect(page.locator("#job")).to_have_attribute("data-state", "idle")
+
+    drop_file(page, b"shopping list", "notes.txt", "text/plain")
+    expect(error).to_have_text("“notes.txt” is not an image. Choose a photo: a JPEG, PNG or WebP file.")
+    page.click("#submit")
+    expect(page.locator("#job")).to_have_attribute("data-state", "idle")
+
+    time.sleep(1)
+    assert [m["action"] for m in request.actions()] == ["LIST_STYLES"]  # no upload, no job
+    choose(page, photo_png(96, 64))  # a good photo clears the error
+    expect(error).to_be_hidden()
+
+
+def test_a_dropped_connection_still_gets_the_result(pages) -> None:
+    request = pages(REQUEST)
+    page = ready(request)
+    choose(page, photo_png(120, 80))
+    job_id = submit(page)
+    request.blocked = True
+    request.drop()  # while the job runs: its pushes go to a connection that is gone
+    expect(page.locator("#status")).to_have_attribute("data-state", "reconnecting")
+    expect(page.locator("#offline")).to_be_visible()
+    expect(page.locator("#message")).to_contain_text("The connection was lost. Your job keeps running")
+    expect(page.locator("#submit")).to_be_disabled()  # the job is not over
+    request.blocked = False
+    url = painted(page)  # reconnected by itself (0.5 s, then 1 s, 2 s, ... apart), then GET_JOB
+
+    assert len(request.connections) >= 2, "the page reconnected by itself"
+    token = request.events("TRANSFER_STYLE_ACCEPTED")[0]["jobToken"]
+    recovered = [m for n, m in request.sent if n >= 1 and m["action"] == "GET_JOB"]
+    assert recovered
+    assert recovered[0] == {"action": "GET_JOB", "jobId": job_id, "jobToken": token}
+    assert ("SUCCEEDED", url) in [(job["status"], job.get("result")) for job in request.events("JOB")]
+    assert not [m for n, m in request.received if n >= 1 and m["event"].endswith(job_id)]  # no push got there
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#offline")).to_be_hidden()
+
+
+def test_a_reload_mid_job_still_shows_the_result(pages) -> None:
+    request = pages(REQUEST)
+    page = ready(request)
+    choose(page, photo_png(120, 80))
+    job_id = submit(page)
+    page.reload()
+    expect(page.locator("#job")).to_have_attribute("data-job-id", job_id)
+    assert page.locator("#before").evaluate("img => img.naturalWidth") > 0  # the photo is shown again
+    painted(page)
+    assert any(m["action"] == "GET_JOB" and m["jobId"] == job_id for n, m in request.sent)
+    page.reload()  # a finished job is not asked for again
+    ready(request)
+    expect(page.locator("#job")).to_have_attribute("data-state", "idle")
+
+
+def test_the_feed_fills_in_what_it_missed_while_disconnected(pages) -> None:
+    feed = pages(FEED)
+    feed_page = feed_loaded(feed)
+    feed.blocked = True  # the next tries to connect fail
+    feed.drop()
+    expect(feed_page.locator("#status")).to_have_attribute("data-state", "reconnecting")
+    expect(feed_page.locator("#offline")).to_be_visible()
+
+    request = pages(REQUEST)
+    page = ready(request)
+    choose(page, photo_png(120, 80))
+    job_id = submit(page, style="mosaic")
+    painted(page)
+    time.sleep(2)  # the broadcast went out while the Feed was away
+    assert feed_page.locator(f'[data-job-id="{job_id}"]').count() == 0
+
+    feed.blocked = False
+    feed_page.evaluate("window.dispatchEvent(new Event('online'))")  # back online: reconnect now
+    expect(feed_page.locator(f'#gallery li[data-job-id="{job_id}"]')).to_be_visible(timeout=15_000)
+    feed_loaded(feed, loads=2)
+    assert job_id not in json.dumps(feed.events("TRANSFER_STYLE_COMPLETED"))  # LIST_IMAGES brought it
+    expect(feed_page.locator("#offline")).to_be_hidden()
+    ids = [item.get_attribute("data-job-id") for item in feed_page.locator("#gallery li").all()]
+    assert len(ids) == len(set(ids))  # nothing shown twice
+
+
+# --- against a scripted service -------------------------------------------------------------------
+
+
+def public_image(stack: Running, job_id: str, style: str, completed_at: int) -> dict[str, Any]:
+    return {
+        "jobId": job_id,
+        "input": f"{stack.url}/styles/waves.jpg",
+        "result": f"{stack.url}/styles/{style}.jpg",
+        "style": style,
+        "completedAt": completed_at,
+    }
+
+
+def test_the_feed_starts_empty_then_rotates_its_results(stack: Running, pages) -> None:
+    def service(ws: WebSocketRoute, message: dict[str, Any]) -> None:
+        if message["action"] == "LIST_IMAGES":
+            ws.send(json.dumps({"event": "IMAGES", "data": {"images": [], "cursor": None}}))
+
+    feed = pages(FEED, mock=service)
+    page = feed_loaded(feed)
+    expect(page.locator("#empty")).to_be_visible()
+    expect(page.locator("#featured")).to_be_hidden()
+
+    now = int(time.time() * 1000)
+    first, second = "1" * 32, "2" * 32
+    feed.push("TRANSFER_STYLE_COMPLETED", public_image(stack, first, "swirls", now - 1000))
+    feed.push("TRANSFER_STYLE_COMPLETED", public_image(stack, first, "swirls", now - 1000))  # sent twice
+    expect(page.locator("#gallery li")).to_have_count(1)
+    expect(page.locator("#empty")).to_be_hidden()
+    expect(page.locator("#featured-slide")).to_have_attribute("data-job-id", first)
+    feed.push("TRANSFER_STYLE_COMPLETED", public_image(stack, second, "mosaic", now))
+    expect(page.locator("#gallery li")).to_have_count(2)
+    expect(page.locator("#gallery li").first).to_have_attribute("data-job-id", second)
+    expect(page.locator("#featured-slide")).to_have_attribute("data-job-id", second)
+    expect(page.locator("#featured-position")).to_have_text("1 of 2")
+
+    # every 5 s the next pair is featured; a pause button stops it
+    expect(page.locator("#featured-slide")).to_have_attribute("data-job-id", first, timeout=8000)
+    page.click("#pause")
+    expect(page.locator("#pause")).to_have_attribute("aria-pressed", "true")
+    page.mouse.move(0, 0)  # the pointer away: only the button holds the rotation
+    time.sleep(6)
+    expect(page.locator("#featured-slide")).to_have_attribute("data-job-id", first)
+    page.click("#next")
+    expect(page.locator("#featured-slide")).to_have_attribute("data-job-id", second)
+    assert len(feed.actions("LIST_IMAGES")) == 1
+
+
+def test_a_failed_job_a_lost_connection_and_a_refusal_each_say_so(stack: Running, pages) -> None:
+    job_id = "f" * 32
+    answer: dict[str, str] = {"TRANSFER_STYLE": "accept"}
+
+    def service(ws: WebSocketRoute, message: dict[str, Any]) -> None:
+        if message["action"] == "LIST_STYLES":
+            styles = [{"name": "swirls", "previewUrl": f"{stack.url}/styles/swirls.jpg"}]
+            ws.send(json.dumps({"event": "STYLES", "data": {"styles": styles}}))
+        elif message["action"] == "TRANSFER_STYLE" and answer["TRANSFER_STYLE"] == "accept":
+            ws.send(json.dumps({"event": "TRANSFER_STYLE_ACCEPTED", "data": {"jobId": job_id, "jobToken": "t" * 43}}))
+        elif message["action"] == "TRANSFER_STYLE" and answer["TRANSFER_STYLE"] == "hang up":
+            ws.close(code=1001, reason="Going away")
+        elif message["action"] == "TRANSFER_STYLE":
+            refusal = {"action": "TRANSFER_STYLE", "message": "the image is not a JPEG, PNG or WebP file"}
+            ws.send(json.dumps({"event": "ERROR", "data": refusal}))
+
+    request = pages(REQUEST, mock=service)
+    page = ready(request)
+    error, button = page.locator("#job-error"), page.locator("#submit")
+    choose(page, photo_png(96, 64))
+
+    # the job fails in the worker
+    submit(page)
+    expect(button).to_be_disabled()
+    request.push(f"TRANSFER_STYLE_PROGRESS::{job_id}", {"progress": 0.4, "iteration": 24, "total": 60})
+    expect(page.locator("#message")).to_have_text("Painting… 40% (step 24 of 60)")
+    assert page.locator("#progress").evaluate("bar => bar.value") == pytest.approx(0.4)
+    request.push(f"TRANSFER_STYLE_FAILED::{job_id}", {"error": "the photo is damaged or truncated"})
+    expect(error).to_have_text(
+        "The painting failed: the photo is damaged or truncated. Try again, or try another photo or style."
+    )
+    expect(page.locator("#job")).to_have_attribute("data-state", "failed")
+    expect(button).to_be_enabled()
+
+    # the connection drops while the photo is being sent
+    answer["TRANSFER_STYLE"] = "hang up"
+    page.click("#submit")
+    expect(error).to_contain_text("The connection to the service was lost while sending your photo")
+    expect(button).to_be_enabled()
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")  # back by itself
+    expect(page.locator("#offline")).to_be_hidden()
+
+    # the service refuses the request
+    answer["TRANSFER_STYLE"] = "refuse"
+    page.click("#submit")
+    expect(error).to_have_text("The service did not accept this: the image is not a JPEG, PNG or WebP file.")
+    expect(button).to_be_enabled()
+    assert len(request.connections) == 2
