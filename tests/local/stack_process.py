@@ -5,6 +5,7 @@ here to send it. Shared by the end-to-end tests (tests/local/test_end_to_end.py)
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import signal
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,17 @@ class Running:
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             raise AssertionError(f"the stack did not stop on Ctrl-C:\n{self.log.read_text()[-3000:]}") from None
+
+
+@contextlib.contextmanager
+def running_stack(directory: Path) -> Iterator[Running]:
+    """The stack for a test module: started, then stopped with Ctrl-C, which must end it cleanly
+    together with every process it started (functions, workers)."""
+    running = Running(directory)
+    yield running
+    assert running.stop() == 0, running.log.read_text()[-3000:]
+    leftovers = subprocess.run(["pgrep", "-s", str(running.process.pid)], capture_output=True, text=True).stdout
+    assert leftovers.strip() == ""
 
 
 def photo_png(width: int, height: int) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import requests
 from PIL import Image
 from websockets.sync.client import ClientConnection, connect
 
-from .stack_process import Running, data_url, photo_png
+from .stack_process import Running, data_url, photo_png, running_stack
 
 JOB_SECONDS = 180  # a 64 px preview job in a cold worker process on 2 busy cores, with margin
 OPTIONS = {"preset": "preview", "size": 64}
@@ -27,12 +26,8 @@ OPTIONS = {"preset": "preview", "size": 64}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    running = Running(tmp_path_factory.mktemp("stack"))
-    yield running
-    assert running.stop() == 0, running.log.read_text()[-3000:]
-    # every process it started (functions, workers) ended with it
-    leftovers = subprocess.run(["pgrep", "-s", str(running.process.pid)], capture_output=True, text=True).stdout
-    assert leftovers.strip() == ""
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 class Client:

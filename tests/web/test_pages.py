@@ -17,7 +17,6 @@ import base64
 import io
 import json
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,7 +27,7 @@ import requests
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect, sync_playwright
 
-from ..local.stack_process import Running, photo_png
+from ..local.stack_process import Running, photo_png, running_stack
 from .browser import launch
 
 JOB_MS = 180_000  # a 64 px preview job in a cold worker process on 2 busy cores, with margin
@@ -40,11 +39,8 @@ Mock = Callable[[WebSocketRoute, dict[str, Any]], None]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    running = Running(tmp_path_factory.mktemp("stack"))
-    yield running
-    assert running.stop() == 0, running.log.read_text()[-3000:]
-    leftovers = subprocess.run(["pgrep", "-s", str(running.process.pid)], capture_output=True, text=True).stdout
-    assert leftovers.strip() == ""
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
