@@ -327,9 +327,9 @@ class LocalBatch:
 
     # --- running ----------------------------------------------------------------------------
 
-    def _finish(self, job: LocalJob, status: str, reason: str | None) -> None:
-        """Ends the job (under the lock)."""
-        job.status, job.status_reason, job.stopped_at = status, reason, now_ms()
+    def _finish(self, job: LocalJob, status: str, reason: str | None, at: int | None = None) -> None:
+        """Ends the job (under the lock); `at` is when its last attempt stopped, if one ran."""
+        job.status, job.status_reason, job.stopped_at = status, reason, at if at is not None else now_ms()
         job.process = None
         log.info("batch job %s %s%s", job.name, status, f": {reason}" if reason and status == FAILED else "")
 
@@ -409,7 +409,7 @@ class LocalBatch:
         with self._lock:
             job.process = None
             if attempt.exit_code == 0 and job.stop_reason is None and not timed_out:
-                self._finish(job, SUCCEEDED, EXITED)
+                self._finish(job, SUCCEEDED, EXITED, attempt.stopped_at)
                 return
             retry = (
                 not timed_out
@@ -418,7 +418,7 @@ class LocalBatch:
                 and should_retry(job.spec.job_definition.get("retryStrategy"), number, attempt)
             )
             if not retry:
-                self._finish(job, FAILED, job.stop_reason or attempt.status_reason)
+                self._finish(job, FAILED, job.stop_reason or attempt.status_reason, attempt.stopped_at)
                 return
             job.status = RUNNABLE
         log.info("batch job %s attempt %d failed (exit %s); retrying", job.name, number, attempt.exit_code)
