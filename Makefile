@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup up demo test lint bench bench-stack clean sam sam-validate sam-build chromium screenshots
+.PHONY: setup up demo test lint bench bench-stack bench-job clean sam sam-validate sam-build chromium screenshots
 
 setup: $(INSTALLED)
 
@@ -87,6 +87,11 @@ bench: $(INSTALLED)
 # (loopback only; stops by itself). Options: make bench-stack ARGS="--clients 500"
 bench-stack: $(INSTALLED)
 	$(PY) agent/benchmarks/bench_stack.py $(ARGS)
+
+# The whole job as AWS Batch runs it: a fresh `python -m stylize_worker` process against moto, its
+# phases' seconds and the optimisation's share. Options: make bench-job ARGS="--size 512 --repeat 3"
+bench-job: $(INSTALLED)
+	$(PY) agent/benchmarks/bench_job.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache

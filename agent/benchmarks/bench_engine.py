@@ -1,22 +1,32 @@
-"""Engine benchmark: figures for one fixed content/style pair, beside the plain reference.
+"""Engine benchmark: each fast path beside the plain fp32 reference, on one fixed content/style pair.
 
-    python agent/benchmarks/bench_engine.py [--sizes 256] [--iterations 50] [--device auto]
+    python agent/benchmarks/bench_engine.py [--sizes 512] [--iterations 600] [--variants all]
+                                            [--large 2048] [--device auto]
 
-For each size it prints, for the reference (fp32, single-scale L-BFGS, no optimisations) and
-for the engine with the same objective, iterations and scale: wall seconds, iterations per
-second and final loss, and the ratio between them; then the engine's preset for that device
-(coarse to fine) with its final loss at the same size. Both run in this process, one after the
-other, after a warm-up, so the ratio compares like with like.
+For each size, in one process after a warm-up (so ratios compare like with like):
+- the reference: fp32 (TF32 off), NCHW, torch's L-BFGS, one scale, `--iterations` iterations;
+- the engine on the same objective, scale and iterations, once per fast-path variant (below);
+- the engine's preset for the device, coarse to fine, with as many iterations in all as the
+  reference ran (GPU: `standard`, 3 x 200 = 600), with its default settings and with the variants
+  marked `preset` in VARIANTS;
+each with wall seconds (compilation and capture included), iterations per second, final loss at
+the full size, speed-up and loss ratio against the reference, and on a GPU the peak memory.
+`--large` then runs the preset at that size (GPU default: 2048 px) to show its time and memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+from PIL import Image
 from styletransfer import Options, preset, run
 from styletransfer.device import pick_device
 from styletransfer.images import fit_size, resize_tensor, resized, to_tensor
@@ -26,47 +36,159 @@ from styletransfer.vgg import to_caffe
 from styletransfer.weights import load_vgg19_weights
 
 
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    label: str
+    changes: dict[str, Any]
+    cuda_only: bool = False  # no effect or not available on a CPU
+    preset: bool = False  # also measured with the preset
+
+
+_FP32 = {"channels_last": False, "tf32": False}
+VARIANTS: tuple[Variant, ...] = (
+    Variant("fp32", "fp32, NCHW, eager", _FP32),
+    Variant("channels_last", "fp32, channels-last", {"tf32": False, "channels_last": True}),
+    Variant("tf32", "TF32 convs, channels-last (CUDA default)", {"tf32": True}, cuda_only=True),
+    Variant("autotune", "TF32 + cuDNN autotuning", {"tf32": True, "deterministic": False}, cuda_only=True),
+    Variant("bf16", "bf16 convs, channels-last", {"precision": "bf16"}),
+    Variant("tf32_graph", "TF32 + CUDA graph", {"capture": "cuda_graph"}, cuda_only=True, preset=True),
+    Variant(
+        "bf16_graph", "bf16 + CUDA graph", {"precision": "bf16", "capture": "cuda_graph"}, cuda_only=True, preset=True
+    ),
+    Variant("tf32_compile", "TF32 + torch.compile", {"capture": "compile"}),
+)
+CPU_DEFAULT = ("fp32", "channels_last", "bf16")
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    seconds: float
+    iterations: int
+    loss: float
+    peak_gib: float | None
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _timed(device: torch.device, work):
+def _measured(device: torch.device, label: str, work: Callable[[], tuple[int, float]]) -> Row:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     start = time.perf_counter()
-    value = work()
+    iterations, loss = work()
     _sync(device)
-    return value, time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return Row(label, seconds, iterations, loss, peak)
 
 
-def bench(size: int, iterations: int, device: torch.device) -> list[tuple[str, float, int, float]]:
-    content_image = photos().get("chelsea") or swirls(seed=7)
-    style_image = swirls()
+@contextlib.contextmanager
+def plain_fp32() -> Iterator[None]:
+    """The reference as written: fp32 convolutions (torch enables TF32 for cuDNN by default)."""
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False):
+        yield
+
+
+def pair() -> tuple[Image.Image, Image.Image]:
+    """The fixed content/style pair: scikit-image's cat photo (if installed) and the swirls style."""
+    return photos().get("chelsea") or swirls(seed=7), swirls()
+
+
+def engine_run(content: Image.Image, style: Image.Image, options: Options) -> Callable[[], tuple[int, float]]:
+    def work() -> tuple[int, float]:
+        result = run(content, style, options)
+        return result.iterations, result.loss
+
+    return work
+
+
+def bench(size: int, iterations: int, device: torch.device, variants: list[Variant]) -> list[Row]:
+    content_image, style_image = pair()
     width, height = fit_size(*content_image.size, size)
     content = to_caffe(to_tensor(resized(content_image, size))).to(device)
     style = to_caffe(resize_tensor(to_tensor(resized(style_image, size)), (size, size))).to(device)
-    same = Options(size=size, iterations=iterations, scales=1, device=str(device))
-    rows = []
-    (_, ref_loss), ref_s = _timed(device, lambda: reference_stylize(content, style, iterations))
-    rows.append((f"reference {width}x{height} single scale", ref_s, iterations, ref_loss))
-    result, eng_s = _timed(device, lambda: run(content_image, style_image, same))
-    rows.append((f"engine    {width}x{height} single scale", eng_s, iterations, result.loss))
-    tuned = preset("standard" if device.type == "cuda" else "preview", size=size, device=str(device))
-    result, pre_s = _timed(device, lambda: run(content_image, style_image, tuned))
-    rows.append((f"engine    {width}x{height} preset, {tuned.scales} scales", pre_s, result.iterations, result.loss))
+    on_gpu = device.type == "cuda"
+
+    def engine(options: Options) -> Callable[[], tuple[int, float]]:
+        return engine_run(content_image, style_image, options)
+
+    def reference() -> tuple[int, float]:
+        with plain_fp32():
+            return iterations, reference_stylize(content, style, iterations)[1]
+
+    rows = [_measured(device, f"reference {width}x{height}, 1 scale", reference)]
+    single = Options(size=size, iterations=iterations, scales=1, device=str(device))
+    for variant in variants:
+        rows.append(_measured(device, f"engine {variant.label}", engine(single.replace(**variant.changes))))
+    name = "standard" if on_gpu else "preview"
+    scales = preset(name).scales
+    tuned = preset(name, size=size, device=str(device), iterations=max(1, iterations // scales))
+    label = f"{name} preset {tuned.scales}x{tuned.iterations}"
+    rows.append(_measured(device, f"{label}, defaults", engine(tuned)))
+    for variant in variants:
+        if variant.preset:
+            rows.append(_measured(device, f"{label}, {variant.label}", engine(tuned.replace(**variant.changes))))
     return rows
+
+
+def large(size: int, device: torch.device, variants: list[Variant]) -> list[Row]:
+    content_image, style_image = pair()
+    tuned = preset("standard", size=size, device=str(device))
+    label = f"standard preset at {size} px, {tuned.scales}x{tuned.iterations}"
+    runs = [({}, "defaults")] + [(variant.changes, variant.label) for variant in variants if variant.preset]
+    return [
+        _measured(device, f"{label}, {name}", engine_run(content_image, style_image, tuned.replace(**changes)))
+        for changes, name in runs
+    ]
+
+
+def print_rows(rows: list[Row], reference: Row | None) -> None:
+    print(f"{'run':58} {'wall s':>8} {'it/s':>8} {'final loss':>11} {'speed-up':>9} {'loss/ref':>9} {'peak GiB':>9}")
+    for row in rows:
+        speed_up = f"{reference.seconds / row.seconds:8.2f}x" if reference else f"{'':9}"
+        ratio = f"{row.loss / reference.loss:9.4f}" if reference else f"{'':9}"
+        peak = f"{row.peak_gib:9.2f}" if row.peak_gib is not None else f"{'':9}"
+        it_s = row.iterations / row.seconds
+        print(f"{row.label:58} {row.seconds:8.2f} {it_s:8.1f} {row.loss:11.5g} {speed_up} {ratio} {peak}")
+    sys.stdout.flush()
+
+
+def chosen_variants(keys: list[str] | None, on_gpu: bool) -> list[Variant]:
+    by_key = {variant.key: variant for variant in VARIANTS}
+    if keys is None:
+        keys = list(by_key) if on_gpu else list(CPU_DEFAULT)
+    elif keys == ["all"]:
+        keys = list(by_key)
+    unknown = [key for key in keys if key not in by_key]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}: choose from all, {', '.join(by_key)}")
+    chosen = [by_key[key] for key in keys]
+    skipped = [variant.key for variant in chosen if variant.cuda_only and not on_gpu]
+    if skipped:
+        print(f"skipped on the CPU (they need CUDA): {', '.join(skipped)}")
+    return [variant for variant in chosen if on_gpu or not variant.cuda_only]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", help="long sides (default: 256 on CPU, 512 1024 on GPU)")
-    parser.add_argument("--iterations", type=int, help="iterations (default: 50 on CPU, 500 on GPU)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="long sides (default: 256 on CPU, 512 on GPU)")
+    parser.add_argument("--iterations", type=int, help="single-scale iterations (default: 50 on CPU, 600 on GPU)")
+    keys = ", ".join(variant.key for variant in VARIANTS)
+    parser.add_argument("--variants", nargs="+", help=f"fast paths to measure: all, {keys}")
+    parser.add_argument("--large", type=int, help="also run the preset at this size (default: 2048 on GPU)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     on_gpu = device.type == "cuda"
-    sizes = args.sizes or ([512, 1024] if on_gpu else [256])
-    iterations = args.iterations or (500 if on_gpu else 50)
+    sizes = args.sizes or ([512] if on_gpu else [256])
+    iterations = args.iterations or (600 if on_gpu else 50)
+    variants = chosen_variants(args.variants, on_gpu)
     name = (
         torch.cuda.get_device_name(device)
         if on_gpu
@@ -74,18 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"device: {name}; torch {torch.__version__}; {iterations} iterations for the single-scale runs")
     load_vgg19_weights()
-    run(swirls(64), swirls(64, seed=1), Options(size=64, iterations=2, scales=1, device=str(device)))  # warm-up
-    print(f"{'run':44} {'wall s':>8} {'it/s':>8} {'final loss':>12} {'speed-up':>9} {'loss/ref':>9}")
+    warm = Options(size=64, iterations=4, scales=1, device=str(device))
+    run(swirls(64), swirls(64, seed=1), warm)  # CUDA context, cuDNN handles, the model on the device
     for size in sizes:
-        rows = bench(size, iterations, device)
-        ref_s, ref_loss = rows[0][1], rows[0][3]
-        for label, seconds, its, loss in rows:
-            speed_up, loss_ratio = ref_s / seconds, loss / ref_loss
-            print(f"{label:44} {seconds:8.2f} {its / seconds:8.2f} {loss:12.5g} {speed_up:8.2f}x {loss_ratio:9.4f}")
-        if on_gpu:
-            print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
-            torch.cuda.reset_peak_memory_stats(device)
-        sys.stdout.flush()
+        rows = bench(size, iterations, device, variants)
+        print_rows(rows, rows[0])
+    large_size = args.large if args.large is not None else (2048 if on_gpu else 0)
+    if large_size:
+        print_rows(large(large_size, device, variants), None)
     return 0
 
 

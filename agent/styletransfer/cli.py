@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1))
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--precision", choices=("fp32", "bf16"), help="precision of the convolutions")
+    g.add_argument(
+        "--capture",
+        choices=("none", "compile", "cuda_graph"),
+        help="launch each iteration eagerly, compiled (torch.compile) or as one CUDA graph",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -98,6 +103,7 @@ def _presets_help() -> str:
 _OVERRIDES = (
     "size", "iterations", "scales", "strength", "content_weight", "style_weight", "tv_weight", "style_scale",
     "preserve_colors", "init", "optimizer", "learning_rate", "pooling", "seed", "device", "precision",
+    "capture",
 )  # fmt: skip
 
 

@@ -35,16 +35,20 @@ def pick_device(requested: str = "auto") -> torch.device:
 @dataclass(frozen=True)
 class DeviceSettings:
     channels_last: bool  # NHWC: faster cuDNN/tensor-core convolutions; measured no gain on CPU
-    allow_tf32: bool  # TF32 matrix units for fp32 convolutions (Ampere and newer)
+    allow_tf32: bool  # TF32 tensor cores for fp32 convolutions (Ampere and newer); never for matmuls:
+    # Gram matrices and the L-BFGS history products sum up to millions of terms and stay fp32.
     cudnn_benchmark: bool  # autotune convolution algorithms; off when results must be reproducible
     deterministic: bool
 
 
-def settings_for(device: torch.device, channels_last: bool | None = None, deterministic: bool = True) -> DeviceSettings:
+def settings_for(
+    device: torch.device, channels_last: bool | None = None, deterministic: bool = True, tf32: bool | None = None
+) -> DeviceSettings:
+    """The settings for `device`; None for channels_last or tf32 means on for CUDA, off for the CPU."""
     on_cuda = device.type == "cuda"
     return DeviceSettings(
         channels_last=on_cuda if channels_last is None else channels_last,
-        allow_tf32=on_cuda,
+        allow_tf32=on_cuda and (tf32 is None or tf32),
         cudnn_benchmark=on_cuda and not deterministic,
         deterministic=deterministic,
     )
@@ -74,7 +78,7 @@ def applied(device: torch.device, settings: DeviceSettings) -> Iterator[None]:
         if device.type == "cpu":
             configure_cpu_threads()
         torch.backends.cudnn.allow_tf32 = settings.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = settings.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.benchmark = settings.cudnn_benchmark
         torch.backends.cudnn.deterministic = settings.deterministic
         yield
@@ -90,5 +94,6 @@ def applied(device: torch.device, settings: DeviceSettings) -> Iterator[None]:
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
     """bf16 autocast for the network when asked (fp16 would overflow Gram matrices); else nothing."""
     if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        # No weight cache: it is per autocast region anyway, and CUDA graph capture forbids it.
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()

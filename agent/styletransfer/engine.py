@@ -18,6 +18,7 @@ from PIL import Image
 from . import color
 from .device import DeviceSettings, applied, autocast, pick_device, settings_for
 from .images import fit_size, resize_tensor, resized, to_image, to_tensor
+from .iterations import ScaleIterations, check_capture
 from .losses import CONTENT_LAYERS, STYLE_LAYERS, blended_gram, gram, total_loss
 from .options import MAX_SIZE, MAX_STYLES, Options
 from .vgg import VGGFeatures, from_caffe, to_caffe
@@ -75,7 +76,8 @@ def run(
     if options.style_blend and len(options.style_blend) != len(styles):
         raise ValueError(f"{len(options.style_blend)} blend weights given for {len(styles)} style images")
     device = pick_device(options.device)
-    settings = settings_for(device, options.channels_last)
+    check_capture(options.capture, device)
+    settings = settings_for(device, options.channels_last, options.deterministic, options.tf32)
     started = time.perf_counter()
     with applied(device, settings):
         job = _Job(content, styles, options, device, settings, progress)
@@ -181,33 +183,16 @@ class _Job:
         o = self.options
         weights = (o.content_weight, o.effective_style_weight, o.tv_weight)
 
-        def objective() -> torch.Tensor:
-            return total_loss(self._features(image), image, content_targets, style_targets, *weights)
+        def objective(x: torch.Tensor) -> torch.Tensor:
+            return total_loss(self._features(x), x, content_targets, style_targets, *weights)
 
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            loss = objective()
-            loss.backward()
-            return loss
+        def report(losses: list[float]) -> None:
+            for loss in losses:
+                self.done += 1
+                if self.progress is not None:
+                    self.progress(Progress(self.done, self.total, loss, index, len(self.sizes), size))
 
-        optimizer: torch.optim.Optimizer
-        if o.optimizer == "lbfgs":
-            # One function evaluation per step: torch's L-BFGS keeps its history across steps, and
-            # with max_iter=1 and no line search each step() is exactly one iteration.
-            optimizer = torch.optim.LBFGS(
-                [image], lr=1.0, max_iter=1, history_size=100, tolerance_grad=-1.0, tolerance_change=-1.0
-            )
-        else:
-            optimizer = torch.optim.Adam([image], lr=o.learning_rate)
-        for _ in range(o.iterations):
-            if o.optimizer == "lbfgs":
-                loss = optimizer.step(closure)
-            else:
-                loss = closure()
-                optimizer.step()
-            self.done += 1
-            if self.progress is not None:
-                self.progress(Progress(self.done, self.total, float(loss.detach()), index, len(self.sizes), size))
+        ScaleIterations(objective, image, o.iterations, o.optimizer, o.learning_rate, o.capture).run(report)
         with torch.no_grad():
-            final_loss = float(objective())
+            final_loss = float(objective(image))
         return image.detach(), final_loss

@@ -35,6 +35,10 @@ class Options:
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
     precision: Literal["fp32", "bf16"] = "fp32"  # of the convolutions; losses are always fp32
     channels_last: bool | None = None  # None: where it measured faster (CUDA)
+    deterministic: bool = True  # same seed, same result; False lets cuDNN autotune (faster, not repeatable)
+    tf32: bool | None = None  # TF32 tensor cores for fp32 convolutions; None: on where there are some (CUDA)
+    # How each iteration is launched: eagerly, compiled, or as one CUDA graph (see iterations.py).
+    capture: Literal["none", "compile", "cuda_graph"] = "none"
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -80,6 +84,7 @@ def _problems(o: Options) -> list[str]:
         ("optimizer", ("lbfgs", "adam")),
         ("pooling", ("max", "avg")),
         ("precision", ("fp32", "bf16")),
+        ("capture", ("none", "compile", "cuda_graph")),
     ):
         if getattr(o, name) not in allowed:
             found.append(f"{name} must be one of {', '.join(allowed)}, not {getattr(o, name)!r}")

@@ -72,6 +72,16 @@ def reference_loss(
     return loss + tv_weight * tv / 2
 
 
+def reference_targets(
+    model: nn.Sequential, taps: dict[str, int], content: torch.Tensor, style: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The content image's relu4_2 features and the style image's Gram matrices."""
+    with torch.no_grad():
+        content_target = _features(model, taps, content)[CONTENT]
+        style_features = _features(model, taps, style)
+        return content_target, {name: _gram(style_features[name]) for name in STYLE}
+
+
 def reference_stylize(
     content: torch.Tensor,
     style: torch.Tensor,
@@ -80,10 +90,7 @@ def reference_stylize(
 ) -> tuple[torch.Tensor, float]:
     """Optimise from the content image; inputs and output in caffe space. Returns (image, final loss)."""
     model, taps = reference_vgg()
-    with torch.no_grad():
-        content_target = _features(model, taps, content)[CONTENT]
-        style_features = _features(model, taps, style)
-        style_grams = {name: _gram(style_features[name]) for name in STYLE}
+    content_target, style_grams = reference_targets(model, taps, content, style)
     image = content.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS(
         [image],

@@ -257,6 +257,17 @@ def test_cuda_device_without_a_gpu(
     nothing_written(tmp_path, *image_files)
 
 
+def test_cuda_graph_on_the_cpu(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, image_files: tuple[Path, Path]
+) -> None:
+    content, style = image_files
+    out = tmp_path / "out.png"
+    argv = [str(content), str(style), "-o", str(out), "--size", "64", "--device", "cpu", "--capture", "cuda_graph"]
+    line = input_error(capsys, argv)
+    assert "capture 'cuda_graph' needs a CUDA device" in line
+    nothing_written(tmp_path, *image_files)
+
+
 def test_unknown_device(capsys: pytest.CaptureFixture[str], tmp_path: Path, image_files: tuple[Path, Path]) -> None:
     content, style = image_files
     out = tmp_path / "out.png"

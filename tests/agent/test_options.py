@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from styletransfer.device import pick_device, settings_for
+from styletransfer.device import applied, pick_device, settings_for
 from styletransfer.options import MAX_SIZE, PRESETS, Options, preset
 
 
@@ -68,6 +68,22 @@ def test_device_settings_for_cuda_and_cpu():
     assert not (cpu.allow_tf32)
     assert not (cpu.cudnn_benchmark)
     assert settings_for(torch.device("cpu"), channels_last=True).channels_last
+    assert not settings_for(torch.device("cuda"), tf32=False).allow_tf32
+    assert not settings_for(torch.device("cpu"), tf32=True).allow_tf32  # no tensor cores to use
+
+
+def test_applied_settings_use_tf32_for_convolutions_only_and_are_restored():
+    """Grams and L-BFGS's history products are matmuls: TF32's 10-bit mantissa would spoil them."""
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with applied(torch.device("cuda"), settings_for(torch.device("cuda"), deterministic=False)):
+            assert torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.matmul.allow_tf32
+            assert torch.backends.cudnn.benchmark
+        assert torch.backends.cuda.matmul.allow_tf32  # restored
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = before
 
 
 def test_pick_device():

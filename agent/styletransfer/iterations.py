@@ -1,0 +1,115 @@
+"""One scale's iterations, run so that the GPU never waits for the host.
+
+An iteration is the objective, its gradient and an optimiser step; it reads and writes tensors at
+fixed addresses and leaves its loss in a device buffer, which the host reads a batch at a time for
+progress reports. So the same iteration runs three ways (`Options.capture`):
+
+- "none": eagerly, kernel by kernel;
+- "compile": the objective and its gradient compiled by torch.compile (fused kernels, paid for by
+  a compilation per image size);
+- "cuda_graph": run a few times eagerly (cuDNN and autograd settle), then captured once as a CUDA
+  graph and replayed, which launches the whole iteration as one unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+from .lbfgs import LBFGS
+
+Capture = Literal["none", "compile", "cuda_graph"]
+CAPTURES: tuple[Capture, ...] = ("none", "compile", "cuda_graph")
+
+HISTORY = 100  # L-BFGS pairs kept, as in jcjohnson/neural-style
+MAX_MOVE = 255.0  # most an L-BFGS step may move a pixel, in caffe units: the whole 0..255 range
+WARMUP = 3  # eager iterations before a CUDA graph is captured
+REPORT_EVERY_ON_GPU = 20  # iterations between the host's reads of the losses (each read waits for the GPU)
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+
+
+def check_capture(capture: str, device: torch.device) -> None:
+    if capture not in CAPTURES:
+        raise ValueError(f"capture must be one of {', '.join(CAPTURES)}, not {capture!r}")
+    if capture == "cuda_graph" and device.type != "cuda":
+        raise ValueError(f"capture 'cuda_graph' needs a CUDA device, and this job runs on {device}")
+
+
+class ScaleIterations:
+    """Optimises `image` (a leaf tensor that requires grad) in place for `iterations` steps."""
+
+    def __init__(
+        self,
+        objective: Objective,
+        image: torch.Tensor,
+        iterations: int,
+        optimizer: Literal["lbfgs", "adam"] = "lbfgs",
+        learning_rate: float = 10.0,
+        capture: Capture = "none",
+    ) -> None:
+        check_capture(capture, image.device)
+        self.image = image
+        self.iterations = iterations
+        self.capture = capture
+        self.objective = torch.compile(objective, dynamic=False, fullgraph=True) if capture == "compile" else objective
+        self.losses = torch.zeros(iterations, device=image.device)
+        self.count = torch.zeros((), dtype=torch.long, device=image.device)
+        self.lbfgs: LBFGS | None = None
+        self.adam: torch.optim.Adam | None = None
+        if optimizer == "lbfgs":
+            self.lbfgs = LBFGS(image.detach(), history=HISTORY, max_move=MAX_MOVE)
+        else:
+            self.adam = torch.optim.Adam([image], lr=learning_rate, capturable=capture == "cuda_graph")
+        self.report_every = 1 if image.device.type == "cpu" else REPORT_EVERY_ON_GPU
+
+    def step(self) -> None:
+        """One iteration, with no read back to the host (so it can be captured)."""
+        loss = self.objective(self.image)
+        (grad,) = torch.autograd.grad(loss, self.image)
+        if self.lbfgs is not None:
+            self.lbfgs.step(self.image.detach(), grad)
+        else:
+            assert self.adam is not None
+            self.image.grad = grad
+            self.adam.step()
+        self.losses.index_copy_(0, self.count.view(1), loss.detach().float().view(1))
+        self.count.add_(1)
+
+    def run(self, on_losses: Callable[[list[float]], None]) -> None:
+        """Runs every iteration; `on_losses` gets each iteration's loss, in order, a batch at a time."""
+        reported = 0
+
+        def report(upto: int, force: bool = False) -> None:
+            nonlocal reported
+            if upto > reported and (force or upto - reported >= self.report_every):
+                on_losses(self.losses[reported:upto].tolist())
+                reported = upto
+
+        done = 0
+        if self.capture == "cuda_graph":
+            warmup = min(WARMUP, self.iterations)
+            # Warm-up on a side stream, as torch.cuda.graphs asks: nothing stray is captured.
+            side = torch.cuda.Stream(self.image.device)
+            side.wait_stream(torch.cuda.current_stream(self.image.device))
+            with torch.cuda.stream(side):
+                for _ in range(warmup):
+                    self.step()
+            torch.cuda.current_stream(self.image.device).wait_stream(side)
+            done = warmup
+            report(done, force=True)
+            if done < self.iterations:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self.step()  # recorded, not run
+                while done < self.iterations:
+                    graph.replay()
+                    done += 1
+                    report(done, force=done == self.iterations)
+            return
+        while done < self.iterations:
+            self.step()
+            done += 1
+            report(done, force=done == self.iterations)
