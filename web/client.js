@@ -244,6 +244,12 @@ export function ago(ms, now = Date.now()) {
 /** A style's name for people: "stained-glass" → "Stained Glass". */
 export const styleTitle = (name) => name.split("-").map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join(" ");
 
+/** Marks the header's indicator when the page cannot even find the service (config.json unreadable). */
+export function showUnavailable(indicator) {
+  indicator.dataset.state = "reconnecting";
+  indicator.textContent = indicator.title = "Unavailable";
+}
+
 /** Shows the connection's state in the header's indicator and, while it is down, a banner. */
 export function showConnection(client, indicator, banner) {
   const words = { connecting: "Connecting…", connected: "Connected", reconnecting: "Reconnecting…" };

@@ -3,7 +3,9 @@
 // broadcast; after a reconnect (API Gateway closes idle connections after 10 minutes and every
 // connection after 2 hours) LIST_IMAGES is read again, to fill in what was missed meanwhile.
 
-import { ServiceClient, ServiceError, ago, showConnection, styleTitle, websocketUrl } from "./client.js";
+import {
+  ServiceClient, ServiceError, ago, showConnection, showUnavailable, styleTitle, websocketUrl,
+} from "./client.js";
 
 const $ = (id) => document.getElementById(id);
 const ROTATE_MS = 5000;
@@ -177,8 +179,7 @@ let client;
 try {
   client = new ServiceClient(await websocketUrl());
 } catch (error) {
-  $("status").dataset.state = "reconnecting";
-  $("status").textContent = "Unavailable";
+  showUnavailable($("status"));
   $("loading").hidden = true;
   $("feed-error").textContent = `This page cannot reach the service: ${error.message}.`;
   $("feed-error").hidden = false;

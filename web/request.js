@@ -5,7 +5,8 @@
 // the result in pixels (the preview preset's is 256), so a job on a CPU takes seconds.
 
 import {
-  ServiceClient, ServiceError, decode, imageField, showConnection, shrink, styleTitle, thumbnail, websocketUrl,
+  ServiceClient, ServiceError, decode, imageField, showConnection, showUnavailable, shrink, styleTitle, thumbnail,
+  websocketUrl,
 } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -322,8 +323,7 @@ let client;
 try {
   client = new ServiceClient(await websocketUrl());
 } catch (error) {
-  $("status").dataset.state = "reconnecting";
-  $("status").textContent = "Unavailable";
+  showUnavailable($("status"));
   fieldError("job-error", `This page cannot reach the service: ${error.message}.`);
   $("job").dataset.state = "failed";
   $("submit").disabled = true;

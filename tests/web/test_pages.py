@@ -504,3 +504,20 @@ def test_a_failed_job_a_lost_connection_and_a_refusal_each_say_so(stack: Running
     expect(error).to_have_text("The service did not accept this: the image is not a JPEG, PNG or WebP file.")
     expect(button).to_be_enabled()
     assert len(request.connections) == 2
+
+
+@pytest.mark.parametrize(("path", "message"), [(REQUEST, "#job-error"), (FEED, "#feed-error")], ids=["request", "feed"])
+def test_a_page_that_cannot_find_the_service_says_so(stack: Running, context: BrowserContext, path, message) -> None:
+    """config.json (the service's address) cannot be read: the header and the page both say so."""
+    page = context.new_page()
+    page.route("**/config.json", lambda route: route.fulfill(status=503, body="unavailable"))
+    page.goto(stack.url + path)
+    status = page.locator("#status")
+    expect(status).to_have_text("Unavailable")
+    expect(status).to_have_attribute("data-state", "reconnecting")
+    expect(status).to_have_attribute("title", "Unavailable")
+    expect(page.locator(message)).to_have_text(
+        "This page cannot reach the service: config.json is missing: the page does not know the service's address."
+    )
+    expect(page.locator(message)).to_be_visible()
+    page.close()
