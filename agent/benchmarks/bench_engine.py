@@ -45,18 +45,18 @@ class Variant:
     preset: bool = False  # also measured with the preset
 
 
-_FP32 = {"channels_last": False, "tf32": False}
+# Fields a variant does not set keep the device's defaults: channels-last and TF32 on CUDA, not on a CPU.
+FP32 = {"precision": "fp32"}
+GRAPH = {"capture": "cuda_graph"}
 VARIANTS: tuple[Variant, ...] = (
-    Variant("fp32", "fp32, NCHW, eager", _FP32),
-    Variant("channels_last", "fp32, channels-last", {"tf32": False, "channels_last": True}),
-    Variant("tf32", "TF32 convs, channels-last (CUDA default)", {"tf32": True}, cuda_only=True),
-    Variant("autotune", "TF32 + cuDNN autotuning", {"tf32": True, "deterministic": False}, cuda_only=True),
-    Variant("bf16", "bf16 convs, channels-last", {"precision": "bf16"}),
-    Variant("tf32_graph", "TF32 + CUDA graph", {"capture": "cuda_graph"}, cuda_only=True, preset=True),
-    Variant(
-        "bf16_graph", "bf16 + CUDA graph", {"precision": "bf16", "capture": "cuda_graph"}, cuda_only=True, preset=True
-    ),
-    Variant("tf32_compile", "TF32 + torch.compile", {"capture": "compile"}),
+    Variant("fp32", "fp32, NCHW, eager", {**FP32, "channels_last": False, "tf32": False}),
+    Variant("channels_last", "fp32, channels-last", {**FP32, "channels_last": True, "tf32": False}),
+    Variant("tf32", "TF32 convs (the CUDA defaults)", {**FP32, "tf32": True}, cuda_only=True),
+    Variant("autotune", "TF32 + cuDNN autotuning", {**FP32, "deterministic": False}, cuda_only=True),
+    Variant("bf16", "bf16 convs", {"precision": "bf16"}),
+    Variant("tf32_graph", "TF32 + CUDA graph", {**FP32, **GRAPH}, cuda_only=True, preset=True),
+    Variant("bf16_graph", "bf16 + CUDA graph", {"precision": "bf16", **GRAPH}, cuda_only=True, preset=True),
+    Variant("tf32_compile", "TF32 + torch.compile", {**FP32, "capture": "compile"}),
 )
 CPU_DEFAULT = ("fp32", "channels_last", "bf16")
 

@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pooling", choices=("max", "avg"))
     g.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1))
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--precision", choices=("fp32", "bf16"), help="precision of the convolutions")
+    g.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        help="precision of the convolutions (auto: bf16 on a CPU with native bf16, else fp32)",
+    )
     g.add_argument(
         "--capture",
         choices=("none", "compile", "cuda_graph"),

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from . import color
-from .device import DeviceSettings, applied, autocast, pick_device, settings_for
+from .device import DeviceSettings, applied, autocast, pick_device, resolve_precision, settings_for
 from .images import fit_size, resize_tensor, resized, to_image, to_tensor
 from .iterations import ScaleIterations, check_capture
 from .losses import CONTENT_LAYERS, STYLE_LAYERS, blended_gram, gram, total_loss
@@ -117,6 +117,7 @@ class _Job:
         self.options = options
         self.device = device
         self.settings = settings
+        self.precision = resolve_precision(options.precision, device)
         self.progress = progress
         self.styles = [style.convert("RGB") for style in styles]
         self.blend = options.style_blend or (1.0,) * len(styles)
@@ -144,7 +145,7 @@ class _Job:
     def _features(self, caffe_image: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.settings.channels_last:
             caffe_image = caffe_image.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.options.precision):
+        with autocast(self.device, self.precision):
             return self.model(caffe_image)
 
     @torch.no_grad()

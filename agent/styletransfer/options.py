@@ -33,7 +33,8 @@ class Options:
     pooling: Literal["max", "avg"] = "max"
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
-    precision: Literal["fp32", "bf16"] = "fp32"  # of the convolutions; losses are always fp32
+    # Of the convolutions; Gram matrices and losses are always fp32. "auto": see device.resolve_precision.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: bool | None = None  # None: where it measured faster (CUDA)
     deterministic: bool = True  # same seed, same result; False lets cuDNN autotune (faster, not repeatable)
     tf32: bool | None = None  # TF32 tensor cores for fp32 convolutions; None: on where there are some (CUDA)
@@ -83,7 +84,7 @@ def _problems(o: Options) -> list[str]:
         ("init", ("content", "noise")),
         ("optimizer", ("lbfgs", "adam")),
         ("pooling", ("max", "avg")),
-        ("precision", ("fp32", "bf16")),
+        ("precision", ("auto", "fp32", "bf16")),
         ("capture", ("none", "compile", "cuda_graph")),
     ):
         if getattr(o, name) not in allowed:

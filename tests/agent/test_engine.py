@@ -12,7 +12,7 @@ from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
 from styletransfer.reference import reference_loss, reference_stylize, reference_targets, reference_vgg
 from styletransfer.vgg import to_caffe
 
-TINY = Options(size=64, iterations=8, scales=1)
+TINY = Options(size=64, iterations=8, scales=1, precision="fp32")  # auto may pick bf16 on this CPU
 
 
 def pixels(image) -> np.ndarray:

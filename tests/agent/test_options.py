@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from styletransfer.device import applied, pick_device, settings_for
+from styletransfer.device import applied, cpu_has_native_bf16, pick_device, resolve_precision, settings_for
 from styletransfer.options import MAX_SIZE, PRESETS, Options, preset
 
 
@@ -94,3 +94,14 @@ def test_pick_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA"):
             pick_device("cuda")
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_it_natively():
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+        flags = set(next(line for line in cpuinfo if line.startswith("flags")).split(":", 1)[1].split())
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert cpu_has_native_bf16() == native
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # TF32 convolutions until measured otherwise
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cuda")) == "bf16"
