@@ -102,7 +102,9 @@ class ScaleIterations:
             report(done, force=True)
             if done < self.iterations:
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
+                # Captured on the warm-up's stream: the BLAS handles made there are reused, not
+                # created mid-capture (what torch.cuda.make_graphed_callables does too).
+                with torch.cuda.graph(graph, stream=side):
                     self.step()  # recorded, not run
                 while done < self.iterations:
                     graph.replay()
