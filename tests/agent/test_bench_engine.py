@@ -1,0 +1,54 @@
+"""agent/benchmarks/bench_engine.py for real, tiny: every row it promises, with sane figures."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "agent" / "benchmarks" / "bench_engine.py"
+ROW = r"^{label}\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\S+)\s+(\d+\.\d+)x\s+(\d+\.\d+)\s*$"
+
+
+def bench(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--device", "cpu", "--sizes", "64", "--iterations", "6", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_ablation_prints_the_reference_each_variant_and_the_preset():
+    out = bench("--variants", "fp32", "bf16", "tf32_graph", "--large", "64")
+    assert "skipped on the CPU (they need CUDA): tf32_graph" in out
+    rows = {}
+    for label in (
+        "reference 64x43, 1 scale",
+        "engine fp32, NCHW, eager",
+        "engine bf16 convs",
+        "preview preset 3x2, defaults",
+    ):
+        match = re.search(ROW.format(label=re.escape(label)), out, re.M)
+        assert match, f"no row {label!r} in:\n{out}"
+        seconds, per_second, loss, speed_up, ratio = match.groups()
+        assert min(float(seconds), float(per_second), float(loss)) > 0
+        rows[label] = (float(speed_up), float(ratio))
+    assert rows["reference 64x43, 1 scale"] == (1.0, 1.0)
+    assert 0.5 < rows["engine fp32, NCHW, eager"][1] < 1.5  # the same objective, the same iterations
+    # the large run: the standard preset at --large, without a reference to compare with
+    assert re.search(r"^standard preset at 64 px, 3x200, defaults\s+\d+\.\d+\s+\d+\.\d+\s+\S+\s*$", out, re.M), out
+
+
+def test_an_unknown_variant_is_a_clear_error():
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--variants", "warp"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode != 0
+    assert "unknown variant(s) warp: choose from all, fp32, channels_last" in done.stderr
