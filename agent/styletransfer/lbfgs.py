@@ -67,9 +67,8 @@ class LBFGS:
 
         # Products of the history as it was with g, s and y: one pass over the history.
         products = (self.pairs @ torch.stack((g, s, y), dim=1)).double()
-        s_g, s_s, s_y = products[:m].unbind(1)
+        s_g, _, s_y = products[:m].unbind(1)  # (S·s is computed in the same pass but not needed)
         y_g, y_s, y_y = products[m:].unbind(1)
-        del s_s
         ys, yy = torch.dot(y, s).double(), torch.dot(y, y).double()
         valid = ys > CURVATURE_MIN
         new = (self.slots == self.head) & valid  # the slot that takes the pair, if it is stored
