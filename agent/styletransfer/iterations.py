@@ -19,9 +19,9 @@ from typing import Literal
 import torch
 
 from .lbfgs import LBFGS
+from .options import CAPTURES
 
-Capture = Literal["none", "compile", "cuda_graph"]
-CAPTURES: tuple[Capture, ...] = ("none", "compile", "cuda_graph")
+Capture = Literal["none", "compile", "cuda_graph"]  # one of CAPTURES
 
 HISTORY = 100  # L-BFGS pairs kept, as in jcjohnson/neural-style
 MAX_MOVE = 255.0  # most an L-BFGS step may move a pixel, in caffe units: the whole 0..255 range
@@ -88,30 +88,27 @@ class ScaleIterations:
                 on_losses(self.losses[reported:upto].tolist())
                 reported = upto
 
-        done = 0
-        if self.capture == "cuda_graph":
-            warmup = min(WARMUP, self.iterations)
-            # Warm-up on a side stream, as torch.cuda.graphs asks: nothing stray is captured.
-            side = torch.cuda.Stream(self.image.device)
-            side.wait_stream(torch.cuda.current_stream(self.image.device))
-            with torch.cuda.stream(side):
-                for _ in range(warmup):
-                    self.step()
-            torch.cuda.current_stream(self.image.device).wait_stream(side)
-            done = warmup
-            report(done, force=True)
-            if done < self.iterations:
-                graph = torch.cuda.CUDAGraph()
-                # Captured on the warm-up's stream: the BLAS handles made there are reused, not
-                # created mid-capture (what torch.cuda.make_graphed_callables does too).
-                with torch.cuda.graph(graph, stream=side):
-                    self.step()  # recorded, not run
-                while done < self.iterations:
-                    graph.replay()
-                    done += 1
-                    report(done, force=done == self.iterations)
-            return
+        done, launch = 0, self.step
+        if self.capture == "cuda_graph" and self.iterations > WARMUP:  # else too short to pay: eager
+            done, launch = WARMUP, self._captured(warmup=WARMUP)
         while done < self.iterations:
-            self.step()
+            launch()
             done += 1
             report(done, force=done == self.iterations)
+
+    def _captured(self, warmup: int) -> Callable[[], None]:
+        """Runs `warmup` iterations eagerly, then captures one as a CUDA graph: returns its replay."""
+        device = self.image.device
+        # Warm-up on a side stream, as torch.cuda.graphs asks: nothing stray is captured.
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                self.step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # Captured on the warm-up's stream: the BLAS handles made there are reused, not created
+        # mid-capture (what torch.cuda.make_graphed_callables does too).
+        with torch.cuda.graph(graph, stream=side):
+            self.step()  # recorded, not run
+        return graph.replay
