@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .options import MAX_ITERATIONS, MAX_SIZE, MAX_STYLES, MIN_SIZE, PRESETS
+from .options import CAPTURES, MAX_ITERATIONS, MAX_SIZE, MAX_STYLES, MIN_SIZE, PRECISIONS, PRESETS
 
 
 def _one_line(message: str) -> str:
@@ -80,12 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=PRECISIONS,
         help="precision of the convolutions (auto: bf16 on a CPU with native bf16, else fp32)",
     )
     g.add_argument(
         "--capture",
-        choices=("none", "compile", "cuda_graph"),
+        choices=CAPTURES,
         help="launch each iteration eagerly, compiled (torch.compile) or as one CUDA graph",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -11,6 +11,8 @@ MAX_SIZE = 4096  # long side of the output, in pixels; 2048 fits a 24 GiB GPU wi
 MIN_SIZE = 64  # below this relu5_1 is a few pixels wide and the style statistics mean little
 MAX_ITERATIONS = 10_000
 MAX_STYLES = 8
+PRECISIONS = ("auto", "fp32", "bf16")  # of the convolutions; "auto": see device.resolve_precision
+CAPTURES = ("none", "compile", "cuda_graph")  # how an iteration is launched: see iterations.py
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,8 @@ def _problems(o: Options) -> list[str]:
         ("init", ("content", "noise")),
         ("optimizer", ("lbfgs", "adam")),
         ("pooling", ("max", "avg")),
-        ("precision", ("auto", "fp32", "bf16")),
-        ("capture", ("none", "compile", "cuda_graph")),
+        ("precision", PRECISIONS),
+        ("capture", CAPTURES),
     ):
         if getattr(o, name) not in allowed:
             found.append(f"{name} must be one of {', '.join(allowed)}, not {getattr(o, name)!r}")
@@ -113,4 +115,4 @@ def preset(name: str, **overrides: object) -> Options:
     return base.replace(**overrides)
 
 
-__all__ = ["MAX_SIZE", "MAX_STYLES", "MIN_SIZE", "PRESETS", "Options", "preset"]
+__all__ = ["CAPTURES", "MAX_SIZE", "MAX_STYLES", "MIN_SIZE", "PRECISIONS", "PRESETS", "Options", "preset"]
