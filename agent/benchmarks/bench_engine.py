@@ -31,7 +31,7 @@ from styletransfer import Options, preset, run
 from styletransfer.device import pick_device
 from styletransfer.images import fit_size, resize_tensor, resized, to_tensor
 from styletransfer.reference import reference_stylize
-from styletransfer.samples import photos, swirls
+from styletransfer.samples import benchmark_pair, swirls
 from styletransfer.vgg import to_caffe
 from styletransfer.weights import load_vgg19_weights
 
@@ -95,11 +95,6 @@ def plain_fp32() -> Iterator[None]:
         yield
 
 
-def pair() -> tuple[Image.Image, Image.Image]:
-    """The fixed content/style pair: scikit-image's cat photo (if installed) and the swirls style."""
-    return photos().get("chelsea") or swirls(seed=7), swirls()
-
-
 def engine_run(content: Image.Image, style: Image.Image, options: Options) -> Callable[[], tuple[int, float]]:
     def work() -> tuple[int, float]:
         result = run(content, style, options)
@@ -109,7 +104,7 @@ def engine_run(content: Image.Image, style: Image.Image, options: Options) -> Ca
 
 
 def bench(size: int, iterations: int, device: torch.device, variants: list[Variant]) -> list[Row]:
-    content_image, style_image = pair()
+    content_image, style_image = benchmark_pair()
     width, height = fit_size(*content_image.size, size)
     content = to_caffe(to_tensor(resized(content_image, size))).to(device)
     style = to_caffe(resize_tensor(to_tensor(resized(style_image, size)), (size, size))).to(device)
@@ -138,7 +133,7 @@ def bench(size: int, iterations: int, device: torch.device, variants: list[Varia
 
 
 def large(size: int, device: torch.device, variants: list[Variant]) -> list[Row]:
-    content_image, style_image = pair()
+    content_image, style_image = benchmark_pair()
     tuned = preset("standard", size=size, device=str(device))
     label = f"standard preset at {size} px, {tuned.scales}x{tuned.iterations}"
     runs = [({}, "defaults")] + [(variant.changes, variant.label) for variant in variants if variant.preset]

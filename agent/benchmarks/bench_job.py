@@ -45,7 +45,7 @@ from stylelocal.batch import container_environment
 from stylelocal.catalogue import jpeg, style_key
 from stylelocal.template import ROOT
 from styletransfer.options import PRESETS
-from styletransfer.samples import photos, swirls
+from styletransfer.samples import benchmark_pair
 
 PHASES = ("imports", "download_decode", "model", "optimisation", "encode_upload")
 TIMINGS_MESSAGE = "stylize-worker timings"
@@ -89,9 +89,9 @@ class Stack:
         self.bucket = self.aws.refs["ImagesBucket"]
         self.content_key = "public/input/bench-content.jpg"
         self.style_key = style_key(STYLE)
-        content = photos().get("chelsea") or swirls(seed=7)
+        content, style = benchmark_pair()
         self.s3.put_object(Bucket=self.bucket, Key=self.content_key, Body=jpeg(content), ContentType="image/jpeg")
-        self.s3.put_object(Bucket=self.bucket, Key=self.style_key, Body=jpeg(swirls()), ContentType="image/jpeg")
+        self.s3.put_object(Bucket=self.bucket, Key=self.style_key, Body=jpeg(style), ContentType="image/jpeg")
         definition = self.aws.client("batch").describe_job_definitions(
             jobDefinitions=[self.aws.refs["WorkerJobDefinition"]]
         )["jobDefinitions"][0]

@@ -97,6 +97,12 @@ def photos() -> dict[str, Image.Image]:
     return {"chelsea": Image.fromarray(data.chelsea()), "astronaut": Image.fromarray(data.astronaut())}
 
 
+def benchmark_pair() -> tuple[Image.Image, Image.Image]:
+    """The benchmarks' fixed content/style pair: scikit-image's cat photo (the project's swirls
+    when scikit-image is missing) and the swirls style."""
+    return photos().get("chelsea") or swirls(seed=7), swirls()
+
+
 def write_samples(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     images = {"swirls": swirls(), "stained_glass": stained_glass(), **photos()}
