@@ -87,15 +87,15 @@ bench: $(INSTALLED)
 # The local stack under load: 200 WebSocket clients, a broadcast, LIST_STYLES round trips
 # (loopback only; stops by itself). Options: make bench-stack ARGS="--clients 500"
 bench-stack: $(INSTALLED)
-	$(PY) agent/benchmarks/bench_stack.py $(ARGS)
+	$(PY) benchmarks/bench_stack.py $(ARGS)
 
 # The whole job as AWS Batch runs it: a fresh `python -m stylize_worker` process against moto, its
 # phases' seconds and the optimisation's share. Options: make bench-job ARGS="--size 512 --repeat 3"
 bench-job: $(INSTALLED)
-	$(PY) agent/benchmarks/bench_job.py $(ARGS)
+	$(PY) benchmarks/bench_job.py $(ARGS)
 
 # A GPU session (a lent machine that runs one command in a copy of this tree; see
-# agent/benchmarks/gpu_session.sh): it has python3.12 with torch and the usual scientific and test
+# benchmarks/gpu_check.sh): it has python3.12 with torch and the usual scientific and test
 # packages, and no network, so what else the engine's tests, bench_engine.py and bench_job.py
 # import travels as wheels in .whl/ (carried, ignored by git; under 64 MiB). Only what those runs
 # import: no pydantic or powertools (styleservice is not imported), no cfn-lint, docker or
@@ -124,7 +124,7 @@ gpu-wheels:
 # virtual environment and without the wheels. Options: make gpu-session ARGS="tests" (tests, bench,
 # job or all; BENCH_ENGINE_ARGS, BENCH_JOB_ARGS and PYTEST_ARGS in the environment change the runs)
 gpu-session: $(INSTALLED)
-	PATH="$(abspath $(VENV))/bin:$$PATH" GPU_WHEELS_DIR= bash agent/benchmarks/gpu_session.sh $(or $(ARGS),all)
+	PATH="$(abspath $(VENV))/bin:$$PATH" GPU_WHEELS_DIR= bash benchmarks/gpu_check.sh $(or $(ARGS),all)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 // The service's WebSocket protocol for the pages: one connection that reconnects by itself,
-// requests answered by event name, and listeners for pushed events (see README, "The WebSocket
-// protocol"). Shared by index.html and feed.html; plain ES modules, no build step.
+// requests answered by event name, and listeners for pushed events (see docs/protocol.md).
+// Shared by index.html and feed.html; plain ES modules, no build step.
 
 export async function websocketUrl() {
   // Local stack: /config.json names the gateway. In AWS the deploy writes the same file.

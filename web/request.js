@@ -1,5 +1,5 @@
 // The request page: a photo, a style and options in; progress, then the result beside the photo.
-// Speaks the service's protocol (README, "The WebSocket protocol") through client.js.
+// Speaks the service's protocol (docs/protocol.md, "The WebSocket protocol") through client.js.
 //
 // URL parameter for tests and demos: ?size=N (64..2048) sends options.size = N, the long side of
 // the result in pixels (the preview preset's is 256), so a job on a CPU takes seconds.

@@ -106,7 +106,7 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(requested: str, device: torch.device) -> str:
     """'auto' is bf16 on a CPU that computes it natively, where it measured 1.5x faster than fp32
-    at the same loss (README, Benchmark), and fp32 elsewhere: on CUDA, TF32 convolutions."""
+    at the same loss (docs/benchmarks.md), and fp32 elsewhere: on CUDA, TF32 convolutions."""
     if requested != "auto":
         return requested
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"

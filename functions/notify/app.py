@@ -1,7 +1,7 @@
 """The results queue's consumer: turns the worker's (and the state machine's) messages into
 WebSocket pushes.
 
-Three message types (JSON bodies, see the README): `progress`, `completed`, `failed`. SQS delivers
+Three message types (JSON bodies, see docs/protocol.md): `progress`, `completed`, `failed`. SQS delivers
 at least once and batches up to 10, so:
 
 - each record succeeds or fails alone (BatchProcessor, ReportBatchItemFailures): a record whose

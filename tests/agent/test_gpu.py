@@ -1,6 +1,6 @@
 """The CUDA fast paths on a real GPU. On a machine without CUDA these tests are skipped (the CPU
 side of every fast path is tested in test_engine.py, test_iterations.py and test_lbfgs.py); on the
-GPU machine they run with `make test-gpu` (see the README's "GPU session")."""
+GPU machine they run in `benchmarks/gpu_check.sh` (see docs/benchmarks.md)."""
 
 import pytest
 import torch

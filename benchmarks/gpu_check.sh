@@ -2,7 +2,7 @@
 # A GPU session: the engine's tests, the engine benchmark and the whole-job benchmark on a lent GPU
 # machine, where the project is not installed and nothing can be downloaded.
 #
-#     bash agent/benchmarks/gpu_session.sh [tests|bench|job|all]      (default: all)
+#     bash benchmarks/gpu_check.sh [tests|bench|job|all]      (default: all)
 #
 # - installs the wheels in .whl/ (`make gpu-wheels`, carried to the machine) into /tmp/site, and
 #   puts agent/, local/, layers/common/ and /tmp/site on PYTHONPATH;
@@ -25,14 +25,14 @@
 
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 part=${1:-all}
 case $part in
     tests | bench | job | all) ;;
     *)
-        echo "usage: bash agent/benchmarks/gpu_session.sh [tests|bench|job|all]" >&2
+        echo "usage: bash benchmarks/gpu_check.sh [tests|bench|job|all]" >&2
         exit 2
         ;;
 esac
@@ -112,7 +112,7 @@ run_bench() {
 }
 
 run_job() {
-    "$PYTHON" agent/benchmarks/bench_job.py "${job_args[@]}"
+    "$PYTHON" benchmarks/bench_job.py "${job_args[@]}"
 }
 
 record env header

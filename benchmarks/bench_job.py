@@ -1,6 +1,6 @@
 """The whole job, as AWS Batch runs it: a fresh `python -m stylize_worker` process against moto.
 
-    python agent/benchmarks/bench_job.py [--preset standard] [--size 512] [--device auto] [--repeat 1]
+    python benchmarks/bench_job.py [--preset standard] [--size 512] [--device auto] [--repeat 1]
 
 In this process: a moto server holding the template's resources (stylelocal: `start_moto`,
 `LocalAws.create()`), a fixed content/style pair in the images bucket (scikit-image's chelsea

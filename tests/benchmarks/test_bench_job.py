@@ -1,4 +1,4 @@
-"""agent/benchmarks/bench_job.py for real: moto, a fresh worker process on the CPU, a tiny job."""
+"""benchmarks/bench_job.py for real: moto, a fresh worker process on the CPU, a tiny job."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "agent" / "benchmarks" / "bench_job.py"
+BENCH = ROOT / "benchmarks" / "bench_job.py"
 NUMBER = r"(\d+\.\d+)"
 
 

@@ -1,7 +1,7 @@
 """Local stack under load: many WebSocket clients against the local gateway, the template's real
 functions and moto, all on this machine (loopback only).
 
-    python agent/benchmarks/bench_stack.py [--clients 200] [--timeout 300]
+    python benchmarks/bench_stack.py [--clients 200] [--timeout 300]
 
 In this process: moto with the template's resources and the style catalogue, the Lambda runtime,
 the gateway and the results queue's event source (stylelocal). In a second process (so that the
