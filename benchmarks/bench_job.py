@@ -36,6 +36,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,7 +48,7 @@ from stylelocal.template import ROOT
 from styletransfer.options import PRESETS
 from styletransfer.samples import benchmark_pair
 
-PHASES = ("imports", "download_decode", "model", "optimisation", "encode_upload")
+PHASES = ("imports", "model", "download_wait", "decode", "optimisation", "encode_upload")
 TIMINGS_MESSAGE = "stylize-worker timings"
 STYLE = "swirls"
 
@@ -222,6 +223,7 @@ def print_table(runs: list[Run]) -> None:
     for phase in PHASES:
         row(f"  {phase}", [run.phases[phase] for run in runs])
     row("  outside phases (start-up, clients, last msg)", [run.outside for run in runs])
+    row("beside them: the images' download (a thread)", [run.timings["background"]["download"] for run in runs])
     row("total from process start", [run.total for run in runs])
     row("wall, Popen to exit", [run.wall for run in runs])
     row("  wall minus total (spawn, exit)", [run.wall - run.total for run in runs])
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--repeat", type=int, default=1, help="worker runs, each a fresh process (default 1)")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one run may take (default 1200)")
+    parser.add_argument("--json", type=Path, help="also write each run's timings to this JSON file")
     args = parser.parse_args(argv)
     cuda_visible = cuda_visible_for(args.device)
     options = {"preset": args.preset, "size": args.size}
@@ -259,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         f"result in S3: {runs[-1].result}"
     )
     print_table(runs)
+    if args.json:
+        job = f"preset {args.preset}, {args.size} px"
+        figures = {"device": device_line(args.device), "job": job, "runs": [run.timings for run in runs]}
+        args.json.write_text(json.dumps(figures))
     return 0
 
 

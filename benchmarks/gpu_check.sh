@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
-# A GPU session: the engine's tests, the engine benchmark and the whole-job benchmark on a lent GPU
-# machine, where the project is not installed and nothing can be downloaded.
+# The whole GPU check in one command, within 8 minutes on an H100 (each part has a limit, 470 s in all): the GPU tests, the engine
+# benchmark, the whole-job benchmark and the quality trade-off study, then one summary table.
+# It runs on a lent GPU machine, where the project is not installed and nothing can be downloaded.
 #
-#     bash benchmarks/gpu_check.sh [tests|bench|job|all]      (default: all)
+#     bash benchmarks/gpu_check.sh [all|tests|bench|job|tradeoffs]      (default: all)
 #
 # - installs the wheels in .whl/ (`make gpu-wheels`, carried to the machine) into /tmp/site, and
 #   puts agent/, local/, layers/common/ and /tmp/site on PYTHONPATH;
-# - prints the GPUs (nvidia-smi -L), torch's version and its CUDA's;
-# - runs the part(s): tests = pytest tests/agent (test_gpu.py runs only where CUDA is), bench =
-#   bench_engine.py (GPU defaults: 512 px, every variant, a 2048 px large run), job = bench_job.py
-#   (--preset standard --size 512 --repeat 3);
-# - with $OUT set, also writes each part's output to $OUT/<part>.txt (and the header to
-#   $OUT/env.txt). With `all`, a failing part does not stop the next; the exit status is 1 if any
-#   failed.
+# - prints the GPU (nvidia-smi -L), torch's version and its CUDA's;
+# - tests: pytest tests/agent/test_gpu.py (the CPU tests run in CI);
+#   bench: agent/benchmarks/bench_engine.py (512 px, every variant, time to quality, 2048 px);
+#   job: benchmarks/bench_job.py (--preset standard --size 512 --repeat 3);
+#   tradeoffs: agent/benchmarks/tradeoffs.py on the GPU (the L-BFGS history, 3 pairs at 512 px)
+#   and, with `all`, on the machine's spare CPU cores at the same time as the other parts
+#   (fp32, 128 px, 3 pairs, with emulated TF32 Grams too), pinned away from the GPU parts' cores;
+# - with $OUT set, writes each part's output to $OUT/<part>.txt, the benchmarks' figures to
+#   $OUT/engine.json and $OUT/job.json, and the summary to $OUT/summary.md; a failing part does
+#   not stop the next; the exit status is 1 if any failed. Each part has a time limit.
 #
-# The project is not pip-installed there, so the `stylize` console script does not exist next to
-# the interpreter: tests/agent/test_cli.py's console-script tests are deselected when it is missing
-# (the rest of test_cli.py calls the same main() in-process).
-#
-# Environment: PYTHON (default python3), GPU_WHEELS_DIR (default .whl; empty: no wheels, no $GPU_SITE),
-# GPU_SITE (default /tmp/site), PYTEST_ARGS (added to pytest's), BENCH_ENGINE_ARGS and
-# BENCH_JOB_ARGS (replace the benchmarks' arguments; e.g. BENCH_JOB_ARGS="--preset preview
-# --size 64" for a quick try on a CPU).
+# Environment: PYTHON (default python3), GPU_WHEELS_DIR (default .whl; empty: no wheels),
+# GPU_SITE (default /tmp/site), and to change the runs: PYTEST_ARGS, BENCH_ENGINE_ARGS,
+# BENCH_JOB_ARGS, TRADEOFFS_ARGS, CPU_TRADEOFFS_ARGS (e.g. BENCH_JOB_ARGS="--preset preview
+# --size 64" for a quick try on a CPU: `make gpu-session`).
 
 set -euo pipefail
 
@@ -30,9 +30,9 @@ ROOT=$PWD
 
 part=${1:-all}
 case $part in
-    tests | bench | job | all) ;;
+    all | tests | bench | job | tradeoffs) ;;
     *)
-        echo "usage: bash benchmarks/gpu_check.sh [tests|bench|job|all]" >&2
+        echo "usage: bash benchmarks/gpu_check.sh [all|tests|bench|job|tradeoffs]" >&2
         exit 2
         ;;
 esac
@@ -40,12 +40,16 @@ esac
 PYTHON=${PYTHON:-python3}
 WHEELS=${GPU_WHEELS_DIR-.whl}
 SITE=${GPU_SITE:-/tmp/site}
+RESULTS=${OUT:-$(mktemp -d)}
+mkdir -p "$RESULTS"
 read -ra pytest_args <<<"${PYTEST_ARGS:-}"
 read -ra engine_args <<<"${BENCH_ENGINE_ARGS:-}"
 read -ra job_args <<<"${BENCH_JOB_ARGS:---preset standard --size 512 --repeat 3}"
+read -ra tradeoffs_args <<<"${TRADEOFFS_ARGS:---device cuda --size 512 --iterations 200 --pairs 3 --variants history50 history20 history10}"
+read -ra cpu_tradeoffs_args <<<"${CPU_TRADEOFFS_ARGS:---device cpu --size 128 --iterations 120 --pairs 3 --variants history50 history20 history10 tf32_grams history20_tf32_grams}"
 
 pythonpath="$ROOT/agent:$ROOT/local:$ROOT/layers/common"
-if [[ -n $WHEELS ]]; then  # GPU_WHEELS_DIR empty (make gpu-session): $SITE is left alone, not used
+if [[ -n $WHEELS ]]; then # GPU_WHEELS_DIR empty (make gpu-session): $SITE is left alone, not used
     if compgen -G "$WHEELS/*.whl" >/dev/null; then
         echo "installing $(compgen -G "$WHEELS/*.whl" | wc -l) wheels from $WHEELS into $SITE"
         "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
@@ -56,24 +60,31 @@ if [[ -n $WHEELS ]]; then  # GPU_WHEELS_DIR empty (make gpu-session): $SITE is l
     fi
 fi
 export PYTHONPATH="$pythonpath${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
 
-if [[ -n ${OUT:-} ]]; then
-    mkdir -p "$OUT"
+# The GPU parts on the first cores, the CPU study on the rest (where there are enough of them).
+cores=$(nproc)
+gpu_cores=() cpu_cores=()
+if command -v taskset >/dev/null && ((cores >= 8)); then
+    gpu_cores=(taskset -c "0-3")
+    cpu_cores=(taskset -c "4-$((cores - 1))")
+    export OMP_NUM_THREADS=4
 fi
 
-# cmd... | tee $OUT/<name>.txt when $OUT is set; the status is the command's (pipefail)
+# cmd... | tee $RESULTS/<name>.txt; the status is the command's (pipefail)
 record() {
     local name=$1
     shift
-    if [[ -n ${OUT:-} ]]; then
-        "$@" 2>&1 | tee "$OUT/$name.txt"
-    else
-        "$@" 2>&1
-    fi
+    "$@" 2>&1 | tee "$RESULTS/$name.txt"
+}
+
+# a part's command, stopped after $LIMIT seconds, on the GPU parts' cores
+limited() {
+    timeout --kill-after=10 "$LIMIT" "${gpu_cores[@]}" "$@"
 }
 
 header() {
-    echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC') $(uname -n)"
+    echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC') $(uname -n), $(nproc) CPU cores"
     if command -v nvidia-smi >/dev/null; then
         nvidia-smi -L || true
     else
@@ -94,37 +105,48 @@ EOF
 }
 
 run_tests() {
-    local deselect=()
-    local stylize
-    stylize=$("$PYTHON" -c 'import pathlib, sys; print(pathlib.Path(sys.executable).parent / "stylize")')
-    if [[ ! -x $stylize ]]; then
-        echo "no $stylize (the project is not installed here): deselecting the console-script tests"
-        local test
-        for test in is_installed error argument_error end_to_end quiet; do
-            deselect+=(--deselect "tests/agent/test_cli.py::test_console_script_$test")
-        done
-    fi
-    "$PYTHON" -m pytest -q -p no:cacheprovider tests/agent "${deselect[@]}" "${pytest_args[@]}"
+    limited "$PYTHON" -m pytest -q -rs -p no:cacheprovider -s tests/agent/test_gpu.py "${pytest_args[@]}"
 }
 
 run_bench() {
-    "$PYTHON" agent/benchmarks/bench_engine.py "${engine_args[@]}"
+    limited "$PYTHON" agent/benchmarks/bench_engine.py --json "$RESULTS/engine.json" "${engine_args[@]}"
 }
 
 run_job() {
-    "$PYTHON" benchmarks/bench_job.py "${job_args[@]}"
+    limited "$PYTHON" benchmarks/bench_job.py --json "$RESULTS/job.json" "${job_args[@]}"
+}
+
+run_tradeoffs() {
+    limited "$PYTHON" agent/benchmarks/tradeoffs.py "${tradeoffs_args[@]}"
 }
 
 record env header
 
+cpu_study=
+if [[ $part == all && ${#cpu_cores[@]} -gt 0 ]]; then
+    echo "== tradeoffs on the CPU (cores ${cpu_cores[2]}), beside the other parts"
+    OMP_NUM_THREADS=$((cores - 4)) timeout --kill-after=10 420 "${cpu_cores[@]}" "$PYTHON" agent/benchmarks/tradeoffs.py \
+        "${cpu_tradeoffs_args[@]}" >"$RESULTS/tradeoffs-cpu.txt" 2>&1 &
+    cpu_study=$!
+fi
+
 status=0
-for name in tests bench job; do
+for entry in tests:110 bench:220 job:80 tradeoffs:60; do
+    name=${entry%%:*} LIMIT=${entry##*:}
     if [[ $part == all || $part == "$name" ]]; then
-        echo "== $name"
+        echo "== $name (at most $LIMIT s)"
         record "$name" "run_$name" || {
             echo "== $name: FAILED (status $?)"
             status=1
         }
     fi
 done
+
+if [[ -n $cpu_study ]]; then
+    wait "$cpu_study" || echo "== tradeoffs on the CPU: stopped or failed (status $?); its rows so far:"
+    cat "$RESULTS/tradeoffs-cpu.txt"
+fi
+
+echo "== summary"
+"$PYTHON" benchmarks/gpu_summary.py "$RESULTS" | tee "$RESULTS/summary.md"
 exit $status

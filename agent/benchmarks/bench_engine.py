@@ -1,38 +1,44 @@
 """Engine benchmark: each fast path beside the plain fp32 reference, on one fixed content/style pair.
 
-    python agent/benchmarks/bench_engine.py [--sizes 512] [--iterations 600] [--variants all]
-                                            [--large 2048] [--device auto]
+    python agent/benchmarks/bench_engine.py [--sizes 512] [--iterations 500] [--variants all]
+                                            [--preset-iterations N] [--large 2048] [--device auto]
 
 For each size, in one process after a warm-up (so ratios compare like with like):
 - the reference: fp32 (TF32 off), NCHW, torch's L-BFGS, one scale, `--iterations` iterations;
 - the engine on the same objective, scale and iterations, once per fast-path variant (below);
-- the engine's preset for the device, coarse to fine, with as many iterations in all as the
-  reference ran (GPU: `standard`, 3 x 200 = 600), with its default settings and with the variants
-  marked `preset` in VARIANTS;
-each with wall seconds (compilation and capture included), iterations per second, final loss at
-the full size, speed-up and loss ratio against the reference, and on a GPU the peak memory.
-`--large` then runs the preset at that size (GPU default: 2048 px) to show its time and memory.
+- the device's preset (GPU: `standard`, 3 x 200; CPU: `preview`, 3 x 60; `--preset-iterations`
+  per scale instead), coarse to fine, with the variants marked `preset` in VARIANTS;
+- time to quality: the defaults in the preset's shape with ever more iterations per scale until
+  the result is as good as the reference's after its `--iterations`, then one summary: that time
+  and those iterations against the reference's, beside the speed-up of one iteration.
+Each row has wall seconds (compilation and capture included), iterations per second, the score
+(the reference's fp32 objective on the final 8-bit image: one objective for every row), the
+speed-up and score ratio against the reference, and on a GPU the peak memory. `--large` then runs
+the `standard` preset at that size (GPU default: 2048 px) with the old and the new CUDA defaults,
+for time and memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 from styletransfer import Options, preset, run
 from styletransfer.device import pick_device
-from styletransfer.images import fit_size, resize_tensor, resized, to_tensor
-from styletransfer.reference import reference_stylize
+from styletransfer.images import fit_size, to_image
+from styletransfer.reference import Scorer, reference_stylize
 from styletransfer.samples import benchmark_pair, swirls
-from styletransfer.vgg import to_caffe
+from styletransfer.vgg import from_caffe
 from styletransfer.weights import load_vgg19_weights
 
 
@@ -43,22 +49,31 @@ class Variant:
     changes: dict[str, Any]
     cuda_only: bool = False  # no effect or not available on a CPU
     preset: bool = False  # also measured with the preset
+    last: bool = False  # measured after everything else (its compilation takes minutes on a GPU)
 
 
-# Fields a variant does not set keep the device's defaults: channels-last and TF32 on CUDA, not on a CPU.
-FP32 = {"precision": "fp32"}
-GRAPH = {"capture": "cuda_graph"}
+# Every variant but "defaults" states its settings in full, so that the rows do not move when the
+# defaults do; the history is neural-style's 100 unless a variant is about it.
+EAGER = {"capture": "none", "history": 100}
+FP32 = {"precision": "fp32", **EAGER}
+GRAPH = {"capture": "cuda_graph", "history": 100}
 VARIANTS: tuple[Variant, ...] = (
     Variant("fp32", "fp32, NCHW, eager", {**FP32, "channels_last": False, "tf32": False}),
     Variant("channels_last", "fp32, channels-last", {**FP32, "channels_last": True, "tf32": False}),
-    Variant("tf32", "TF32 convs (the CUDA defaults)", {**FP32, "tf32": True}, cuda_only=True),
+    Variant("tf32", "TF32, eager (the CUDA defaults before)", {**FP32, "tf32": True}, cuda_only=True, preset=True),
     Variant("autotune", "TF32 + cuDNN autotuning", {**FP32, "deterministic": False}, cuda_only=True),
-    Variant("bf16", "bf16 convs", {"precision": "bf16"}),
-    Variant("tf32_graph", "TF32 + CUDA graph", {**FP32, **GRAPH}, cuda_only=True, preset=True),
-    Variant("bf16_graph", "bf16 + CUDA graph", {"precision": "bf16", **GRAPH}, cuda_only=True, preset=True),
-    Variant("tf32_compile", "TF32 + torch.compile", {**FP32, "capture": "compile"}),
+    Variant("bf16", "bf16 network, eager", {**EAGER, "precision": "bf16"}),
+    Variant("tf32_graph", "TF32 + CUDA graph", {**GRAPH, "precision": "fp32"}, cuda_only=True),
+    Variant(
+        "bf16_graph", "bf16 + CUDA graph, history 100", {**GRAPH, "precision": "bf16"}, cuda_only=True, preset=True
+    ),
+    Variant(
+        "bf16_compile", "bf16 + torch.compile", {"precision": "bf16", "capture": "compile", "history": 100}, last=True
+    ),
+    Variant("defaults", "the defaults", {}, preset=True),
 )
-CPU_DEFAULT = ("fp32", "channels_last", "bf16")
+CPU_DEFAULT = ("fp32", "channels_last", "bf16", "defaults")
+LARGE = ("tf32", "defaults")  # the old and the new CUDA defaults at --large
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,7 @@ class Row:
     label: str
     seconds: float
     iterations: int
-    loss: float
+    loss: float  # the reference objective on the 8-bit result (the engine's own at --large)
     peak_gib: float | None
 
 
@@ -75,16 +90,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _measured(device: torch.device, label: str, work: Callable[[], tuple[int, float]]) -> Row:
+Work = Callable[[], tuple[int, Image.Image | float]]
+
+
+def _measured(device: torch.device, label: str, work: Work, scorer: Scorer | None = None) -> Row:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     start = time.perf_counter()
-    iterations, loss = work()
+    iterations, outcome = work()
     _sync(device)
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    loss = scorer.score(outcome) if isinstance(outcome, Image.Image) and scorer else float(outcome)
     return Row(label, seconds, iterations, loss, peak)
 
 
@@ -95,62 +114,126 @@ def plain_fp32() -> Iterator[None]:
         yield
 
 
-def engine_run(content: Image.Image, style: Image.Image, options: Options) -> Callable[[], tuple[int, float]]:
-    def work() -> tuple[int, float]:
+def engine_run(content: Image.Image, style: Image.Image, options: Options, image: bool = True) -> Work:
+    def work() -> tuple[int, Image.Image | float]:
         result = run(content, style, options)
-        return result.iterations, result.loss
+        return result.iterations, result.image if image else result.loss
 
     return work
 
 
-def bench(size: int, iterations: int, device: torch.device, variants: list[Variant]) -> list[Row]:
-    content_image, style_image = benchmark_pair()
-    width, height = fit_size(*content_image.size, size)
-    content = to_caffe(to_tensor(resized(content_image, size))).to(device)
-    style = to_caffe(resize_tensor(to_tensor(resized(style_image, size)), (size, size))).to(device)
-    on_gpu = device.type == "cuda"
+def standard_shape(device: torch.device, size: int, iterations: int | None = None) -> tuple[str, Options]:
+    """The device's preset at `size` ("standard" on a GPU, "preview" on a CPU), with `iterations`
+    per scale if given."""
+    name = "standard" if device.type == "cuda" else "preview"
+    changes: dict[str, Any] = {"size": size, "device": str(device)}
+    if iterations:
+        changes["iterations"] = iterations
+    return name, preset(name, **changes)
 
-    def engine(options: Options) -> Callable[[], tuple[int, float]]:
+
+def bench(
+    size: int, iterations: int, preset_iterations: int | None, device: torch.device, variants: list[Variant]
+) -> tuple[list[Row], Scorer]:
+    content_image, style_image = benchmark_pair()
+    scorer = Scorer(content_image, style_image, size, device=device)
+    width, height = fit_size(*content_image.size, size)
+
+    def engine(options: Options) -> Work:
         return engine_run(content_image, style_image, options)
 
-    def reference() -> tuple[int, float]:
+    def reference() -> tuple[int, Image.Image]:
         with plain_fp32():
-            return iterations, reference_stylize(content, style, iterations)[1]
+            image, _ = reference_stylize(scorer.content, scorer.style, iterations)
+        return iterations, to_image(from_caffe(image))
 
-    rows = [_measured(device, f"reference {width}x{height}, 1 scale", reference)]
-    single = Options(size=size, iterations=iterations, scales=1, device=str(device))
-    for variant in variants:
-        rows.append(_measured(device, f"engine {variant.label}", engine(single.replace(**variant.changes))))
-    name = "standard" if on_gpu else "preview"
-    scales = preset(name).scales
-    tuned = preset(name, size=size, device=str(device), iterations=max(1, iterations // scales))
+    rows = [_measured(device, f"reference {width}x{height}, 1 scale", reference, scorer)]
+    rows += single_scale(size, iterations, device, [variant for variant in variants if not variant.last], scorer)
+    name, tuned = standard_shape(device, size, preset_iterations)
     label = f"{name} preset {tuned.scales}x{tuned.iterations}"
-    rows.append(_measured(device, f"{label}, defaults", engine(tuned)))
     for variant in variants:
         if variant.preset:
-            rows.append(_measured(device, f"{label}, {variant.label}", engine(tuned.replace(**variant.changes))))
+            rows.append(
+                _measured(device, f"{label}, {variant.label}", engine(tuned.replace(**variant.changes)), scorer)
+            )
+    return rows, scorer
+
+
+def single_scale(
+    size: int, iterations: int, device: torch.device, variants: list[Variant], scorer: Scorer
+) -> list[Row]:
+    """The engine on the reference's objective, scale and iterations, once per variant."""
+    content_image, style_image = benchmark_pair()
+    single = Options(size=size, iterations=iterations, scales=1, device=str(device))
+    rows = []
+    for variant in variants:
+        work = engine_run(content_image, style_image, single.replace(**variant.changes))
+        rows.append(_measured(device, f"engine {variant.label}", work, scorer))
     return rows
 
 
-def large(size: int, device: torch.device, variants: list[Variant]) -> list[Row]:
+LADDER = (10, 15, 20, 30, 40, 50, 60, 80, 100, 120, 150, 200, 250, 300, 400, 500)
+
+
+def time_to_quality(device: torch.device, size: int, scorer: Scorer, reference: Row) -> list[Row]:
+    """The engine's defaults in the preset's shape with ever more iterations per scale, until the
+    result scores no worse than the reference's after its run (one objective, the 8-bit images):
+    each rung is a whole run from scratch, so its seconds are what a job with that many
+    iterations takes."""
+    content_image, style_image = benchmark_pair()
+    name, shaped = standard_shape(device, size)
+    rows = []
+    for per_scale in LADDER:
+        options = shaped.replace(iterations=per_scale)
+        label = f"{name} preset {options.scales}x{per_scale}, the defaults"
+        row = _measured(device, label, engine_run(content_image, style_image, options), scorer)
+        rows.append(row)
+        if row.loss <= reference.loss:
+            break
+    return rows
+
+
+def large(size: int, iterations: int | None, device: torch.device, variants: list[Variant]) -> list[Row]:
     content_image, style_image = benchmark_pair()
     tuned = preset("standard", size=size, device=str(device))
+    tuned = tuned.replace(iterations=iterations) if iterations else tuned
     label = f"standard preset at {size} px, {tuned.scales}x{tuned.iterations}"
-    runs = [({}, "defaults")] + [(variant.changes, variant.label) for variant in variants if variant.preset]
+    runs = [(variant.changes, variant.label) for variant in variants if variant.key in LARGE]
     return [
-        _measured(device, f"{label}, {name}", engine_run(content_image, style_image, tuned.replace(**changes)))
+        _measured(device, f"{label}, {name}", engine_run(content_image, style_image, tuned.replace(**changes), False))
         for changes, name in runs
     ]
 
 
-def print_rows(rows: list[Row], reference: Row | None) -> None:
-    print(f"{'run':58} {'wall s':>8} {'it/s':>8} {'final loss':>11} {'speed-up':>9} {'loss/ref':>9} {'peak GiB':>9}")
+def print_rows(rows: list[Row], reference: Row | None, loss: str = "score") -> None:
+    print(f"{'run':58} {'wall s':>8} {'it/s':>8} {loss:>11} {'speed-up':>9} {'loss/ref':>9} {'peak GiB':>9}")
     for row in rows:
         speed_up = f"{reference.seconds / row.seconds:8.2f}x" if reference else f"{'':9}"
         ratio = f"{row.loss / reference.loss:9.4f}" if reference else f"{'':9}"
         peak = f"{row.peak_gib:9.2f}" if row.peak_gib is not None else f"{'':9}"
         it_s = row.iterations / row.seconds
         print(f"{row.label:58} {row.seconds:8.2f} {it_s:8.1f} {row.loss:11.5g} {speed_up} {ratio} {peak}")
+    sys.stdout.flush()
+
+
+def print_time_to_quality(rows: list[Row], ladder: list[Row], reference: Row) -> None:
+    """The summary users care about: how long until the reference's quality, beside the speed of
+    one iteration."""
+    reached = ladder[-1] if ladder and ladder[-1].loss <= reference.loss else None
+    by_label = {row.label: row for row in rows}
+    defaults = by_label.get("engine the defaults")
+    print(f"time to the reference's quality (its score after {reference.iterations} iterations, {reference.loss:.5g}):")
+    print(f"  reference: {reference.seconds:.2f} s, {reference.iterations} iterations")
+    if reached is None:
+        print(f"  engine defaults: not reached within {LADDER[-1]} iterations per scale")
+    else:
+        print(
+            f"  engine defaults: {reached.seconds:.2f} s, {reached.iterations} iterations ({reached.label}); "
+            f"{reference.seconds / reached.seconds:.1f}x faster"
+        )
+    if defaults is not None:
+        per_iteration = (reference.seconds / reference.iterations) / (defaults.seconds / defaults.iterations)
+        print(f"  per iteration at full size (defaults, 1 scale): {per_iteration:.1f}x faster")
     sys.stdout.flush()
 
 
@@ -173,16 +256,18 @@ def chosen_variants(keys: list[str] | None, on_gpu: bool) -> list[Variant]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", help="long sides (default: 256 on CPU, 512 on GPU)")
-    parser.add_argument("--iterations", type=int, help="single-scale iterations (default: 50 on CPU, 600 on GPU)")
+    parser.add_argument("--iterations", type=int, help="single-scale iterations (default: 50 on CPU, 500 on GPU)")
     keys = ", ".join(variant.key for variant in VARIANTS)
     parser.add_argument("--variants", nargs="+", help=f"fast paths to measure: all, {keys}")
+    parser.add_argument("--preset-iterations", type=int, help="per scale in the preset rows (default: the preset's)")
     parser.add_argument("--large", type=int, help="also run the preset at this size (default: 2048 on GPU)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     on_gpu = device.type == "cuda"
     sizes = args.sizes or ([512] if on_gpu else [256])
-    iterations = args.iterations or (600 if on_gpu else 50)
+    iterations = args.iterations or (500 if on_gpu else 50)
     variants = chosen_variants(args.variants, on_gpu)
     name = (
         torch.cuda.get_device_name(device)
@@ -193,12 +278,33 @@ def main(argv: list[str] | None = None) -> int:
     load_vgg19_weights()
     warm = Options(size=64, iterations=4, scales=1, device=str(device))
     run(swirls(64), swirls(64, seed=1), warm)  # CUDA context, cuDNN handles, the model on the device
+    figures: dict[str, Any] = {"device": name, "torch": torch.__version__, "sizes": {}}
+    references: list[tuple[int, Row, Scorer]] = []
     for size in sizes:
-        rows = bench(size, iterations, device, variants)
+        rows, scorer = bench(size, iterations, args.preset_iterations, device, variants)
         print_rows(rows, rows[0])
+        ladder = time_to_quality(device, size, scorer, rows[0])
+        print_rows(ladder, rows[0])
+        print_time_to_quality(rows, ladder, rows[0])
+        references.append((size, rows[0], scorer))
+        reached = ladder[-1] if ladder[-1].loss <= rows[0].loss else None
+        figures["sizes"][str(size)] = {
+            "rows": [asdict(row) for row in rows],
+            "ladder": [asdict(row) for row in ladder],
+            "reached": asdict(reached) if reached else None,
+        }
     large_size = args.large if args.large is not None else (2048 if on_gpu else 0)
     if large_size:
-        print_rows(large(large_size, device, variants), None)
+        large_rows = large(large_size, args.preset_iterations, device, variants)
+        print_rows(large_rows, None, loss="own loss")
+        figures["large"] = {"size": large_size, "rows": [asdict(row) for row in large_rows]}
+    if last := [variant for variant in variants if variant.last]:
+        for size, reference, scorer in references:
+            late = single_scale(size, iterations, device, last, scorer)
+            print_rows([reference, *late], reference)
+            figures["sizes"][str(size)]["rows"] += [asdict(row) for row in late]
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
     return 0
 
 

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .options import CAPTURES, MAX_ITERATIONS, MAX_SIZE, MAX_STYLES, MIN_SIZE, PRECISIONS, PRESETS
+from .options import CAPTURES, MAX_HISTORY, MAX_ITERATIONS, MAX_SIZE, MAX_STYLES, MIN_SIZE, PRECISIONS, PRESETS
 
 
 def _one_line(message: str) -> str:
@@ -81,13 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--precision",
         choices=PRECISIONS,
-        help="precision of the convolutions (auto: bf16 on a CPU with native bf16, else fp32)",
+        help="precision of the network (auto: bf16 on CUDA and on a CPU with native bf16, else fp32)",
     )
     g.add_argument(
         "--capture",
         choices=CAPTURES,
-        help="launch each iteration eagerly, compiled (torch.compile) or as one CUDA graph",
+        help="launch each iteration eagerly, compiled (torch.compile) or as one CUDA graph "
+        "(auto: a CUDA graph on CUDA, eagerly on a CPU)",
     )
+    g.add_argument("--history", type=_bounded(int, 1, MAX_HISTORY), help="L-BFGS pairs kept (default 20)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -107,7 +109,7 @@ def _presets_help() -> str:
 _OVERRIDES = (
     "size", "iterations", "scales", "strength", "content_weight", "style_weight", "tv_weight", "style_scale",
     "preserve_colors", "init", "optimizer", "learning_rate", "pooling", "seed", "device", "precision",
-    "capture",
+    "capture", "history",
 )  # fmt: skip
 
 

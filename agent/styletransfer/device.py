@@ -36,8 +36,11 @@ def pick_device(requested: str = "auto") -> torch.device:
 @dataclass(frozen=True)
 class DeviceSettings:
     channels_last: bool  # NHWC: faster cuDNN/tensor-core convolutions; measured no gain on CPU
-    allow_tf32: bool  # TF32 tensor cores for fp32 convolutions (Ampere and newer); never for matmuls:
-    # Gram matrices and the L-BFGS history products sum up to millions of terms and stay fp32.
+    # TF32 tensor cores (Ampere and newer) for fp32 convolutions and for the objective's matrix
+    # products, the Gram matrices: on bf16 features TF32 is exact (bf16's 8 bits of mantissa fit in
+    # TF32's 11), on fp32 ones it changed the final loss by 0.0-0.1% (docs/benchmarks.md). Never
+    # for the L-BFGS history products, whose dot products steer the optimiser (lbfgs.py).
+    allow_tf32: bool
     cudnn_benchmark: bool  # autotune convolution algorithms; off when results must be reproducible
     deterministic: bool
 
@@ -79,7 +82,7 @@ def applied(device: torch.device, settings: DeviceSettings) -> Iterator[None]:
         if device.type == "cpu":
             configure_cpu_threads()
         torch.backends.cudnn.allow_tf32 = settings.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = settings.allow_tf32
         torch.backends.cudnn.benchmark = settings.cudnn_benchmark
         torch.backends.cudnn.deterministic = settings.deterministic
         yield
@@ -105,16 +108,24 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """'auto' is bf16 on a CPU that computes it natively, where it measured 1.5x faster than fp32
-    at the same loss (docs/benchmarks.md), and fp32 elsewhere: on CUDA, TF32 convolutions."""
+    """'auto' is bf16 on CUDA and on a CPU that computes it natively, fp32 elsewhere. On an H100
+    bf16 with the weights cast once made an iteration the fastest (docs/benchmarks.md); on a CPU
+    with native bf16 the preview preset measured 1.5x faster than fp32 at the same loss; where a
+    CPU only emulates bf16 it can be slower than fp32."""
     if requested != "auto":
         return requested
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast for the network when asked (fp16 would overflow Gram matrices); else nothing."""
-    if precision == "bf16":
-        # No weight cache: it is per autocast region anyway, and CUDA graph capture forbids it.
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext()
+def resolve_capture(requested: str, device: torch.device) -> str:
+    """'auto' replays each iteration as a CUDA graph on CUDA, where eager iterations are bound by
+    kernel launches, and runs eagerly on a CPU (torch.compile pays only for long runs of one size)."""
+    if requested != "auto":
+        return requested
+    return "cuda_graph" if device.type == "cuda" else "none"
+
+
+def network_dtype(precision: str) -> torch.dtype:
+    """The dtype of the network's weights and activations: bf16 is cast once, weights included, not
+    per call by autocast (which copies every weight each iteration); fp16 would overflow Grams."""
+    return torch.bfloat16 if precision == "bf16" else torch.float32

@@ -7,18 +7,27 @@ so most iterations run on small images.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from . import color
-from .device import DeviceSettings, applied, autocast, pick_device, resolve_precision, settings_for
+from .device import (
+    DeviceSettings,
+    applied,
+    network_dtype,
+    pick_device,
+    resolve_capture,
+    resolve_precision,
+    settings_for,
+)
 from .images import fit_size, resize_tensor, resized, to_image, to_tensor
-from .iterations import ScaleIterations, check_capture
+from .iterations import Objective, ScaleIterations, check_capture
 from .losses import CONTENT_LAYERS, STYLE_LAYERS, blended_gram, gram, total_loss
 from .options import MAX_SIZE, MAX_STYLES, Options
 from .vgg import VGGFeatures, from_caffe, to_caffe
@@ -46,10 +55,23 @@ class Result:
 
 
 @functools.lru_cache(maxsize=4)
-def feature_model(pooling: str, device: torch.device, channels_last: bool) -> VGGFeatures:
-    """VGG-19 up to relu5_1 on `device`, built once per process and kept for later jobs."""
-    model = VGGFeatures(CONTENT_LAYERS + STYLE_LAYERS, pooling=pooling).to(device)
+def feature_model(
+    pooling: str, device: torch.device, channels_last: bool, dtype: torch.dtype = torch.float32
+) -> VGGFeatures:
+    """VGG-19 up to relu5_1 on `device` in `dtype`, built once per process and kept for later jobs."""
+    model = VGGFeatures(CONTENT_LAYERS + STYLE_LAYERS, pooling=pooling).to(device=device, dtype=dtype)
     return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def load_model(options: Options) -> torch.device:
+    """Build (or find) the network that `run` will use with these options, ahead of the run: a
+    worker does it while its images download. Returns the device it lives on."""
+    device = pick_device(options.device)
+    settings = settings_for(device, options.channels_last, options.deterministic, options.tf32)
+    feature_model(
+        options.pooling, device, settings.channels_last, network_dtype(resolve_precision(options.precision, device))
+    )
+    return device
 
 
 def stylize(
@@ -69,7 +91,31 @@ def run(
     progress: ProgressCallback | None = None,
 ) -> Result:
     """:func:`stylize`, also returning the final loss and timing."""
-    options = options or Options()
+    started = time.perf_counter()
+    with _job(content, styles, options or Options(), progress) as job:
+        image, loss = job.run()
+    return Result(image=image, loss=loss, iterations=job.total, seconds=time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def final_objective(
+    content: Image.Image, styles: Image.Image | Sequence[Image.Image], options: Options | None = None
+) -> Iterator[tuple[Objective, torch.Tensor]]:
+    """The objective a run with these options optimises at its last scale, and the content image
+    there in caffe space, with the run's device settings in force: for checks that compare the
+    engine's objective and gradient with the reference's at the same image."""
+    with _job(content, styles, options or Options(), None) as job:
+        objective, seen_content = job.scale_objective(job.sizes[-1])
+        yield objective, to_caffe(seen_content)
+
+
+@contextlib.contextmanager
+def _job(
+    content: Image.Image,
+    styles: Image.Image | Sequence[Image.Image],
+    options: Options,
+    progress: ProgressCallback | None,
+) -> Iterator[_Job]:
     styles = [styles] if isinstance(styles, Image.Image) else list(styles)
     if not 1 <= len(styles) <= MAX_STYLES:
         raise ValueError(f"give between 1 and {MAX_STYLES} style images, not {len(styles)}")
@@ -78,11 +124,8 @@ def run(
     device = pick_device(options.device)
     check_capture(options.capture, device)
     settings = settings_for(device, options.channels_last, options.deterministic, options.tf32)
-    started = time.perf_counter()
     with applied(device, settings):
-        job = _Job(content, styles, options, device, settings, progress)
-        image, loss = job.run()
-    return Result(image=image, loss=loss, iterations=job.total, seconds=time.perf_counter() - started)
+        yield _Job(content, styles, options, device, settings, progress)
 
 
 # relu5_1 sits after four 2x2 poolings: a side under 16 px leaves it no pixels at all.
@@ -117,7 +160,8 @@ class _Job:
         self.options = options
         self.device = device
         self.settings = settings
-        self.precision = resolve_precision(options.precision, device)
+        self.dtype = network_dtype(resolve_precision(options.precision, device))
+        self.capture = resolve_capture(options.capture, device)
         self.progress = progress
         self.styles = [style.convert("RGB") for style in styles]
         self.blend = options.style_blend or (1.0,) * len(styles)
@@ -129,7 +173,7 @@ class _Job:
             side = _style_side(options.style_scale, self.sizes[0])
             _check_thickness(f"style image {number}", style.size, fit_size(*style.size, side))
         self.done = 0
-        self.model = feature_model(options.pooling, device, settings.channels_last)
+        self.model = feature_model(options.pooling, device, settings.channels_last, self.dtype)
 
     def run(self) -> tuple[Image.Image, float]:
         image = None
@@ -143,10 +187,11 @@ class _Job:
         return to_image(rgb), loss
 
     def _features(self, caffe_image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's features of an fp32 image (the cast to bf16 is the one copy per call)."""
+        x = caffe_image.to(self.dtype)
         if self.settings.channels_last:
-            caffe_image = caffe_image.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.precision):
-            return self.model(caffe_image)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
 
     @torch.no_grad()
     def _targets(self, size: tuple[int, int]) -> tuple[torch.Tensor, dict, dict]:
@@ -175,17 +220,24 @@ class _Job:
         noise = torch.rand(seen_content.shape, generator=generator)
         return to_caffe(noise.to(self.device))
 
-    def _optimise_scale(
-        self, index: int, size: tuple[int, int], previous: torch.Tensor | None
-    ) -> tuple[torch.Tensor, float]:
+    def scale_objective(self, size: tuple[int, int]) -> tuple[Objective, torch.Tensor]:
+        """The objective at one scale (a function of the caffe-space image) and the content image
+        as the optimiser sees it there (its luminance only when colours are preserved), RGB 0..1."""
         seen_content, content_targets, style_targets = self._targets(size)
-        start = self._initial(seen_content) if previous is None else resize_tensor(previous, size)
-        image = start.detach().clone().contiguous().requires_grad_(True)
         o = self.options
         weights = (o.content_weight, o.effective_style_weight, o.tv_weight)
 
         def objective(x: torch.Tensor) -> torch.Tensor:
             return total_loss(self._features(x), x, content_targets, style_targets, *weights)
+
+        return objective, seen_content
+
+    def _optimise_scale(
+        self, index: int, size: tuple[int, int], previous: torch.Tensor | None
+    ) -> tuple[torch.Tensor, float]:
+        objective, seen_content = self.scale_objective(size)
+        start = self._initial(seen_content) if previous is None else resize_tensor(previous, size)
+        image = start.detach().clone().contiguous().requires_grad_(True)
 
         def report(losses: list[float]) -> None:
             for loss in losses:
@@ -193,7 +245,11 @@ class _Job:
                 if self.progress is not None:
                     self.progress(Progress(self.done, self.total, loss, index, len(self.sizes), size))
 
-        ScaleIterations(objective, image, o.iterations, o.optimizer, o.learning_rate, o.capture).run(report)
+        o = self.options
+        iterations = ScaleIterations(
+            objective, image, o.iterations, o.optimizer, o.learning_rate, self.capture, o.history
+        )
+        iterations.run(report)
         with torch.no_grad():
             final_loss = float(objective(image))
         return image.detach(), final_loss

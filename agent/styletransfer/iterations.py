@@ -4,6 +4,7 @@ An iteration is the objective, its gradient and an optimiser step; it reads and 
 fixed addresses and leaves its loss in a device buffer, which the host reads a batch at a time for
 progress reports. So the same iteration runs three ways (`Options.capture`):
 
+- "auto": "cuda_graph" on CUDA, "none" elsewhere (device.resolve_capture);
 - "none": eagerly, kernel by kernel;
 - "compile": the objective and its gradient compiled by torch.compile (fused kernels, paid for by
   a compilation per image size);
@@ -18,12 +19,12 @@ from typing import Literal
 
 import torch
 
+from .device import resolve_capture
 from .lbfgs import LBFGS
-from .options import CAPTURES
+from .options import CAPTURES, HISTORY
 
-Capture = Literal["none", "compile", "cuda_graph"]  # one of CAPTURES
+Capture = Literal["auto", "none", "compile", "cuda_graph"]  # one of CAPTURES
 
-HISTORY = 100  # L-BFGS pairs kept, as in jcjohnson/neural-style
 MAX_MOVE = 255.0  # most an L-BFGS step may move a pixel, in caffe units: the whole 0..255 range
 WARMUP = 3  # eager iterations before a CUDA graph is captured
 REPORT_EVERY_ON_GPU = 20  # iterations between the host's reads of the losses (each read waits for the GPU)
@@ -49,8 +50,10 @@ class ScaleIterations:
         optimizer: Literal["lbfgs", "adam"] = "lbfgs",
         learning_rate: float = 10.0,
         capture: Capture = "none",
+        history: int = HISTORY,
     ) -> None:
         check_capture(capture, image.device)
+        capture = resolve_capture(capture, image.device)
         self.image = image
         self.iterations = iterations
         self.capture = capture
@@ -60,7 +63,7 @@ class ScaleIterations:
         self.lbfgs: LBFGS | None = None
         self.adam: torch.optim.Adam | None = None
         if optimizer == "lbfgs":
-            self.lbfgs = LBFGS(image.detach(), history=HISTORY, max_move=MAX_MOVE)
+            self.lbfgs = LBFGS(image.detach(), history=history, max_move=MAX_MOVE)
         else:
             self.adam = torch.optim.Adam([image], lr=learning_rate, capturable=capture == "cuda_graph")
         self.report_every = 1 if image.device.type == "cpu" else REPORT_EVERY_ON_GPU

@@ -58,9 +58,19 @@ class LBFGS:
         """How many pairs the history holds (a device tensor; reading it waits for the device)."""
         return (self.age >= 0).sum()
 
-    @torch.no_grad()
     def step(self, x: torch.Tensor, grad: torch.Tensor) -> None:
         """One iteration: store the pair from the last step, then move x along -H·grad."""
+        # The history products are dot products over every pixel that decide the step: in full
+        # fp32 whatever the job allows its other matrix products (TF32 for the Gram matrices).
+        saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            with torch.no_grad():
+                self._step(x, grad)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved
+
+    def _step(self, x: torch.Tensor, grad: torch.Tensor) -> None:
         m = self.history
         g = grad.reshape(-1).to(self.pairs.dtype)
         s, y = self.previous_step, g - self.previous_grad

@@ -11,8 +11,13 @@ MAX_SIZE = 4096  # long side of the output, in pixels; 2048 fits a 24 GiB GPU wi
 MIN_SIZE = 64  # below this relu5_1 is a few pixels wide and the style statistics mean little
 MAX_ITERATIONS = 10_000
 MAX_STYLES = 8
-PRECISIONS = ("auto", "fp32", "bf16")  # of the convolutions; "auto": see device.resolve_precision
-CAPTURES = ("none", "compile", "cuda_graph")  # how an iteration is launched: see iterations.py
+PRECISIONS = ("auto", "fp32", "bf16")  # of the network; "auto": see device.resolve_precision
+CAPTURES = ("auto", "none", "compile", "cuda_graph")  # how an iteration is launched: see iterations.py
+MAX_HISTORY = 1000
+# L-BFGS pairs kept. neural-style kept 100; 20 made the standard preset's iterations on an H100
+# ~15% faster (the history products read every pair each iteration) for under 1% of final loss,
+# which an independent scorer could not tell apart (docs/benchmarks.md, "Quality trade-offs").
+HISTORY = 20
 
 
 @dataclass(frozen=True)
@@ -35,13 +40,17 @@ class Options:
     pooling: Literal["max", "avg"] = "max"
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
-    # Of the convolutions; Gram matrices and losses are always fp32. "auto": see device.resolve_precision.
+    # Of the network (weights and activations); Gram matrices, losses and the optimiser are always
+    # fp32 or TF32. "auto": see device.resolve_precision.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: bool | None = None  # None: where it measured faster (CUDA)
     deterministic: bool = True  # same seed, same result; False lets cuDNN autotune (faster, not repeatable)
-    tf32: bool | None = None  # TF32 tensor cores for fp32 convolutions; None: on where there are some (CUDA)
-    # How each iteration is launched: eagerly, compiled, or as one CUDA graph (see iterations.py).
-    capture: Literal["none", "compile", "cuda_graph"] = "none"
+    # TF32 tensor cores for fp32 convolutions and the Gram matrices; None: on where there are some (CUDA)
+    tf32: bool | None = None
+    # How each iteration is launched: eagerly, compiled, or as one CUDA graph (see iterations.py);
+    # "auto": see device.resolve_capture.
+    capture: Literal["auto", "none", "compile", "cuda_graph"] = "auto"
+    history: int = HISTORY  # L-BFGS pairs kept
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -78,8 +87,9 @@ def _problems(o: Options) -> list[str]:
     bounded("style_scale", o.style_scale, 0.1, 4)
     bounded("learning_rate", o.learning_rate, 1e-6, 1e4)
     bounded("seed", o.seed, 0, 2**63 - 1)
-    if not all(isinstance(v, int) for v in (o.size, o.iterations, o.scales, o.seed)):
-        found.append("size, iterations, scales and seed must be whole numbers")
+    bounded("history", o.history, 1, MAX_HISTORY)
+    if not all(isinstance(v, int) for v in (o.size, o.iterations, o.scales, o.seed, o.history)):
+        found.append("size, iterations, scales, seed and history must be whole numbers")
     if o.style_blend and (any(not (math.isfinite(w) and w >= 0) for w in o.style_blend) or sum(o.style_blend) <= 0):
         found.append("style blend weights must be non-negative and not all zero")
     for name, allowed in (
@@ -115,4 +125,15 @@ def preset(name: str, **overrides: object) -> Options:
     return base.replace(**overrides)
 
 
-__all__ = ["CAPTURES", "MAX_SIZE", "MAX_STYLES", "MIN_SIZE", "PRECISIONS", "PRESETS", "Options", "preset"]
+__all__ = [
+    "CAPTURES",
+    "HISTORY",
+    "MAX_HISTORY",
+    "MAX_SIZE",
+    "MAX_STYLES",
+    "MIN_SIZE",
+    "PRECISIONS",
+    "PRESETS",
+    "Options",
+    "preset",
+]

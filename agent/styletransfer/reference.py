@@ -7,9 +7,14 @@ weights file loader is shared. The engine must match its loss; the benchmark mus
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+from PIL import Image
 from torch import nn
 
+from .images import resized, to_tensor
+from .vgg import to_caffe
 from .weights import CONV_LAYERS, load_vgg19_weights
 
 # Positions (0-based, counting convs and relus as in Caffe) of the layers the loss reads.
@@ -18,7 +23,7 @@ CONTENT = "relu4_2"
 STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
-def reference_vgg() -> tuple[nn.Sequential, dict[str, int]]:
+def reference_vgg(device: torch.device | str = "cpu") -> tuple[nn.Sequential, dict[str, int]]:
     layers: list[nn.Module] = []
     taps: dict[str, int] = {}
     weights = iter(CONV_LAYERS)
@@ -31,7 +36,7 @@ def reference_vgg() -> tuple[nn.Sequential, dict[str, int]]:
             conv.weight.data, conv.bias.data = weight.clone(), bias.clone()
             layers += [conv, nn.ReLU()]
             taps[f"relu{block}_{index}"] = len(layers) - 1
-    model = nn.Sequential(*layers).eval()
+    model = nn.Sequential(*layers).eval().to(device)
     for parameter in model.parameters():
         parameter.requires_grad = False
     return model, taps
@@ -89,7 +94,7 @@ def reference_stylize(
     weights: tuple[float, float, float] = (5.0, 100.0, 1e-3),
 ) -> tuple[torch.Tensor, float]:
     """Optimise from the content image; inputs and output in caffe space. Returns (image, final loss)."""
-    model, taps = reference_vgg()
+    model, taps = reference_vgg(content.device)
     content_target, style_grams = reference_targets(model, taps, content, style)
     image = content.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS(
@@ -112,3 +117,38 @@ def reference_stylize(
     with torch.no_grad():
         final = reference_loss(model, taps, image, content_target, style_grams, weights)
     return image.detach(), float(final)
+
+
+class Scorer:
+    """One objective for every result of a comparison: the reference's, fp32 (no TF32), at the
+    final size, on the 8-bit image a user gets. The content and style are prepared as the engine
+    prepares them for its last scale (the photo fitted to `size`, the style's long side `size`)."""
+
+    def __init__(
+        self,
+        content: Image.Image,
+        style: Image.Image,
+        size: int,
+        weights: tuple[float, float, float] = (5.0, 100.0, 1e-3),
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.weights = weights
+        self.content = to_caffe(to_tensor(resized(content.convert("RGB"), size))).to(self.device)
+        self.style = to_caffe(to_tensor(resized(style.convert("RGB"), size))).to(self.device)
+        self.model, self.taps = reference_vgg(self.device)
+        with _fp32():
+            self.content_target, self.style_grams = reference_targets(self.model, self.taps, self.content, self.style)
+
+    def score(self, image: Image.Image) -> float:
+        caffe = to_caffe(to_tensor(image.convert("RGB"))).to(self.device)
+        if caffe.shape != self.content.shape:
+            raise ValueError(f"a {image.size[0]}x{image.size[1]} result cannot be scored at this size")
+        with torch.no_grad(), _fp32():
+            args = (self.model, self.taps, caffe, self.content_target, self.style_grams, self.weights)
+            return float(reference_loss(*args))
+
+
+def _fp32() -> contextlib.AbstractContextManager[None]:
+    """Plain fp32 convolutions and products (torch allows TF32 in cuDNN by default)."""
+    return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False)

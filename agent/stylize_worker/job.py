@@ -15,6 +15,7 @@ one line "stylize-worker: error: <reason>", and the exit status says whether ret
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -24,6 +25,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -131,10 +133,12 @@ def engine_options(options: Mapping[str, Any]) -> Options:
 
 
 class Timings:
-    """Seconds per phase, for the one log line that tells where a job's time went."""
+    """Seconds per phase of the main thread, for the one log line that tells where a job's time
+    went, and the seconds of the work done beside it (`background`, e.g. the downloads)."""
 
     def __init__(self) -> None:
         self.phases: dict[str, float] = {}
+        self.background: dict[str, float] = {}
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -205,20 +209,40 @@ def required_env(environ: Mapping[str, str], name: str) -> str:
 
 
 class Worker:
-    """The job's steps against AWS (S3, SQS, DynamoDB through boto3)."""
+    """The job's steps against AWS (S3, SQS, DynamoDB through boto3).
+
+    Made before PyTorch is imported: it starts fetching the job's two images in a thread at once,
+    so that S3's round trips overlap the seconds `import torch` and CUDA's start take."""
 
     def __init__(self, job: Job, environ: Mapping[str, str], timings: Timings) -> None:
-        import boto3
-
         self.job = job
         self.timings = timings
         self.bucket = required_env(environ, "IMAGES_BUCKET")
         self.queue_url = required_env(environ, "RESULTS_QUEUE_URL")
-        self.s3 = boto3.client("s3")
-        self.sqs = boto3.client("sqs")
+        self._downloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="downloads")
+        self._images = self._downloads.submit(self._fetch_images)
+
+    @functools.cached_property
+    def s3(self) -> Any:
+        import boto3
+
+        return boto3.client("s3")
+
+    @functools.cached_property
+    def sqs(self) -> Any:
+        import boto3
+
+        return boto3.client("sqs")
 
     def send(self, message: dict[str, Any]) -> None:
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(message, separators=(",", ":")))
+
+    def _fetch_images(self) -> tuple[bytes, bytes]:
+        started = time.perf_counter()
+        try:
+            return self.download(self.job.input_key, "content image"), self.download(self.job.style_key, "style image")
+        finally:
+            self.timings.background["download"] = round(time.perf_counter() - started, 3)
 
     def download(self, key: str, what: str) -> bytes:
         from botocore.exceptions import ClientError
@@ -244,20 +268,21 @@ class Worker:
 
     def run(self) -> dict[str, Any]:
         import styletransfer
-        from styletransfer.device import pick_device, settings_for
-        from styletransfer.engine import feature_model
+        from styletransfer.engine import load_model
 
         job = self.job
         options = engine_options(job.options)
-        with self.timings.phase("download_decode"):
-            content = self.decode(self.download(job.input_key, "content image"), "content image")
-            style = self.decode(self.download(job.style_key, "style image"), "style image")
         with self.timings.phase("model"):
-            # the weights and the network, built now so the optimisation's time is its own; the
-            # engine keeps the model per process and finds this one
-            device = pick_device(options.device)
-            feature_model(options.pooling, device, settings_for(device, options.channels_last).channels_last)
+            # the weights and the network on the device (CUDA's start included) while the images
+            # may still be on their way; the engine keeps the model per process and finds this one
+            device = load_model(options)
             synchronize(device)
+        with self.timings.phase("download_wait"):
+            content_data, style_data = self._images.result()
+            self._downloads.shutdown()
+        with self.timings.phase("decode"):
+            content = self.decode(content_data, "content image")
+            style = self.decode(style_data, "style image")
         reporter = ProgressReporter(job.job_id, self.send)
         with self.timings.phase("optimisation"):
             try:
@@ -347,10 +372,10 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     try:
         job_id = job_id_of(environ.get("JOB_JSON"))  # so that even a bad input's reason is recorded
         job = parse_job(environ.get("JOB_JSON"))
+        worker = Worker(job, environ, timings)  # the images start downloading now
         with timings.phase("imports"):
-            import boto3  # noqa: F401 - timed here: seconds on a cold container
-            import styletransfer  # noqa: F401 - imports torch
-        summary = Worker(job, environ, timings).run()
+            import styletransfer  # noqa: F401 - imports torch: seconds on a cold container
+        summary = worker.run()
         status, reason = EXIT_OK, None
     except JobError as failure:
         status, reason = failure.exit_code, str(failure)
@@ -362,6 +387,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         jobId=job_id,
         outcome="succeeded" if status == EXIT_OK else "failed",
         phases=timings.phases,
+        background=timings.background,
         total=seconds_since_process_start(),
         **summary,
     )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from styletransfer import Options
+from styletransfer.engine import final_objective
+from styletransfer.reference import Scorer, reference_loss
 from styletransfer.samples import stained_glass, swirls
 
 
@@ -42,3 +47,42 @@ def image_files(tmp_path: Path, content: Image.Image, style: Image.Image) -> tup
     content.save(content_path)
     style.save(style_path)
     return content_path, style_path
+
+
+@dataclass(frozen=True)
+class SameImage:
+    """The engine's objective and gradient beside the plain fp32 reference's, at one image."""
+
+    engine_loss: float
+    reference_loss: float
+    cosine: float  # of the two gradients
+    norm_ratio: float  # |engine gradient| / |reference gradient|
+
+    @property
+    def loss_error(self) -> float:
+        return abs(self.engine_loss / self.reference_loss - 1)
+
+
+def compare_at_same_image(content: Image.Image, style: Image.Image, options: Options, seed: int = 5) -> SameImage:
+    """Both objectives at the content image plus fixed noise (so no term is at its minimum), the
+    reference in fp32 with TF32 off, on the options' device."""
+    with final_objective(content, style, options) as (objective, start):
+        noise = torch.randn(start.shape, generator=torch.Generator().manual_seed(seed)).to(start.device)
+        image = (start + 20 * noise).requires_grad_(True)
+        loss = objective(image)
+        (grad,) = torch.autograd.grad(loss, image)
+        engine_loss, engine_grad = float(loss.detach()), grad.detach().float()
+    scorer = Scorer(content, style, options.size, device=start.device)
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+        reference_image = image.detach().clone().requires_grad_(True)
+        weights = (options.content_weight, options.effective_style_weight, options.tv_weight)
+        args = (scorer.model, scorer.taps, reference_image, scorer.content_target, scorer.style_grams, weights)
+        reference = reference_loss(*args)
+        (reference_grad,) = torch.autograd.grad(reference, reference_image)
+    cosine = float(torch.nn.functional.cosine_similarity(engine_grad.flatten(), reference_grad.flatten(), dim=0))
+    return SameImage(engine_loss, float(reference), cosine, float(engine_grad.norm() / reference_grad.norm()))
+
+
+@pytest.fixture
+def same_image():
+    return compare_at_same_image

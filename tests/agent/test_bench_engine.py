@@ -25,15 +25,16 @@ def bench(*args: str) -> str:
     return done.stdout
 
 
-def test_the_ablation_prints_the_reference_each_variant_and_the_preset():
-    out = bench("--variants", "fp32", "bf16", "tf32_graph", "--large", "64")
+def test_the_ablation_prints_the_reference_each_variant_the_preset_and_the_time_to_quality():
+    out = bench("--variants", "fp32", "bf16", "tf32_graph", "defaults", "--preset-iterations", "2", "--large", "64")
     assert "skipped on the CPU (they need CUDA): tf32_graph" in out
     rows = {}
     for label in (
         "reference 64x43, 1 scale",
         "engine fp32, NCHW, eager",
-        "engine bf16 convs",
-        "preview preset 3x2, defaults",
+        "engine bf16 network, eager",
+        "engine the defaults",
+        "preview preset 3x2, the defaults",
     ):
         match = re.search(ROW.format(label=re.escape(label)), out, re.M)
         assert match, f"no row {label!r} in:\n{out}"
@@ -42,8 +43,17 @@ def test_the_ablation_prints_the_reference_each_variant_and_the_preset():
         rows[label] = (float(speed_up), float(ratio))
     assert rows["reference 64x43, 1 scale"] == (1.0, 1.0)
     assert 0.5 < rows["engine fp32, NCHW, eager"][1] < 1.5  # the same objective, the same iterations
+    # time to quality: rungs of ever more iterations per scale, the last one as good as the reference
+    rungs = re.findall(ROW.format(label=r"preview preset 3x(\d+), the defaults"), out, re.M)
+    assert rungs, out
+    assert float(rungs[-1][-1]) <= 1.0  # its score over the reference's
+    summary = re.search(r"engine defaults: (\d+\.\d+) s, (\d+) iterations .*; (\d+\.\d+)x faster", out)
+    assert summary, out
+    assert int(summary.group(2)) == 3 * int(rungs[-1][0])
+    assert re.search(r"per iteration at full size \(defaults, 1 scale\): \d+\.\dx faster", out), out
     # the large run: the standard preset at --large, without a reference to compare with
-    assert re.search(r"^standard preset at 64 px, 3x200, defaults\s+\d+\.\d+\s+\d+\.\d+\s+\S+\s*$", out, re.M), out
+    large = r"^standard preset at 64 px, 3x2, the defaults\s+\d+\.\d+\s+\d+\.\d+\s+\S+\s*$"
+    assert re.search(large, out, re.M), out
 
 
 def test_an_unknown_variant_is_a_clear_error():

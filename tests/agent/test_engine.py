@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from styletransfer import Options, Progress, run, stylize
 from styletransfer.color import rgb_to_yiq
+from styletransfer.device import cpu_has_native_bf16, resolve_capture, resolve_precision, settings_for
 from styletransfer.engine import feature_model
 from styletransfer.images import resized, to_tensor
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
@@ -153,6 +154,33 @@ def test_every_fast_path_matches_the_reference(content, style, fast_path, same_i
     assert len(losses) == iterations
     assert losses[0] == pytest.approx(first_ref, rel=same_image)
     assert engine.loss == pytest.approx(ref_loss, rel=after)
+
+
+def test_the_cuda_defaults_are_the_fast_path_and_the_cpu_ones_unchanged():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_precision("auto", cuda) == "bf16"
+    assert resolve_capture("auto", cuda) == "cuda_graph"
+    assert settings_for(cuda).allow_tf32
+    assert settings_for(cuda).channels_last
+    assert not settings_for(cuda).cudnn_benchmark  # no autotuning of each new size in a one-shot job
+    assert resolve_capture("auto", cpu) == "none"
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert not settings_for(cpu).allow_tf32
+
+
+@pytest.mark.parametrize(
+    ("fast_path", "loss_error", "cosine"),
+    [({"precision": "fp32"}, 1e-5, 0.999999), ({"precision": "bf16"}, 0.02, 0.995)],
+    ids=["fp32", "bf16"],
+)
+def test_the_objective_and_gradient_equal_the_references_at_the_same_image(
+    content, style, same_image, fast_path, loss_error, cosine
+):
+    """bf16: the weights and activations cast once; Grams, losses and the optimiser in fp32."""
+    compared = same_image(content, style, TINY.replace(**fast_path))
+    assert compared.loss_error < loss_error
+    assert compared.cosine > cosine
+    assert compared.norm_ratio == pytest.approx(1, abs=3 * loss_error + 1e-5)
 
 
 def test_cuda_graph_capture_without_cuda_is_a_clear_error(content, style):

@@ -61,7 +61,7 @@ def test_adam_steps_as_torch_adam_does():
 
 
 def test_unknown_capture_and_cuda_graph_on_cpu_are_errors():
-    with pytest.raises(ValueError, match="capture must be one of none, compile, cuda_graph"):
+    with pytest.raises(ValueError, match="capture must be one of auto, none, compile, cuda_graph"):
         check_capture("jit", torch.device("cpu"))
     with pytest.raises(ValueError, match="needs a CUDA device"):
         ScaleIterations(lambda x: x.sum(), torch.zeros(3, requires_grad=True), 2, capture="cuda_graph")

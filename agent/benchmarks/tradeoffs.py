@@ -1,0 +1,152 @@
+"""What the cheap settings cost in quality: the L-BFGS history length and the precision of the
+Gram matrices.
+
+    python agent/benchmarks/tradeoffs.py [--size 128] [--iterations 100] [--pairs 3]
+                                         [--variants all] [--single 0] [--device cpu]
+
+For several content/style pairs (scikit-image's public-domain photos with the project's drawn
+styles), each variant runs the standard preset's shape (3 scales, coarse to fine, from the photo)
+with `--iterations` per scale; with `--single N` also N iterations at one scale from noise. On a
+CPU the runs are fp32 and eager; on CUDA they use the CUDA defaults (bf16 network, CUDA graph, TF32
+Grams) and only the history varies. Every result is scored by one objective, the plain fp32
+reference's, on the final full-size 8-bit image (what a user gets), and compared with the
+baseline's (history 100, fp32 Grams) on the same pair: a positive change is a higher (worse) loss.
+
+On a CPU tensor cores are emulated: for "tf32 Grams" and "bf16 Grams" the features are rounded to
+TF32's 10 (bf16's 7) stored mantissa bits before an fp32 product with fp32 sums, which is what
+those units compute. (On the GPU's default bf16 path the features are bf16 already, so TF32 Grams
+there are exact: this measures what TF32 Grams cost the fp32 path.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from styletransfer import Options, run
+from styletransfer import losses as losses_module
+from styletransfer.reference import Scorer
+from styletransfer.samples import mosaic, stained_glass, swirls, waves
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str
+    history: int
+    gram_bits: int | None  # stored mantissa bits of the Gram's inputs; None: fp32 (23)
+
+
+VARIANTS = (
+    Variant("baseline", 100, None),
+    Variant("history50", 50, None),
+    Variant("history20", 20, None),
+    Variant("history10", 10, None),
+    Variant("tf32_grams", 100, 10),
+    Variant("bf16_grams", 100, 7),
+    Variant("history20_tf32_grams", 20, 10),
+)
+
+
+def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """fp32 values rounded to nearest (ties to even) with `bits` stored mantissa bits."""
+    drop = 23 - bits
+    i = x.contiguous().view(torch.int32)
+    bias = ((i >> drop) & 1) + (1 << (drop - 1)) - 1
+    return ((i + bias) & ~((1 << drop) - 1)).view(torch.float32)
+
+
+@contextlib.contextmanager
+def gram_inputs_rounded(bits: int | None) -> Iterator[None]:
+    """The objective's Gram matrices from features rounded as tensor cores read them (the gradient
+    passes straight through the rounding)."""
+    if bits is None:
+        yield
+        return
+    exact = losses_module.gram
+
+    def gram(features: torch.Tensor) -> torch.Tensor:
+        f = features.float()
+        return exact(f + (round_mantissa(f.detach(), bits) - f).detach())
+
+    losses_module.gram = gram
+    try:
+        yield
+    finally:
+        losses_module.gram = exact
+
+
+def pairs(count: int) -> list[tuple[str, Image.Image, Image.Image]]:
+    from skimage import data
+
+    photos = [("chelsea", data.chelsea()), ("astronaut", data.astronaut()), ("coffee", data.coffee())]
+    photos += [("rocket", data.rocket())]
+    styles = [("swirls", swirls()), ("stained_glass", stained_glass()), ("waves", waves()), ("mosaic", mosaic())]
+    chosen = []
+    for (photo_name, photo), (style_name, style) in list(zip(photos, styles, strict=True))[:count]:
+        chosen.append((f"{photo_name}+{style_name}", Image.fromarray(photo), style))
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--iterations", type=int, default=100, help="per scale, 3 scales")
+    parser.add_argument("--single", type=int, default=0, help="also a single-scale run from noise this long")
+    parser.add_argument("--pairs", type=int, default=3, choices=range(1, 5))
+    parser.add_argument("--variants", nargs="+", default=["all"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
+    by_key = {variant.key: variant for variant in VARIANTS}
+    keys = list(by_key) if args.variants == ["all"] else args.variants
+    if unknown := [key for key in keys if key not in by_key]:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}: choose from all, {', '.join(by_key)}")
+    variants = [by_key["baseline"]] + [by_key[key] for key in keys if key != "baseline"]
+    if on_gpu:  # real tensor cores there: only the history is varied
+        variants = [variant for variant in variants if variant.gram_bits is None]
+    kinds = [("preset", Options(size=args.size, scales=3, iterations=args.iterations))]
+    if args.single:
+        kinds.append(("single", Options(size=args.size, scales=1, iterations=args.single, init="noise")))
+    if on_gpu:
+        print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}; {args.size} px; the CUDA defaults")
+        settings: dict[str, object] = {"device": str(device)}
+    else:
+        print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; {args.size} px; fp32, eager")
+        settings = {"device": "cpu", "precision": "fp32", "capture": "none"}
+    changes: dict[tuple[str, str], list[float]] = {}
+    for name, content, style in pairs(args.pairs):
+        scorer = Scorer(content, style, args.size, device=device)
+        for kind, base in kinds:
+            baseline = None
+            for variant in variants:
+                options = base.replace(**settings, history=variant.history)
+                started = time.perf_counter()
+                with gram_inputs_rounded(variant.gram_bits):
+                    result = run(content, style, options)
+                if on_gpu:
+                    torch.cuda.synchronize(device)
+                score = scorer.score(result.image)
+                baseline = baseline or score
+                change = score / baseline - 1
+                changes.setdefault((kind, variant.key), []).append(change)
+                seconds = time.perf_counter() - started
+                print(f"{name:24} {kind:6} {variant.key:22} score {score:11.5g} {change:+7.2%} ({seconds:5.1f} s)")
+                sys.stdout.flush()
+    print(f"\nchange of the final loss against history 100 with fp32 Grams, {args.pairs} pairs")
+    print(f"{'run':8} {'variant':22} {'mean':>8} {'worst':>8} {'best':>8}")
+    for (kind, key), values in changes.items():
+        if key != "baseline":
+            print(f"{kind:8} {key:22} {statistics.mean(values):+8.2%} {max(values):+8.2%} {min(values):+8.2%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""One table from a GPU check's outputs (benchmarks/gpu_check.sh): the figures the engine's goals
+are about, each beside its target.
+
+    python benchmarks/gpu_summary.py DIR      (DIR holds tests.txt, engine.json, job.json)
+
+A missing or broken part is a row that says so, not a crash: the summary is the last thing a
+check prints, and it must come out even when a part failed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _tests(directory: Path) -> str:
+    try:
+        text = (directory / "tests.txt").read_text()
+    except OSError:
+        return "not run"
+    found = re.findall(r"^=*\s*(\d+ (?:passed|failed|skipped|error).*?) in [\d.]+s", text, re.M)
+    return found[-1].strip(" =") if found else "no result line (see tests.txt)"
+
+
+def _row(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any] | None:
+    return next((row for row in rows if row["label"].startswith(prefix)), None)
+
+
+def _ms_per_iteration(row: dict[str, Any]) -> float:
+    return 1000 * row["seconds"] / row["iterations"]
+
+
+def engine_rows(engine: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    if not engine or not engine.get("sizes"):
+        return [("engine benchmark", "not run or failed (see bench.txt)", "")]
+    size, figures = next(iter(engine["sizes"].items()))
+    rows = figures["rows"]
+    reference = rows[0]
+    out = [("device", f"{engine['device']}, torch {engine['torch']}", "")]
+    defaults = _row(rows, "engine the defaults")
+    if defaults:
+        ref_ms, ours_ms = _ms_per_iteration(reference), _ms_per_iteration(defaults)
+        out.append(
+            (
+                f"one iteration at {size} px, 1 scale: reference / defaults",
+                f"{ref_ms:.2f} / {ours_ms:.2f} ms ({ref_ms / ours_ms:.1f}x)",
+                "",
+            )
+        )
+    preset_defaults = _row(rows, "standard preset 3x200, the defaults")
+    old = _row(rows, "standard preset 3x200, TF32, eager")
+    if preset_defaults:
+        change = preset_defaults["loss"] / reference["loss"] - 1
+        out.append(
+            (
+                f"standard preset 3x200 at {size} px, in-process",
+                f"{preset_defaults['seconds']:.2f} s, score {change:+.1%} vs the reference's",
+                "< 1.2 s",
+            )
+        )
+    if old:
+        out.append(("  the same with the old CUDA defaults (TF32, eager)", f"{old['seconds']:.2f} s", ""))
+    reached = figures.get("reached")
+    if reached:
+        out.append(
+            (
+                f"time to the reference's quality ({reference['iterations']} its, {reference['seconds']:.1f} s)",
+                f"{reached['seconds']:.2f} s, {reached['iterations']} its: "
+                f"{reference['seconds'] / reached['seconds']:.1f}x faster",
+                ">= 10x",
+            )
+        )
+    else:
+        out.append(("time to the reference's quality", "not reached", ">= 10x"))
+    for row in (engine.get("large") or {}).get("rows", []):
+        peak = f", peak {row['peak_gib']:.1f} GiB" if row.get("peak_gib") is not None else ""
+        out.append((row["label"], f"{row['seconds']:.1f} s{peak}", "fits"))
+    return out
+
+
+def job_rows(job: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    if not job or not job.get("runs"):
+        return [("whole job", "not run or failed (see job.txt)", "")]
+    runs = job["runs"]
+    totals = [run["total"] for run in runs]
+    out = [
+        (
+            f"whole job ({job.get('job', '')}), from process start",
+            f"median {statistics.median(totals):.2f} s (runs: {', '.join(f'{t:.2f}' for t in totals)})",
+            "< 6 s",
+        )
+    ]
+    for phase in runs[0]["phases"]:
+        out.append((f"  {phase}", f"median {statistics.median(run['phases'][phase] for run in runs):.2f} s", ""))
+    for name in runs[0].get("background", {}):
+        seconds = statistics.median(run["background"][name] for run in runs)
+        out.append((f"  beside them: {name} (a thread)", f"median {seconds:.2f} s", ""))
+    return out
+
+
+def summary(directory: Path) -> str:
+    rows = [("GPU tests (tests/agent/test_gpu.py)", _tests(directory), "all pass")]
+    rows += engine_rows(_load(directory / "engine.json"))
+    rows += job_rows(_load(directory / "job.json"))
+    lines = ["| figure | measured | target |", "| --- | --- | --- |"]
+    lines += [f"| {label} | {value} | {target} |" for label, value, target in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    print(summary(Path(args[0])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
