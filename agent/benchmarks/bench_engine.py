@@ -298,13 +298,15 @@ def main(argv: list[str] | None = None) -> int:
         large_rows = large(large_size, args.preset_iterations, device, variants)
         print_rows(large_rows, None, loss="own loss")
         figures["large"] = {"size": large_size, "rows": [asdict(row) for row in large_rows]}
+    if args.json:  # now, and again after the last variants: a run stopped during them keeps the rest
+        args.json.write_text(json.dumps(figures, indent=1))
     if last := [variant for variant in variants if variant.last]:
         for size, reference, scorer in references:
             late = single_scale(size, iterations, device, last, scorer)
             print_rows([reference, *late], reference)
             figures["sizes"][str(size)]["rows"] += [asdict(row) for row in late]
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
     return 0
 
 
