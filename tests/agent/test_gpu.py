@@ -45,27 +45,34 @@ def test_each_precision_computes_the_reference_objective_and_gradient(
 
 
 def test_compiled_objective_computes_the_eager_one(content, style):
-    """torch.compile's fused objective and gradient against the same objective run eagerly."""
-    with final_objective(content, style, TINY.replace(size=96)) as (objective, start):
+    """torch.compile's fused objective and gradient against the same objective run eagerly, in
+    fp32 without TF32 so that only the fusion differs."""
+    options = TINY.replace(size=96, precision="fp32", tf32=False)
+    with final_objective(content, style, options) as (objective, start):
         image = (start + 20 * torch.randn_like(start)).requires_grad_(True)
         eager = objective(image)
         (eager_grad,) = torch.autograd.grad(eager, image)
         compiled = torch.compile(objective, dynamic=False, fullgraph=True)(image)
         (compiled_grad,) = torch.autograd.grad(compiled, image)
-    assert float(compiled.detach()) == pytest.approx(float(eager.detach()), rel=0.01)
+    assert float(compiled.detach()) == pytest.approx(float(eager.detach()), rel=1e-3)
     cosine = torch.nn.functional.cosine_similarity(compiled_grad.flatten(), eager_grad.flatten(), dim=0)
-    assert float(cosine) > 0.999
+    assert float(cosine) > 0.9999
 
 
 def test_cuda_graph_replays_what_eager_runs(content, style):
-    """Same settings, deterministic cuDNN: the replayed graph computes the eager iterations."""
+    """Same settings (the defaults but for the capture), deterministic cuDNN: the replayed graph
+    computes what the eager iterations compute, and keeps optimising (a replay that read stale
+    buffers would repeat one loss or diverge)."""
     eager_losses: list[float] = []
     graph_losses: list[float] = []
     options = TINY.replace(iterations=30)
     run(content, style, options.replace(capture="none"), lambda p: eager_losses.append(p.loss))
     run(content, style, options.replace(capture="cuda_graph"), lambda p: graph_losses.append(p.loss))
     assert len(graph_losses) == len(eager_losses) == 30
-    assert graph_losses[:10] == pytest.approx(eager_losses[:10], rel=1e-4)
+    assert graph_losses[0] == pytest.approx(eager_losses[0], rel=1e-5)  # the same image
+    assert graph_losses[:5] == pytest.approx(eager_losses[:5], rel=1e-3)
+    assert graph_losses[-1] < graph_losses[0] / 2
+    assert len(set(graph_losses[5:])) == 25
 
 
 def test_a_long_run_with_the_defaults_is_as_good_as_the_reference(content, style):
