@@ -14,8 +14,9 @@
 #   tradeoffs: agent/benchmarks/tradeoffs.py on the GPU (the L-BFGS history, 3 pairs at 512 px)
 #   and, with `all`, on the machine's spare CPU cores at the same time as the other parts
 #   (fp32, 128 px, 3 pairs, with emulated TF32 Grams too), pinned away from the GPU parts' cores;
-# - with $OUT set, writes each part's output to $OUT/<part>.txt, the benchmarks' figures to
-#   $OUT/engine.json and $OUT/job.json, and the summary to $OUT/summary.md; a failing part does
+# - with $OUT set, writes each part's output to $OUT/<part>.txt (8 files in all), the benchmarks'
+#   figures to $OUT/engine.json and $OUT/job.json, and the machine and the summary table to
+#   $OUT/summary.md; a failing part does
 #   not stop the next; the exit status is 1 if any failed. Each part has a time limit.
 #
 # Environment: PYTHON (default python3), GPU_WHEELS_DIR (default .whl; empty: no wheels),
@@ -120,7 +121,7 @@ run_tradeoffs() {
     limited "$PYTHON" agent/benchmarks/tradeoffs.py "${tradeoffs_args[@]}"
 }
 
-record env header
+header | tee /tmp/gpu_check_env.txt
 
 cpu_study=
 if [[ $part == all && ${#cpu_cores[@]} -gt 0 ]]; then
@@ -148,5 +149,9 @@ if [[ -n $cpu_study ]]; then
 fi
 
 echo "== summary"
-"$PYTHON" benchmarks/gpu_summary.py "$RESULTS" | tee "$RESULTS/summary.md"
+{
+    sed 's/^/    /' /tmp/gpu_check_env.txt
+    echo
+    "$PYTHON" benchmarks/gpu_summary.py "$RESULTS"
+} | tee "$RESULTS/summary.md"
 exit $status
