@@ -223,7 +223,10 @@ def print_table(runs: list[Run]) -> None:
     for phase in PHASES:
         row(f"  {phase}", [run.phases[phase] for run in runs])
     row("  outside phases (start-up, clients, last msg)", [run.outside for run in runs])
-    row("beside them: the images' download (a thread)", [run.timings["background"]["download"] for run in runs])
+    row(
+        "beside them: AWS clients, the images (a thread)",
+        [run.timings["background"]["clients_download"] for run in runs],
+    )
     row("total from process start", [run.total for run in runs])
     row("wall, Popen to exit", [run.wall for run in runs])
     row("  wall minus total (spawn, exit)", [run.wall - run.total for run in runs])

@@ -3,7 +3,7 @@
 # benchmark, the whole-job benchmark and the quality trade-off study, then one summary table.
 # It runs on a lent GPU machine, where the project is not installed and nothing can be downloaded.
 #
-#     bash benchmarks/gpu_check.sh [all|tests|bench|job|tradeoffs]      (default: all)
+#     bash benchmarks/gpu_check.sh [all | PART...]      (PART: tests, bench, job, tradeoffs; default all)
 #
 # - installs the wheels in .whl/ (`make gpu-wheels`, carried to the machine) into /tmp/site, and
 #   puts agent/, local/, layers/common/ and /tmp/site on PYTHONPATH;
@@ -29,14 +29,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-part=${1:-all}
-case $part in
-    all | tests | bench | job | tradeoffs) ;;
-    *)
-        echo "usage: bash benchmarks/gpu_check.sh [all|tests|bench|job|tradeoffs]" >&2
-        exit 2
-        ;;
-esac
+parts=("${@:-all}")
+for part in "${parts[@]}"; do
+    case $part in
+        all | tests | bench | job | tradeoffs) ;;
+        *)
+            echo "usage: bash benchmarks/gpu_check.sh [all | PART...]  (PART: tests, bench, job, tradeoffs)" >&2
+            exit 2
+            ;;
+    esac
+done
+wanted() { [[ " ${parts[*]} " == *" all "* || " ${parts[*]} " == *" $1 "* ]]; }
 
 PYTHON=${PYTHON:-python3}
 WHEELS=${GPU_WHEELS_DIR-.whl}
@@ -64,7 +67,7 @@ export PYTHONPATH="$pythonpath${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
 # The GPU parts on the first cores, the CPU study on the rest (where there are enough of them).
-cores=$(nproc)
+cores=$(nproc)  # before OMP_NUM_THREADS is set: nproc honours it
 gpu_cores=() cpu_cores=()
 if command -v taskset >/dev/null && ((cores >= 8)); then
     gpu_cores=(taskset -c "0-3")
@@ -85,7 +88,7 @@ limited() {
 }
 
 header() {
-    echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC') $(uname -n), $(nproc) CPU cores"
+    echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC') $(uname -n), $cores CPU cores"
     if command -v nvidia-smi >/dev/null; then
         nvidia-smi -L || true
     else
@@ -124,7 +127,7 @@ run_tradeoffs() {
 header | tee /tmp/gpu_check_env.txt
 
 cpu_study=
-if [[ $part == all && ${#cpu_cores[@]} -gt 0 ]]; then
+if [[ " ${parts[*]} " == *" all "* && ${#cpu_cores[@]} -gt 0 ]]; then
     echo "== tradeoffs on the CPU (cores ${cpu_cores[2]}), beside the other parts"
     OMP_NUM_THREADS=$((cores - 4)) timeout --kill-after=10 420 "${cpu_cores[@]}" "$PYTHON" agent/benchmarks/tradeoffs.py \
         "${cpu_tradeoffs_args[@]}" >"$RESULTS/tradeoffs-cpu.txt" 2>&1 &
@@ -134,7 +137,7 @@ fi
 status=0
 for entry in tests:150 bench:220 job:80 tradeoffs:60; do
     name=${entry%%:*} LIMIT=${entry##*:}
-    if [[ $part == all || $part == "$name" ]]; then
+    if wanted "$name"; then
         echo "== $name (at most $LIMIT s)"
         record "$name" "run_$name" || {
             echo "== $name: FAILED (status $?)"

@@ -205,6 +205,23 @@ def large(size: int, iterations: int | None, device: torch.device, variants: lis
     ]
 
 
+def profile(size: int, iterations: int, device: torch.device) -> None:
+    """The kernels that take the time of `iterations` iterations with the defaults at one scale,
+    after a run that loads everything (torch.profiler; on a CPU, its operators)."""
+    content_image, style_image = benchmark_pair()
+    options = Options(size=size, iterations=iterations, scales=1, device=str(device))
+    run(content_image, style_image, options)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        run(content_image, style_image, options)
+    sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    print(f"profile: {iterations} iterations of the defaults at {size} px, one scale (captures included)")
+    print(profiler.key_averages().table(sort_by=sort_by, row_limit=25, max_name_column_width=60))
+    sys.stdout.flush()
+
+
 def print_rows(rows: list[Row], reference: Row | None, loss: str = "score") -> None:
     print(f"{'run':58} {'wall s':>8} {'it/s':>8} {loss:>11} {'speed-up':>9} {'loss/ref':>9} {'peak GiB':>9}")
     for row in rows:
@@ -263,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", type=int, help="also run the preset at this size (default: 2048 on GPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument(
+        "--profile", type=int, default=0, help="first: where N iterations of the defaults spend their GPU time"
+    )
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     on_gpu = device.type == "cuda"
@@ -278,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     load_vgg19_weights()
     warm = Options(size=64, iterations=4, scales=1, device=str(device))
     run(swirls(64), swirls(64, seed=1), warm)  # CUDA context, cuDNN handles, the model on the device
+    if args.profile:
+        profile(sizes[0], args.profile, device)
     figures: dict[str, Any] = {"device": name, "torch": torch.__version__, "sizes": {}}
     references: list[tuple[int, Row, Scorer]] = []
     for size in sizes:

@@ -36,23 +36,29 @@ def pick_device(requested: str = "auto") -> torch.device:
 @dataclass(frozen=True)
 class DeviceSettings:
     channels_last: bool  # NHWC: faster cuDNN/tensor-core convolutions; measured no gain on CPU
-    # TF32 tensor cores (Ampere and newer) for fp32 convolutions and for the objective's matrix
-    # products, the Gram matrices: on bf16 features TF32 is exact (bf16's 8 bits of mantissa fit in
-    # TF32's 11), on fp32 ones it changed the final loss by 0.0-0.1% (docs/benchmarks.md). Never
-    # for the L-BFGS history products, whose dot products steer the optimiser (lbfgs.py).
-    allow_tf32: bool
+    allow_tf32: bool  # TF32 tensor cores (Ampere and newer) for fp32 convolutions
+    # TF32 for the objective's matrix products, the Gram matrices, where it is exact: on bf16
+    # features (bf16's 8 significant bits fit in TF32's 11, and the sums stay fp32). On fp32
+    # features it would round them; emulated on a CPU that cost up to 20% of final loss
+    # (docs/benchmarks.md). Never for the L-BFGS history products (lbfgs.py keeps those fp32).
+    tf32_matmul: bool
     cudnn_benchmark: bool  # autotune convolution algorithms; off when results must be reproducible
     deterministic: bool
 
 
 def settings_for(
-    device: torch.device, channels_last: bool | None = None, deterministic: bool = True, tf32: bool | None = None
+    device: torch.device,
+    channels_last: bool | None = None,
+    deterministic: bool = True,
+    tf32: bool | None = None,
+    precision: str = "auto",
 ) -> DeviceSettings:
     """The settings for `device`; None for channels_last or tf32 means on for CUDA, off for the CPU."""
     on_cuda = device.type == "cuda"
     return DeviceSettings(
         channels_last=on_cuda if channels_last is None else channels_last,
         allow_tf32=on_cuda and (tf32 is None or tf32),
+        tf32_matmul=on_cuda and resolve_precision(precision, device) == "bf16",
         cudnn_benchmark=on_cuda and not deterministic,
         deterministic=deterministic,
     )
@@ -82,7 +88,7 @@ def applied(device: torch.device, settings: DeviceSettings) -> Iterator[None]:
         if device.type == "cpu":
             configure_cpu_threads()
         torch.backends.cudnn.allow_tf32 = settings.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = settings.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = settings.tf32_matmul
         torch.backends.cudnn.benchmark = settings.cudnn_benchmark
         torch.backends.cudnn.deterministic = settings.deterministic
         yield

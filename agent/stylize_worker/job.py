@@ -15,7 +15,6 @@ one line "stylize-worker: error: <reason>", and the exit status says whether ret
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import math
@@ -211,38 +210,40 @@ def required_env(environ: Mapping[str, str], name: str) -> str:
 class Worker:
     """The job's steps against AWS (S3, SQS, DynamoDB through boto3).
 
-    Made before PyTorch is imported: it starts fetching the job's two images in a thread at once,
-    so that S3's round trips overlap the seconds `import torch` and CUDA's start take."""
+    Made once PyTorch is imported: a thread then imports boto3, makes the clients and fetches the
+    job's two images while the main thread puts the network on the GPU and warms it up, which
+    mostly waits for the GPU and CUDA's libraries and so leaves the thread the interpreter.
+    (Started before `import torch`, the thread only slowed that import: both hold the GIL.)"""
 
     def __init__(self, job: Job, environ: Mapping[str, str], timings: Timings) -> None:
         self.job = job
         self.timings = timings
         self.bucket = required_env(environ, "IMAGES_BUCKET")
         self.queue_url = required_env(environ, "RESULTS_QUEUE_URL")
-        self._downloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="downloads")
-        self._images = self._downloads.submit(self._fetch_images)
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aws")
+        self._fetched = self._background.submit(self._connect_and_fetch)
+        self.s3: Any = None
+        self.sqs: Any = None
 
-    @functools.cached_property
-    def s3(self) -> Any:
-        import boto3
+    def _connect_and_fetch(self) -> tuple[bytes, bytes]:
+        started = time.perf_counter()
+        try:
+            import boto3
 
-        return boto3.client("s3")
+            self.s3, self.sqs = boto3.client("s3"), boto3.client("sqs")
+            return self.download(self.job.input_key, "content image"), self.download(self.job.style_key, "style image")
+        finally:
+            self.timings.background["clients_download"] = round(time.perf_counter() - started, 3)
 
-    @functools.cached_property
-    def sqs(self) -> Any:
-        import boto3
-
-        return boto3.client("sqs")
+    def fetched(self) -> tuple[bytes, bytes]:
+        """The two images' bytes (content, style), once the thread has them; its error, if any."""
+        try:
+            return self._fetched.result()
+        finally:
+            self._background.shutdown()
 
     def send(self, message: dict[str, Any]) -> None:
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(message, separators=(",", ":")))
-
-    def _fetch_images(self) -> tuple[bytes, bytes]:
-        started = time.perf_counter()
-        try:
-            return self.download(self.job.input_key, "content image"), self.download(self.job.style_key, "style image")
-        finally:
-            self.timings.background["download"] = round(time.perf_counter() - started, 3)
 
     def download(self, key: str, what: str) -> bytes:
         from botocore.exceptions import ClientError
@@ -268,18 +269,17 @@ class Worker:
 
     def run(self) -> dict[str, Any]:
         import styletransfer
-        from styletransfer.engine import load_model
+        from styletransfer.engine import prepare
 
         job = self.job
         options = engine_options(job.options)
         with self.timings.phase("model"):
-            # the weights and the network on the device (CUDA's start included) while the images
-            # may still be on their way; the engine keeps the model per process and finds this one
-            device = load_model(options)
+            # the network on the device (CUDA's start and a tiny warm-up run included) while the
+            # AWS clients and the images are on their way; the engine keeps the model per process
+            device = prepare(options)
             synchronize(device)
         with self.timings.phase("download_wait"):
-            content_data, style_data = self._images.result()
-            self._downloads.shutdown()
+            content_data, style_data = self.fetched()
         with self.timings.phase("decode"):
             content = self.decode(content_data, "content image")
             style = self.decode(style_data, "style image")
@@ -372,10 +372,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     try:
         job_id = job_id_of(environ.get("JOB_JSON"))  # so that even a bad input's reason is recorded
         job = parse_job(environ.get("JOB_JSON"))
-        worker = Worker(job, environ, timings)  # the images start downloading now
         with timings.phase("imports"):
             import styletransfer  # noqa: F401 - imports torch: seconds on a cold container
-        summary = worker.run()
+        summary = Worker(job, environ, timings).run()  # AWS clients and images in a thread from here
         status, reason = EXIT_OK, None
     except JobError as failure:
         status, reason = failure.exit_code, str(failure)

@@ -161,11 +161,14 @@ def test_the_cuda_defaults_are_the_fast_path_and_the_cpu_ones_unchanged():
     assert resolve_precision("auto", cuda) == "bf16"
     assert resolve_capture("auto", cuda) == "cuda_graph"
     assert settings_for(cuda).allow_tf32
+    assert settings_for(cuda).tf32_matmul  # exact on the bf16 features
+    assert not settings_for(cuda, precision="fp32").tf32_matmul
     assert settings_for(cuda).channels_last
     assert not settings_for(cuda).cudnn_benchmark  # no autotuning of each new size in a one-shot job
     assert resolve_capture("auto", cpu) == "none"
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert not settings_for(cpu).allow_tf32
+    assert not settings_for(cpu).tf32_matmul
 
 
 @pytest.mark.parametrize(

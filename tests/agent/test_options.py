@@ -72,18 +72,38 @@ def test_device_settings_for_cuda_and_cpu():
     assert not settings_for(torch.device("cpu"), tf32=True).allow_tf32  # no tensor cores to use
 
 
-def test_applied_settings_use_tf32_for_convolutions_only_and_are_restored():
-    """Grams and L-BFGS's history products are matmuls: TF32's 10-bit mantissa would spoil them."""
+@pytest.mark.parametrize(("precision", "tf32_grams"), [("fp32", False), ("bf16", True), ("auto", True)])
+def test_applied_settings_use_tf32_for_grams_only_where_exact_and_are_restored(precision, tf32_grams):
+    """The Grams are the objective's matmuls: TF32 rounds fp32 features, but holds bf16 ones exactly."""
     before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
-    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cuda.matmul.allow_tf32 = not tf32_grams
     try:
-        with applied(torch.device("cuda"), settings_for(torch.device("cuda"), deterministic=False)):
+        cuda = torch.device("cuda")
+        with applied(cuda, settings_for(cuda, deterministic=False, precision=precision)):
             assert torch.backends.cudnn.allow_tf32
-            assert not torch.backends.cuda.matmul.allow_tf32
+            assert torch.backends.cuda.matmul.allow_tf32 == tf32_grams
             assert torch.backends.cudnn.benchmark
-        assert torch.backends.cuda.matmul.allow_tf32  # restored
+        assert torch.backends.cuda.matmul.allow_tf32 == (not tf32_grams)  # restored
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = before
+
+
+def test_lbfgs_products_stay_fp32_whatever_the_job_allows():
+    from styletransfer.lbfgs import LBFGS
+
+    seen = []
+    x = torch.zeros(4)
+    optimiser = LBFGS(x, history=2)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        original = optimiser._step
+        optimiser._step = lambda *args: seen.append(torch.backends.cuda.matmul.allow_tf32) or original(*args)
+        optimiser.step(x, torch.ones(4))
+        assert seen == [False]
+        assert torch.backends.cuda.matmul.allow_tf32  # restored
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_pick_device():

@@ -35,7 +35,7 @@ def test_the_benchmark_runs_a_whole_job_and_prints_every_phase():
         ("optimisation", 0.001),
         ("encode_upload", 0.001),
         (r"outside phases \(start-up, clients, last msg\)", 0.001),
-        (r"beside them: the images' download \(a thread\)", 0.001),
+        (r"beside them: AWS clients, the images \(a thread\)", 0.001),
         ("total from process start", 0.001),
         ("wall, Popen to exit", 0.001),
     ):
