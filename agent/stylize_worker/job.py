@@ -211,9 +211,9 @@ class Worker:
     """The job's steps against AWS (S3, SQS, DynamoDB through boto3).
 
     Made once PyTorch is imported: a thread then imports boto3, makes the clients and fetches the
-    job's two images while the main thread puts the network on the GPU and warms it up, which
-    mostly waits for the GPU and CUDA's libraries and so leaves the thread the interpreter.
-    (Started before `import torch`, the thread only slowed that import: both hold the GIL.)"""
+    job's two images while the main thread starts CUDA and puts the network on the GPU, which
+    mostly waits in CUDA's libraries and so leaves the thread the interpreter. (Started before
+    `import torch`, the thread only slowed that import, measured on an H100: both hold the GIL.)"""
 
     def __init__(self, job: Job, environ: Mapping[str, str], timings: Timings) -> None:
         self.job = job
@@ -269,14 +269,14 @@ class Worker:
 
     def run(self) -> dict[str, Any]:
         import styletransfer
-        from styletransfer.engine import prepare
+        from styletransfer.engine import load_model
 
         job = self.job
         options = engine_options(job.options)
         with self.timings.phase("model"):
-            # the network on the device (CUDA's start and a tiny warm-up run included) while the
-            # AWS clients and the images are on their way; the engine keeps the model per process
-            device = prepare(options)
+            # the weights and the network on the device (CUDA's start included) while the AWS
+            # clients and the images are on their way; the engine keeps the model per process
+            device = load_model(options)
             synchronize(device)
         with self.timings.phase("download_wait"):
             content_data, style_data = self.fetched()
