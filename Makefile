@@ -94,13 +94,14 @@ bench-stack: $(INSTALLED)
 bench-job: $(INSTALLED)
 	$(PY) benchmarks/bench_job.py $(ARGS)
 
-# A GPU session (a lent machine that runs one command in a copy of this tree; see
+# The GPU check (a lent machine that runs one command in a copy of this tree; see
 # benchmarks/gpu_check.sh): it has python3.12 with torch and the usual scientific and test
-# packages, and no network, so what else the engine's tests, bench_engine.py and bench_job.py
-# import travels as wheels in .whl/ (carried, ignored by git; under 64 MiB). Only what those runs
+# packages, and no network, so what else the GPU tests, bench_engine.py and bench_job.py import
+# travels as wheels in .whl/ (carried, ignored by git; under 64 MiB). Only what those runs
 # import: no pydantic or powertools (styleservice is not imported), no cfn-lint, docker or
-# aws-xray-sdk (moto's server imports them only for services the runs never call). werkzeug is on
-# that machine but pinned here for Flask; sortedcontainers is hypothesis's, in case it is missing.
+# aws-xray-sdk (moto's server imports them only for services the runs never call); cffi and
+# pycparser for cryptography, which moto imports. werkzeug is on that machine but pinned here for
+# Flask; sortedcontainers is hypothesis's, in case it is missing. Checked on an H100 on 2026-11-26.
 # Options: make gpu-wheels GPU_WHEELS_DIR=/tmp/whl GPU_WHEELS_PYTHON=3.11 (e.g. to try them here)
 GPU_WHEELS_DIR ?= .whl
 GPU_WHEELS_PYTHON ?= 3.12
@@ -120,9 +121,10 @@ gpu-wheels:
 	@ls -1 $(GPU_WHEELS_DIR)
 	@du -cb $(GPU_WHEELS_DIR)/*.whl | awk 'END { printf "$(GPU_WHEELS_DIR): %d wheels, %.1f MiB in all\n", NR - 1, $$1 / 1048576 }'
 
-# The GPU session's script here, on this machine's CPU (GPU tests skipped), with the project's
-# virtual environment and without the wheels. Options: make gpu-session ARGS="tests" (tests, bench,
-# job or all; BENCH_ENGINE_ARGS, BENCH_JOB_ARGS and PYTEST_ARGS in the environment change the runs)
+# The GPU check's script here, on this machine's CPU (GPU tests skipped), with the project's
+# virtual environment and without the wheels. Options: make gpu-session ARGS="tests bench" (all, or
+# parts: tests, bench, job, tradeoffs; BENCH_ENGINE_ARGS, BENCH_JOB_ARGS, TRADEOFFS_ARGS and
+# PYTEST_ARGS in the environment change the runs)
 gpu-session: $(INSTALLED)
 	PATH="$(abspath $(VENV))/bin:$$PATH" GPU_WHEELS_DIR= bash benchmarks/gpu_check.sh $(or $(ARGS),all)
 
