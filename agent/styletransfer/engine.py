@@ -70,11 +70,17 @@ def load_model(options: Options) -> torch.device:
     (Also running a tiny image through the whole path here, to load cuDNN's and cuBLAS's kernels
     early, was measured on an H100: it took 1.1 s and saved the run 0.55 s, so it is not done.)"""
     device = pick_device(options.device)
-    settings = settings_for(device, options.channels_last, options.deterministic, options.tf32, options.precision)
-    feature_model(
-        options.pooling, device, settings.channels_last, network_dtype(resolve_precision(options.precision, device))
-    )
+    _network(options, device, _settings(options, device))
     return device
+
+
+def _settings(options: Options, device: torch.device) -> DeviceSettings:
+    return settings_for(device, options.channels_last, options.deterministic, options.tf32, options.precision)
+
+
+def _network(options: Options, device: torch.device, settings: DeviceSettings) -> VGGFeatures:
+    dtype = network_dtype(resolve_precision(options.precision, device))
+    return feature_model(options.pooling, device, settings.channels_last, dtype)
 
 
 def stylize(
@@ -126,7 +132,7 @@ def _job(
         raise ValueError(f"{len(options.style_blend)} blend weights given for {len(styles)} style images")
     device = pick_device(options.device)
     check_capture(options.capture, device)
-    settings = settings_for(device, options.channels_last, options.deterministic, options.tf32, options.precision)
+    settings = _settings(options, device)
     with applied(device, settings):
         yield _Job(content, styles, options, device, settings, progress)
 
@@ -163,7 +169,6 @@ class _Job:
         self.options = options
         self.device = device
         self.settings = settings
-        self.dtype = network_dtype(resolve_precision(options.precision, device))
         self.capture = resolve_capture(options.capture, device)
         self.progress = progress
         self.styles = [style.convert("RGB") for style in styles]
@@ -176,7 +181,8 @@ class _Job:
             side = _style_side(options.style_scale, self.sizes[0])
             _check_thickness(f"style image {number}", style.size, fit_size(*style.size, side))
         self.done = 0
-        self.model = feature_model(options.pooling, device, settings.channels_last, self.dtype)
+        self.model = _network(options, device, settings)
+        self.dtype = next(self.model.parameters()).dtype
 
     def run(self) -> tuple[Image.Image, float]:
         image = None
