@@ -4,8 +4,10 @@ styles/<name>.jpg                         the style catalogue (public through Cl
 uploads/<32 hex>.<jpg|png|webp>           presigned-POST uploads (expire after a day if unused)
 public/input/<jobId>.<ext>                content images of public jobs (public)
 public/output/<jobId>.jpg                 their results (public)
+public/preview/<jobId>.jpg                their instant previews (public, never listed)
 private/input/<jobId>.<ext>               private jobs: reachable only through presigned URLs
 private/output/<jobId>.jpg
+private/preview/<jobId>.jpg
 """
 
 from __future__ import annotations
@@ -55,3 +57,8 @@ def input_key(job_id: str, private: bool, extension: str) -> str:
 
 def output_key(job_id: str, private: bool) -> str:
     return f"{_area(private)}/output/{job_id}.jpg"
+
+
+def preview_key(job_id: str, private: bool) -> str:
+    """The instant preview: in the job's own area, so it is exactly as private as the job."""
+    return f"{_area(private)}/preview/{job_id}.jpg"
