@@ -1,6 +1,7 @@
 """The S3 key layout, and the only way keys are made from client input.
 
 styles/<name>.jpg                         the style catalogue (public through CloudFront)
+styles/catalogue.json                     its titles, artists and years (catalogue/catalogue.json)
 uploads/<32 hex>.<jpg|png|webp>           presigned-POST uploads (expire after a day if unused)
 public/input/<jobId>.<ext>                content images of public jobs (public)
 public/output/<jobId>.jpg                 their results (public)
@@ -30,6 +31,9 @@ def style_key(name: str) -> str:
     if not STYLE_NAME.match(name):
         raise ValueError(f"not a style name: {name!r}")
     return f"styles/{name}.jpg"
+
+
+CATALOGUE_KEY = "styles/catalogue.json"
 
 
 def style_name(key: str) -> str | None:
