@@ -5,8 +5,11 @@ onto the job item (previewKey, for GET_JOB) and to the requesting connection onl
 TRANSFER_STYLE_PREVIEW::<jobId> {preview}: a private job's preview as a presigned GET, never a
 public URL, and no job's preview is broadcast or listed.
 
-A preview is a nicety: any failure here is raised, logged and caught by the state machine, which
-goes on to the painting itself."""
+A preview is a nicety, and a job never fails for want of one. A photo or style image that the
+network cannot use (not readable, thinner than it accepts) is skipped with a reason in the answer
+and the log (the worker will tell the user what is wrong with it); anything else (S3, DynamoDB, a
+bug) is raised, logged with its traceback and caught by the state machine, which goes on to the
+painting itself."""
 
 from __future__ import annotations
 
@@ -33,25 +36,25 @@ preview.warm()  # in the init phase: the first job's preview pays nothing for lo
 MAX_SOURCE_BYTES = 25 * 1024 * 1024  # uploads are at most MAX_UPLOAD_BYTES (20 MiB by default)
 
 
-class PreviewFailedError(Exception):
-    """The preview cannot be made for this job; the state machine goes on without it."""
+class NoPreviewError(Exception):
+    """This job's images make no preview; the job goes on without one."""
 
 
 def read(key: str) -> bytes:
     found = s3.get_object(Bucket=settings.images_bucket, Key=key)
     if found["ContentLength"] > MAX_SOURCE_BYTES:
-        raise PreviewFailedError(f"{key} is {found['ContentLength']} bytes, too large for a preview")
+        raise NoPreviewError(f"{key} is {found['ContentLength']} bytes, too large for a preview")
     return found["Body"].read()
 
 
 def make(job_id: str) -> dict[str, Any]:
     started = time.perf_counter()
     if not keys.JOB_ID.match(job_id):
-        raise PreviewFailedError("the execution input has no valid jobId")
+        raise ValueError("the execution input has no valid jobId")
     # The job item, not the execution input, says where the images are and who asked.
     job = jobs.get(job_id)
     if job is None:
-        raise PreviewFailedError(f"no job {job_id}")
+        raise LookupError(f"no job {job_id}")
     private = bool(job.get("isPrivate", True))  # a job without the flag is treated as private
     options = job.get("options") or {}
     try:
@@ -63,7 +66,7 @@ def make(job_id: str) -> dict[str, Any]:
             preserve_colors=bool(options.get("preserveColors", False)),
         )
     except preview.PreviewError as unusable:
-        raise PreviewFailedError(str(unusable)) from None
+        raise NoPreviewError(str(unusable)) from None
     key = keys.preview_key(job_id, private)
     s3.put_object(
         Bucket=settings.images_bucket,
@@ -91,7 +94,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(jobId=job_id)
     try:
         return make(job_id)
+    except NoPreviewError as reason:
+        metrics.add_metric(name="PreviewSkipped", unit=MetricUnit.Count, value=1)
+        logger.warning("no preview", extra={"reason": str(reason)})
+        return {"previewKey": None, "pushed": False, "reason": str(reason)}
     except Exception:
-        metrics.add_metric(name="PreviewFailedError", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="PreviewFailed", unit=MetricUnit.Count, value=1)
         logger.exception("no preview")
         raise

@@ -128,11 +128,29 @@ def test_a_job_that_ended_gets_no_preview_push(stack: Stack):
     assert "preview" not in stack.get_job()
 
 
-def test_an_unreadable_photo_fails_the_preview_loudly(stack: Stack):
-    stack.job(photo=photo_png(96, 64)[:200])  # a PNG's signature, truncated: the worker says why
-    with pytest.raises(Exception, match="could not be read"):
-        stack.aws.invoke("PreviewFunction", "preview/job.json")
+@pytest.mark.parametrize(
+    ("photo", "reason"),
+    [
+        (photo_png(96, 64)[:200], "the photo could not be read"),  # a PNG's signature, truncated
+        (photo_png(600, 100), "too small"),  # at 64 px it is 64x11: thinner than the network's 32 px
+    ],
+    ids=["truncated", "too thin"],
+)
+def test_images_the_network_cannot_use_are_skipped_with_a_reason(stack: Stack, photo: bytes, reason: str):
+    stack.job(photo=photo, size=64)
+    answer = stack.aws.invoke("PreviewFunction", "preview/job.json")
+    assert (answer["previewKey"], answer["pushed"]) == (None, False)
+    assert reason in answer["reason"]
     assert stack.keys("public/preview/") == []
+    assert stack.server.messages("requester=") == []
+    assert "previewKey" not in stack.jobs.get(JOB_ID)
+
+
+def test_a_storage_failure_is_raised_for_the_state_machine_to_catch(stack: Stack):
+    stack.job()
+    stack.s3.delete_object(Bucket=stack.bucket, Key=f"public/input/{JOB_ID}.png")  # S3 fails the read
+    with pytest.raises(Exception, match="NoSuchKey"):
+        stack.aws.invoke("PreviewFunction", "preview/job.json")
     assert stack.server.messages("requester=") == []
 
 
@@ -201,8 +219,11 @@ def test_the_preview_comes_before_the_gpu_job(invoking: Stack):
 
 @pytest.mark.parametrize("cause", ["the function fails", "no function to invoke"])
 def test_a_failed_preview_never_fails_the_job(invoking: Stack, cause: str):
+    """The worker still runs, with its input untouched. (moto's Batch runs nothing here: the job
+    ends by the failure path, as in test_template's failure-path tests.)"""
     if cause == "the function fails":
-        invoking.job(photo=photo_png(96, 64)[:200])  # the preview cannot read it
+        invoking.job()
+        invoking.s3.delete_object(Bucket=invoking.bucket, Key=f"public/input/{JOB_ID}.png")  # S3 fails it
     else:
         moto_fixes.set_lambda_invoker(None)  # moto's own Lambda: it has no such function
         invoking.job()

