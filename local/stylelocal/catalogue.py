@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,30 @@ def paintings() -> list[dict[str, Any]]:
     return json.loads(MANIFEST.read_text())["styles"]
 
 
+@dataclass(frozen=True)
+class StyleObject:
+    """One object of the catalogue as it lies in the bucket; `body` is made when called."""
+
+    key: str
+    body: Callable[[], bytes]
+    content_type: str
+    name: str | None  # the style's name; None for the manifest
+
+
+def objects(styles: dict[str, Callable[[int], Image.Image]] | None = None) -> list[StyleObject]:
+    """Everything the catalogue puts in the bucket, in the order the page lists it: the paintings
+    of catalogue/, the drawn styles, then the manifest (styles/catalogue.json). The local stack
+    seeds these; a deploy script uploads the same."""
+    found = [
+        StyleObject(style_key(entry["name"]), (CATALOGUE / entry["file"]).read_bytes, "image/jpeg", entry["name"])
+        for entry in paintings()
+    ]
+    for name, paint in (styles if styles is not None else STYLES).items():
+        found.append(StyleObject(style_key(name), lambda paint=paint: jpeg(paint(SIZE)), "image/jpeg", name))
+    found.append(StyleObject(MANIFEST_KEY, MANIFEST.read_bytes, "application/json", None))
+    return found
+
+
 def seed_styles(aws: Any, styles: dict[str, Callable[[int], Image.Image]] | None = None) -> list[str]:
     """Writes styles/<name>.jpg into the images bucket for each painting of catalogue/ and each
     drawn style that is not there yet, and returns the names it wrote; the manifest is written
@@ -54,19 +79,14 @@ def seed_styles(aws: Any, styles: dict[str, Callable[[int], Image.Image]] | None
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="styles/")
         for item in page.get("Contents", [])
     }
-    pictures: dict[str, Callable[[], bytes]] = {
-        entry["name"]: (lambda path=CATALOGUE / entry["file"]: path.read_bytes()) for entry in paintings()
-    }
-    for name, paint in (styles if styles is not None else STYLES).items():
-        pictures[name] = lambda paint=paint: jpeg(paint(SIZE))
     written = []
-    for name, picture in pictures.items():
-        key = style_key(name)
-        if key in present:
+    for style in objects(styles):
+        if style.name is not None and style.key in present:
             continue
+        cache = "no-cache" if style.name is None else "public, max-age=86400"
         s3.put_object(
-            Bucket=bucket, Key=key, Body=picture(), ContentType="image/jpeg", CacheControl="public, max-age=86400"
+            Bucket=bucket, Key=style.key, Body=style.body(), ContentType=style.content_type, CacheControl=cache
         )
-        written.append(name)
-    s3.put_object(Bucket=bucket, Key=MANIFEST_KEY, Body=MANIFEST.read_bytes(), ContentType="application/json")
+        if style.name is not None:
+            written.append(style.name)
     return written
