@@ -46,7 +46,8 @@ def described() -> dict[str, dict[str, Any]]:
 
 
 def title_of(name: str) -> str:
-    return name.replace("-", " ").capitalize()
+    """ "stained-glass" -> "Stained Glass", as the pages title a style they know only by name."""
+    return " ".join(word.capitalize() for word in name.split("-"))
 
 
 def catalogue(request: ListStyles, event: dict[str, Any]) -> dict[str, Any]:

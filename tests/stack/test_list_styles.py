@@ -21,14 +21,14 @@ def test_the_catalogue_is_every_styles_jpg_sorted_with_its_public_url_titled_aft
     assert event_name == "STYLES"
     assert data == {
         "styles": [
-            {"name": "a-first", "previewUrl": f"{CDN}/styles/a-first.jpg", "title": "A first", **UNKNOWN},
+            {"name": "a-first", "previewUrl": f"{CDN}/styles/a-first.jpg", "title": "A First", **UNKNOWN},
             {
                 "name": "starry-night",
                 "previewUrl": f"{CDN}/styles/starry-night.jpg",
-                "title": "Starry night",
+                "title": "Starry Night",
                 **UNKNOWN,
             },
-            {"name": "the-scream", "previewUrl": f"{CDN}/styles/the-scream.jpg", "title": "The scream", **UNKNOWN},
+            {"name": "the-scream", "previewUrl": f"{CDN}/styles/the-scream.jpg", "title": "The Scream", **UNKNOWN},
         ]
     }
 
@@ -51,7 +51,7 @@ def test_the_manifest_gives_title_artist_and_year_and_its_order(aws: LocalAws):
          "artist": "Edvard Munch", "year": "1893"},
         {"name": "starry-night", "previewUrl": f"{CDN}/styles/starry-night.jpg", "title": "The Starry Night",
          "artist": "Vincent van Gogh", "year": "1889"},
-        {"name": "a-first", "previewUrl": f"{CDN}/styles/a-first.jpg", "title": "A first", **UNKNOWN},
+        {"name": "a-first", "previewUrl": f"{CDN}/styles/a-first.jpg", "title": "A First", **UNKNOWN},
     ]  # fmt: skip
 
 
@@ -60,8 +60,8 @@ def test_a_broken_manifest_still_lists_the_pictures(aws: LocalAws):
     aws.client("s3").put_object(Bucket=bucket(aws), Key="styles/catalogue.json", Body=b"{not json")
     _, data = answer(aws.invoke("ListStylesFunction", "list_styles/list.json"))
     assert [(style["name"], style["title"], style["artist"]) for style in data["styles"]] == [
-        ("starry-night", "Starry night", None),
-        ("the-scream", "The scream", None),
+        ("starry-night", "Starry Night", None),
+        ("the-scream", "The Scream", None),
     ]
 
 
