@@ -165,7 +165,17 @@ def test_requests_are_answered_by_the_real_route_functions(aws, gateway, recordi
         connection_id = only_connection(gateway)
     assert answer == {
         "event": "STYLES",
-        "data": {"styles": [{"name": "swirls", "previewUrl": "https://cdn.local.test/styles/swirls.jpg"}]},
+        "data": {
+            "styles": [
+                {
+                    "name": "swirls",
+                    "previewUrl": "https://cdn.local.test/styles/swirls.jpg",
+                    "title": "Swirls",
+                    "artist": None,
+                    "year": None,
+                }
+            ]
+        },
     }
     (event,) = recording.events_of("ListStylesFunction")
     parsed = APIGatewayWebSocketMessageEventModel.model_validate(event)
