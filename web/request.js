@@ -253,7 +253,9 @@ function finish(url) {
   remember(null);
   view("done");
   message("Done!", 1);
-  $("after").alt = style ? `Your photo, repainted in the ${style} style` : "Your photo, repainted";
+  // "in the Stained Glass style", but "in The Starry Night style" (a painting's title has its own article)
+  const named = style && (/^the /i.test(style) ? style : `the ${style}`);
+  $("after").alt = named ? `Your photo, repainted in ${named} style` : "Your photo, repainted";
   $("after-caption").textContent = style ? `After: ${style}` : "After";
   $("after").onload = () => { $("after").hidden = false; $("painting").hidden = true; showSketch(null); };
   $("after").onerror = () => fail("The painting is ready, but this page could not show it. Use the download link to open it.");
