@@ -25,6 +25,7 @@ let job = JSON.parse(sessionStorage.getItem("job") || "null");  // {jobId, jobTo
 let jobGeneration = null;  // the connection that submitted the job: it gets the job's pushes
 let pollTimer = null;
 let choosing = 0;  // the latest photo chosen: an older one still being checked is dropped
+const titles = new Map();  // style name → its title from LIST_STYLES ("The Starry Night")
 
 // --- the form ---------------------------------------------------------------------------------
 
@@ -144,8 +145,14 @@ async function loadStyles() {
       tile.dataset.name = style.name;
       const radio = Object.assign(document.createElement("input"), { type: "radio", name: "style", value: style.name });
       const image = Object.assign(document.createElement("img"), { src: style.previewUrl, alt: "", loading: "lazy" });
-      const title = Object.assign(document.createElement("span"), { textContent: styleTitle(style.name) });
+      const name = style.title ?? styleTitle(style.name);
+      const title = Object.assign(document.createElement("span"), { className: "title", textContent: name });
+      tile.title = style.artist ? `${name}, ${style.artist}${style.year ? `, ${style.year}` : ""}` : name;
+      titles.set(style.name, name);
       tile.append(radio, image, title);
+      if (style.artist) {
+        tile.append(Object.assign(document.createElement("span"), { className: "artist", textContent: style.artist }));
+      }
       $("own-tile").before(tile);
     }
     const keep = [...document.querySelectorAll("input[name=style]")].find((r) => r.value === chosen && !r.closest("[hidden]"));
@@ -167,7 +174,9 @@ function view(state) {
   $("idle").hidden = state !== "idle";
   $("progress-area").hidden = !["sending", "running"].includes(state);
   $("pair").hidden = state === "idle" || (state === "failed" && !$("before").getAttribute("src"));
-  $("painting").hidden = !["sending", "running", "done"].includes(state);  // "done": until the painting loads
+  // "done": until the painting loads; and not under a preview
+  $("painting").hidden = !["sending", "running", "done"].includes(state) || !$("sketch").hidden;
+  if (state === "sending") $("after-caption").textContent = "After";
   $("submit").disabled = ["sending", "running"].includes(state);
   $("submit").textContent = state === "sending" ? "Sending…" : state === "running" ? "Painting…" : "Repaint my photo";
   if (state !== "failed") fieldError("job-error", null);
@@ -175,6 +184,29 @@ function view(state) {
     $("after").hidden = true;
     $("download").hidden = $("see-feed").hidden = true;
   }
+  if (!["running", "done"].includes(state)) showSketch(null);
+}
+
+/** The instant preview or a thumbnail of the painting so far, in the painting's place and marked
+ * as such; null takes it away. A newer picture replaces an older one only once it has loaded. */
+function showSketch(src, label = "Preview") {
+  const sketch = $("sketch");
+  if (!src) {
+    sketch.hidden = $("sketch-badge").hidden = true;
+    sketch.onload = null;
+    sketch.removeAttribute("src");
+    delete $("job").dataset.sketch;
+    return;
+  }
+  sketch.onload = () => {
+    if (!$("after").hidden) return;  // the painting came first
+    sketch.hidden = $("sketch-badge").hidden = false;
+    $("painting").hidden = true;
+  };
+  $("sketch-badge").textContent = label;
+  $("after-caption").textContent = label === "Preview" ? "A quick preview: your painting is on its way" : "The painting so far";
+  $("job").dataset.sketch = label === "Preview" ? "preview" : "painting";
+  sketch.src = src;
 }
 
 function message(text, progress) {
@@ -221,9 +253,11 @@ function finish(url) {
   remember(null);
   view("done");
   message("Done!", 1);
-  $("after").alt = style ? `Your photo, repainted in the ${style} style` : "Your photo, repainted";
+  // "in the Stained Glass style", but "in The Starry Night style" (a painting's title has its own article)
+  const named = style && (/^the /i.test(style) ? style : `the ${style}`);
+  $("after").alt = named ? `Your photo, repainted in ${named} style` : "Your photo, repainted";
   $("after-caption").textContent = style ? `After: ${style}` : "After";
-  $("after").onload = () => { $("after").hidden = false; $("painting").hidden = true; };
+  $("after").onload = () => { $("after").hidden = false; $("painting").hidden = true; showSketch(null); };
   $("after").onerror = () => fail("The painting is ready, but this page could not show it. Use the download link to open it.");
   $("after").src = url;
   $("download").href = url;
@@ -251,7 +285,12 @@ async function checkJob() {
     if (job !== asked) return;
     if (state.status === "SUCCEEDED") finish(state.result);
     else if (state.status === "FAILED") fail(jobFailed(state.error));
-    else { view("running"); showProgress(state.progress ?? 0); schedulePoll(); }
+    else {
+      view("running");
+      showProgress(state.progress ?? 0);
+      if (state.preview && !$("job").dataset.sketch) showSketch(state.preview);
+      schedulePoll();
+    }
   } catch (error) {
     if (job !== asked) return;
     if (error instanceof ServiceError) {
@@ -298,7 +337,7 @@ $("request").addEventListener("submit", async (event) => {
       { action: "TRANSFER_STYLE", image: field, style, isPrivate, options }, "TRANSFER_STYLE_ACCEPTED");
     jobGeneration = client.generation;
     const named = choice === "own" ? null : choice;
-    remember({ ...accepted, style: named && styleTitle(named), styleName: named, isPrivate, before });
+    remember({ ...accepted, style: named && (titles.get(named) ?? styleTitle(named)), styleName: named, isPrivate, before });
     $("job").dataset.jobId = accepted.jobId;
     view("running");
     showProgress(0);
@@ -333,7 +372,13 @@ showConnection(client, $("status"), $("offline"));
 client.addEventListener("push", ({ detail: { event, data } }) => {
   if (!job || !event.endsWith(`::${job.jobId}`)) return;
   schedulePoll();
-  if (event.startsWith("TRANSFER_STYLE_PROGRESS::")) { view("running"); showProgress(data.progress, data.iteration, data.total); }
+  if (event.startsWith("TRANSFER_STYLE_PREVIEW::")) {
+    if ($("job").dataset.sketch !== "painting") showSketch(data.preview);  // a thumbnail is newer
+  } else if (event.startsWith("TRANSFER_STYLE_PROGRESS::")) {
+    view("running");
+    showProgress(data.progress, data.iteration, data.total);
+    if (data.thumbnail) showSketch(data.thumbnail, `Painting… ${Math.round(data.progress * 100)}%`);
+  }
   else if (event.startsWith("TRANSFER_STYLE_COMPLETED::")) finish(data.result);
   else if (event.startsWith("TRANSFER_STYLE_FAILED::")) fail(jobFailed(data.error));
 });

@@ -41,6 +41,8 @@ class Progress:
     scale: int  # 1-based
     scales: int
     size: tuple[int, int]  # (width, height) being optimised
+    # The image as it is now, made only when called (e.g. for a thumbnail every few seconds).
+    snapshot: Callable[[], Image.Image] | None = None
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -88,9 +90,11 @@ def stylize(
     styles: Image.Image | Sequence[Image.Image],
     options: Options | None = None,
     progress: ProgressCallback | None = None,
+    init_image: Image.Image | None = None,
 ) -> Image.Image:
-    """Return `content` repainted in the style of `styles` (one image, or several blended)."""
-    return run(content, styles, options, progress).image
+    """Return `content` repainted in the style of `styles` (one image, or several blended);
+    `init_image`, if given, is where the optimisation starts instead of `options.init`."""
+    return run(content, styles, options, progress, init_image).image
 
 
 def run(
@@ -98,10 +102,11 @@ def run(
     styles: Image.Image | Sequence[Image.Image],
     options: Options | None = None,
     progress: ProgressCallback | None = None,
+    init_image: Image.Image | None = None,
 ) -> Result:
     """:func:`stylize`, also returning the final loss and timing."""
     started = time.perf_counter()
-    with _job(content, styles, options or Options(), progress) as job:
+    with _job(content, styles, options or Options(), progress, init_image) as job:
         image, loss = job.run()
     return Result(image=image, loss=loss, iterations=job.total, seconds=time.perf_counter() - started)
 
@@ -124,6 +129,7 @@ def _job(
     styles: Image.Image | Sequence[Image.Image],
     options: Options,
     progress: ProgressCallback | None,
+    init_image: Image.Image | None = None,
 ) -> Iterator[_Job]:
     styles = [styles] if isinstance(styles, Image.Image) else list(styles)
     if not 1 <= len(styles) <= MAX_STYLES:
@@ -134,7 +140,7 @@ def _job(
     check_capture(options.capture, device)
     settings = _settings(options, device)
     with applied(device, settings):
-        yield _Job(content, styles, options, device, settings, progress)
+        yield _Job(content, styles, options, device, settings, progress, init_image)
 
 
 # relu5_1 sits after four 2x2 poolings: a side under 16 px leaves it no pixels at all.
@@ -165,8 +171,10 @@ class _Job:
         device: torch.device,
         settings: DeviceSettings,
         progress: ProgressCallback | None,
+        init_image: Image.Image | None = None,
     ) -> None:
         self.options = options
+        self.init_image = init_image
         self.device = device
         self.settings = settings
         self.capture = resolve_capture(options.capture, device)
@@ -195,6 +203,13 @@ class _Job:
             rgb = color.with_chroma_of(rgb, self.content)
         return to_image(rgb), loss
 
+    def _picture(self, caffe_image: torch.Tensor) -> Image.Image:
+        """The image being optimised, as a picture in the content's colours when those are kept."""
+        rgb = from_caffe(caffe_image.detach())
+        if self.options.preserve_colors:
+            rgb = color.with_chroma_of(rgb, resize_tensor(self.content, (rgb.shape[-1], rgb.shape[-2])))
+        return to_image(rgb)
+
     def _features(self, caffe_image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The network's features of an fp32 image (the cast to bf16 is the one copy per call)."""
         x = caffe_image.to(self.dtype)
@@ -222,6 +237,9 @@ class _Job:
         return seen_content, content_targets, style_targets
 
     def _initial(self, seen_content: torch.Tensor) -> torch.Tensor:
+        if self.init_image is not None:
+            height, width = seen_content.shape[-2:]
+            return to_caffe(resize_tensor(to_tensor(self.init_image.convert("RGB")).to(self.device), (width, height)))
         if self.options.init == "content":
             return to_caffe(seen_content)
         # Generated on the CPU so that a seed gives the same start on every device.
@@ -252,7 +270,8 @@ class _Job:
             for loss in losses:
                 self.done += 1
                 if self.progress is not None:
-                    self.progress(Progress(self.done, self.total, loss, index, len(self.sizes), size))
+                    snapshot = functools.partial(self._picture, image)
+                    self.progress(Progress(self.done, self.total, loss, index, len(self.sizes), size, snapshot))
 
         o = self.options
         iterations = ScaleIterations(

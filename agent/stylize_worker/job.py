@@ -6,8 +6,9 @@ Input: JOB_JSON, the Step Functions execution input
 and the environment IMAGES_BUCKET, RESULTS_QUEUE_URL, JOBS_TABLE (boto3 itself honours
 AWS_ENDPOINT_URL and the usual credential variables).
 
-Output: the JPEG at outputKey; "progress" messages (at most one every PROGRESS_INTERVAL seconds)
-and one "completed" message on the results queue; one JSON line on stdout with the seconds each
+Output: the JPEG at outputKey; "progress" messages (at most one every PROGRESS_INTERVAL seconds,
+some carrying a small JPEG thumbnail of the painting so far: see ProgressReporter) and one
+"completed" message on the results queue; one JSON line on stdout with the seconds each
 phase took. On failure: the job item's `error` says why in words a user understands, stderr gets
 one line "stylize-worker: error: <reason>", and the exit status says whether retrying can help:
 2 for bad input (retrying cannot: a missing object, not an image, a bad JOB_JSON), 1 otherwise.
@@ -15,6 +16,7 @@ one line "stylize-worker: error: <reason>", and the exit status says whether ret
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
@@ -36,6 +38,15 @@ if TYPE_CHECKING:  # the heavy imports happen inside main(), where their time is
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 PROGRESS_INTERVAL = 2.0  # seconds between progress messages: enough for a smooth bar, few SQS calls
 JPEG_QUALITY = 92
+# Watching it paint: a progress message may carry a thumbnail of the image so far, inline (no S3
+# object, no extra request): only once the optimisation has run THUMBNAIL_AFTER seconds, then at
+# most one every THUMBNAIL_INTERVAL, THUMBNAIL_SIDE px and at most THUMBNAIL_MAX_BYTES as a JPEG.
+THUMBNAIL_AFTER = 4.0
+THUMBNAIL_INTERVAL = 5.0
+THUMBNAIL_SIDE = 192
+THUMBNAIL_QUALITY = 70
+THUMBNAIL_MAX_BYTES = 24 * 1024
+DEFAULT_PRESET = "auto"  # standard on a GPU, preview on a CPU (styletransfer.preset)
 MAX_IMAGE_BYTES = 50 * 1024 * 1024  # the routes accept far less; anything larger is not a photo
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 OPTION_NAMES = {  # JOB_JSON's camelCase option -> styletransfer.Options field
@@ -109,7 +120,7 @@ def engine_options(options: Mapping[str, Any]) -> Options:
     """The job's options as the engine's: the preset, with the fields the user set (None = preset's)."""
     from styletransfer import preset
 
-    name = options.get("preset", "standard")
+    name = options.get("preset") or DEFAULT_PRESET
     if not isinstance(name, str):
         raise BadInputError("options.preset must be a preset name")
     overrides: dict[str, Any] = {}
@@ -163,37 +174,75 @@ def seconds_since_process_start() -> float:
 _IMPORTED_AT = time.perf_counter()
 
 
+def thumbnail(image: Image.Image) -> str | None:
+    """A small JPEG of `image` as a data URL; None if even that would be too large to send."""
+    from PIL import Image
+
+    small = image.copy()
+    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
+    encoded = io.BytesIO()
+    small.save(encoded, format="JPEG", quality=THUMBNAIL_QUALITY)
+    if encoded.tell() > THUMBNAIL_MAX_BYTES:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(encoded.getvalue()).decode()
+
+
 class ProgressReporter:
     """The engine's progress callback: sends a message on the first iteration, then at most one
-    every `interval` seconds, never for the last (the "completed" message follows it). A failed
-    send is logged, not raised: a missing progress update is not worth the job."""
+    every `interval` seconds, never for the last (the "completed" message follows it). Once the
+    optimisation has run `thumbnail_after` seconds, a message carries a thumbnail of the image so
+    far, at most one every `thumbnail_interval` seconds. A failed send is logged, not raised: a
+    missing progress update is not worth the job."""
 
     def __init__(
-        self, job_id: str, send: Callable[[dict[str, Any]], None], interval: float = PROGRESS_INTERVAL
+        self,
+        job_id: str,
+        send: Callable[[dict[str, Any]], None],
+        interval: float = PROGRESS_INTERVAL,
+        thumbnail_after: float = THUMBNAIL_AFTER,
+        thumbnail_interval: float = THUMBNAIL_INTERVAL,
     ) -> None:
         self.job_id = job_id
         self.send = send
         self.interval = interval
+        self.thumbnail_after = thumbnail_after
+        self.thumbnail_interval = thumbnail_interval
+        self.started: float | None = None
         self.last: float | None = None
+        self.last_thumbnail: float | None = None
         self.sent = 0
+        self.thumbnails = 0
 
     def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
+        if self.started is None:
+            self.started = now
         if progress.iteration >= progress.total or (self.last is not None and now - self.last < self.interval):
             return
         self.last = now
-        message = {
+        message: dict[str, Any] = {
             "type": "progress",
             "requestId": self.job_id,
             "progress": round(progress.iteration / progress.total, 4),
             "iteration": progress.iteration,
             "total": progress.total,
         }
+        if self._thumbnail_due(now) and progress.snapshot is not None:
+            self.last_thumbnail = now
+            if (small := thumbnail(progress.snapshot())) is not None:
+                message["thumbnail"] = small
+                self.thumbnails += 1
         try:
             self.send(message)
             self.sent += 1
         except Exception as failure:  # e.g. SQS throttling: the next one may get through
             log("progress not sent", jobId=self.job_id, reason=repr(failure))
+
+    def _thumbnail_due(self, now: float) -> bool:
+        assert self.started is not None
+        if now - self.started < self.thumbnail_after:
+            return False
+        return self.last_thumbnail is None or now - self.last_thumbnail >= self.thumbnail_interval
 
 
 def log(message: str, **fields: Any) -> None:
@@ -308,6 +357,7 @@ class Worker:
             "size": list(result.image.size),
             "iterations": result.iterations,
             "progressMessages": reporter.sent,
+            "thumbnails": reporter.thumbnails,
             "loss": result.loss if math.isfinite(result.loss) else None,  # NaN is not JSON
         }
 

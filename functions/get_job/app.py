@@ -27,10 +27,14 @@ def status(request: GetJob, event: dict[str, Any]) -> dict[str, Any]:
     if item is None or not token_matches(item, request.job_token):
         raise ProtocolError(NOT_FOUND)
     data: dict[str, Any] = {"jobId": item["jobId"], "status": item["status"], "progress": item.get("progress", 0)}
+    private = item.get("isPrivate", True)  # a job without the flag is treated as private
+    if preview_key := item.get("previewKey"):
+        # as private as the job: a short-lived link for a private one, never its public URL
+        data["preview"] = presigned_get(s3, preview_key) if private else public_url(preview_key)
     if item["status"] == SUCCEEDED:
         key = item["resultKey"]
         # private results are never public: a short-lived link, for the token's holder only
-        data["result"] = presigned_get(s3, key) if item.get("isPrivate") else public_url(key)
+        data["result"] = presigned_get(s3, key) if private else public_url(key)
     elif item["status"] == FAILED:
         data["error"] = item.get("error", "the job failed")
     return message(JOB, data)

@@ -1,7 +1,8 @@
 """The results queue's consumer: turns the worker's (and the state machine's) messages into
 WebSocket pushes.
 
-Three message types (JSON bodies, see docs/protocol.md): `progress`, `completed`, `failed`. SQS delivers
+Three message types (JSON bodies, see docs/architecture.md): `progress` (some with a thumbnail of
+the painting so far), `completed`, `failed`. SQS delivers
 at least once and batches up to 10, so:
 
 - each record succeeds or fails alone (BatchProcessor, ReportBatchItemFailures): a record whose
@@ -56,6 +57,8 @@ persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 # @connections POSTs of one broadcast run in parallel; botocore's default pool holds 10 connections.
 BROADCAST_THREADS = 10
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+MAX_THUMBNAIL_CHARS = 48 * 1024
+THUMBNAIL_PATTERN = r"^data:image/jpeg;base64,[A-Za-z0-9+/]+={0,2}$"
 
 
 class _Message(BaseModel):
@@ -69,6 +72,9 @@ class ProgressMessage(_Message):
     progress: float = Field(ge=0, le=1)
     iteration: int = Field(ge=0)
     total: int = Field(ge=1)
+    # watching it paint: a small JPEG of the painting so far (the worker sends one every few
+    # seconds at most); bounded well below the 128 KB of a WebSocket message
+    thumbnail: str | None = Field(default=None, max_length=MAX_THUMBNAIL_CHARS, pattern=THUMBNAIL_PATTERN)
 
 
 class CompletedMessage(_Message):
@@ -149,7 +155,9 @@ def on_progress(update: ProgressMessage) -> None:
     if not jobs().set_progress(update.request_id, update.progress):
         logger.debug("progress after the job ended", extra={"jobId": update.request_id})
         return
-    data = {"progress": update.progress, "iteration": update.iteration, "total": update.total}
+    data: dict[str, Any] = {"progress": update.progress, "iteration": update.iteration, "total": update.total}
+    if update.thumbnail is not None:
+        data["thumbnail"] = update.thumbnail
     post(job["connectionId"], message(for_job(PROGRESS, update.request_id), data))
 
 

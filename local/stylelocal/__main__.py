@@ -25,6 +25,7 @@ from .catalogue import seed_styles
 from .event_source import SqsEventSource
 from .gateway import Gateway
 from .lambdas import LambdaRuntime
+from .moto_fixes import set_lambda_invoker
 from .persistence import PeriodicSaver, restore, save
 
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -62,6 +63,16 @@ def fail_interrupted_jobs(aws: LocalAws) -> int:
     return ended
 
 
+PREVIEW_FUNCTION = "PreviewFunction"
+
+
+def warm_quietly(runtime: LambdaRuntime, logical_id: str) -> None:
+    try:
+        runtime.warm([logical_id])
+    except Exception:  # the first invocation starts it then, and reports what is wrong
+        log.warning("could not start %s ahead of the first job", logical_id, exc_info=True)
+
+
 class Stack:
     """Everything started in order; stop() undoes it in reverse, whatever was reached."""
 
@@ -89,6 +100,11 @@ class Stack:
         runtime.update_overrides(
             {"WEBSOCKET_ENDPOINT": self.gateway.management_endpoint, "PUBLIC_BASE_URL": self.gateway.http_url}
         )
+        # the state machine's preview step runs in the local runtime; its network loads now, in the
+        # background, so that the first job's preview comes as fast as the others
+        set_lambda_invoker(runtime.invoke_for_state_machine)
+        self._stops.append(lambda: set_lambda_invoker(None))
+        threading.Thread(target=warm_quietly, args=(runtime, PREVIEW_FUNCTION), daemon=True).start()
         batch = LocalBatch(aws, device=args.device).start()
         self._stops.append(batch.stop)
         events = SqsEventSource(runtime, aws).start()

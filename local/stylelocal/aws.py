@@ -207,6 +207,7 @@ class LocalAws:
         self.attributes[("Distribution", "DomainName")] = "cdn.local.test"
         self.refs["CommonLayer"] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:common:1"
         self._batch()
+        self._functions()
         self._state_machines()
         return self
 
@@ -330,6 +331,13 @@ class LocalAws:
                 iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
             self.refs[name] = name
             self.attributes[(name, "Arn")] = profile["Arn"]
+
+    def _functions(self) -> None:
+        """Only their names and ARNs (a state machine invokes one by ARN): the local Lambda
+        runtime runs them, registered with moto_fixes.set_lambda_invoker."""
+        for name in template.resources("AWS::Serverless::Function"):
+            self.refs[name] = name
+            self.attributes[(name, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
 
     def _state_machines(self) -> None:
         sfn = self.client("stepfunctions")

@@ -1,15 +1,23 @@
-"""The style catalogue of the local stack: styles the project draws itself (styletransfer.samples),
-so their licence is ours, stored where LIST_STYLES looks for them (styles/<name>.jpg)."""
+"""The style catalogue of the local stack, stored where LIST_STYLES looks for it: the paintings of
+the repository's catalogue/ (public-domain works, see catalogue/SOURCES.md) with their manifest
+(styles/catalogue.json: title, artist, year), and after them the styles the project draws itself
+(styletransfer.samples), whose licence is ours."""
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from styletransfer import samples
 
+CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue"  # the same files the deployment uploads
+MANIFEST = CATALOGUE / "catalogue.json"
+MANIFEST_KEY = "styles/catalogue.json"  # styleservice.keys.CATALOGUE_KEY
 SIZE = 512  # px a side: the `standard` preset's size, and styleScale 1 matches a 512 px result
 JPEG_QUALITY = 92
 STYLES: dict[str, Callable[[int], Image.Image]] = {  # catalogue name (^[a-z0-9][a-z0-9-]*$) -> painter
@@ -30,10 +38,40 @@ def jpeg(image: Image.Image) -> bytes:
     return encoded.getvalue()
 
 
+def paintings() -> list[dict[str, Any]]:
+    """The manifest's entries: name, file, title, artist, artistDied, year."""
+    return json.loads(MANIFEST.read_text())["styles"]
+
+
+@dataclass(frozen=True)
+class StyleObject:
+    """One object of the catalogue as it lies in the bucket; `body` is made when called."""
+
+    key: str
+    body: Callable[[], bytes]
+    content_type: str
+    name: str | None  # the style's name; None for the manifest
+
+
+def objects(styles: dict[str, Callable[[int], Image.Image]] | None = None) -> list[StyleObject]:
+    """Everything the catalogue puts in the bucket, in the order the page lists it: the paintings
+    of catalogue/, the drawn styles, then the manifest (styles/catalogue.json). The local stack
+    seeds these; a deploy script uploads the same."""
+    found = [
+        StyleObject(style_key(entry["name"]), (CATALOGUE / entry["file"]).read_bytes, "image/jpeg", entry["name"])
+        for entry in paintings()
+    ]
+    for name, paint in (styles if styles is not None else STYLES).items():
+        found.append(StyleObject(style_key(name), lambda paint=paint: jpeg(paint(SIZE)), "image/jpeg", name))
+    found.append(StyleObject(MANIFEST_KEY, MANIFEST.read_bytes, "application/json", None))
+    return found
+
+
 def seed_styles(aws: Any, styles: dict[str, Callable[[int], Image.Image]] | None = None) -> list[str]:
-    """Writes styles/<name>.jpg (an RGB JPEG, SIZE px) into the images bucket for each catalogue
-    style that is not there yet, and returns the names it wrote. A style already in the bucket
-    (restored from a snapshot, or replaced by the user) is left as it is."""
+    """Writes styles/<name>.jpg into the images bucket for each painting of catalogue/ and each
+    drawn style that is not there yet, and returns the names it wrote; the manifest is written
+    every time (it describes the repository's files). A style already in the bucket (restored from
+    a snapshot, or replaced by the user) is left as it is."""
     s3 = aws.client("s3")
     bucket = aws.refs["ImagesBucket"]
     present = {
@@ -42,16 +80,13 @@ def seed_styles(aws: Any, styles: dict[str, Callable[[int], Image.Image]] | None
         for item in page.get("Contents", [])
     }
     written = []
-    for name, paint in (styles if styles is not None else STYLES).items():
-        key = style_key(name)
-        if key in present:
+    for style in objects(styles):
+        if style.name is not None and style.key in present:
             continue
+        cache = "no-cache" if style.name is None else "public, max-age=86400"
         s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=jpeg(paint(SIZE)),
-            ContentType="image/jpeg",
-            CacheControl="public, max-age=86400",
+            Bucket=bucket, Key=style.key, Body=style.body(), ContentType=style.content_type, CacheControl=cache
         )
-        written.append(name)
+        if style.name is not None:
+            written.append(style.name)
     return written

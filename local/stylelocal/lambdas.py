@@ -364,6 +364,11 @@ class LambdaRuntime:
         finally:
             self._release(logical_id, worker, healthy)
 
+    def invoke_for_state_machine(self, logical_id: str, event: Any) -> tuple[Any, bool]:
+        """`invoke` as moto_fixes.set_lambda_invoker wants it: (payload, whether it failed)."""
+        answer = self.invoke(logical_id, event)
+        return answer, isinstance(answer, FunctionError)
+
     def close(self) -> None:
         """Stop every process (busy invocations end with RuntimeClosedError). Idempotent."""
         with self._lock:

@@ -1,5 +1,6 @@
-"""Small patches that close two gaps of moto 5.2.5, so that the real state machine can run a
-Batch job locally. Each one refuses any other moto version: they patch private methods.
+"""Small patches that close three gaps of moto 5.2.5, so that the real state machine can run a
+Batch job and invoke a function locally. Each one refuses any other moto version: they patch
+private code.
 
 batch_integration
     Step Functions' Batch integration (moto/stepfunctions/parser/.../state_task_service_batch.py)
@@ -23,6 +24,14 @@ batch_runner
     stops moto's describe from appending the job definition's environment to the job's
     overrides on every call (which grows a polled job's description without bound). With no
     runner registered a job fails at once with a reason that says so.
+
+lambda_invoker
+    Step Functions' `arn:aws:states:::lambda:invoke` calls moto's Lambda, which runs functions
+    only in Docker and knows none of the template's. The fix hands the invocation to the
+    registered invoker (`set_lambda_invoker`, the local stack's LambdaRuntime: the function's own
+    process and environment), with the function's name taken from its ARN, and reports a failed
+    invocation as Lambda does (FunctionError), so the state's Retry and Catch apply. With no
+    invoker registered moto's own path runs (and fails: it has no such function).
 """
 
 from __future__ import annotations
@@ -228,18 +237,60 @@ def _install_batch_runner() -> Callable[[], None]:
     )
 
 
+# --- lambda_invoker -----------------------------------------------------------------------------
+
+# (function name, event) -> (the function's result or error payload, whether it failed)
+LambdaInvoker = Callable[[str, Any], tuple[Any, bool]]
+_invoker: LambdaInvoker | None = None
+
+
+def set_lambda_invoker(invoker: LambdaInvoker | None) -> None:
+    """Registers what runs the functions that state machines invoke from now on (None: moto's own)."""
+    global _invoker
+    _invoker = invoker
+
+
+def function_name(name_or_arn: str) -> str:
+    """A function's name from its name or ARN (arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>])."""
+    if ":function:" in name_or_arn:
+        return name_or_arn.split(":function:", 1)[1].split(":", 1)[0]
+    return name_or_arn
+
+
+def _install_lambda_invoker() -> Callable[[], None]:
+    import json
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+    original = lambda_eval_utils._invoke_lambda_function
+
+    def invoke(parameters: dict, region: str, state_credentials: Any) -> dict[str, Any]:
+        invoker = _invoker
+        if invoker is None:
+            return original(parameters, region, state_credentials)
+        payload = parameters.get("Payload") or b"{}"  # the task's Payload, as the bytes Lambda gets
+        result, failed = invoker(function_name(str(parameters["FunctionName"])), json.loads(payload))
+        response: dict[str, Any] = {"StatusCode": 200, "Payload": result, "ExecutedVersion": "$LATEST"}
+        if failed:
+            response["FunctionError"] = "Unhandled"
+        return response
+
+    return _patch(lambda_eval_utils, {"_invoke_lambda_function": invoke})
+
+
 # --- installing ---------------------------------------------------------------------------------
 
 FIXES: dict[str, Callable[[], Callable[[], None]]] = {
     "batch_integration": _install_batch_integration,
     "batch_runner": _install_batch_runner,
+    "lambda_invoker": _install_lambda_invoker,
 }
 _undo: dict[str, Callable[[], None]] = {}
 _install_lock = threading.Lock()
 
 
-def _patch(cls: type, attributes: dict[str, Any]) -> Callable[[], None]:
-    """Sets attributes on a class; the returned function puts back exactly what was there."""
+def _patch(cls: Any, attributes: dict[str, Any]) -> Callable[[], None]:
+    """Sets attributes on a class (or a module); the returned function puts back exactly what was there."""
     missing = object()
     saved = {name: cls.__dict__.get(name, missing) for name in attributes}
     for name, value in attributes.items():

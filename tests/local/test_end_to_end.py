@@ -20,6 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from .stack_process import Running, data_url, photo_png, running_stack
 
+ACCEPTED = "TRANSFER_STYLE_ACCEPTED"
 JOB_SECONDS = 180  # a 64 px preview job in a cold worker process on 2 busy cores, with margin
 OPTIONS = {"preset": "preview", "size": 64}
 
@@ -95,6 +96,13 @@ def test_catalogue_is_seeded(stack: Running, clients) -> None:
     styles = clients().ask({"action": "LIST_STYLES"}, "STYLES")["styles"]
     names = [style["name"] for style in styles]
     assert {"swirls", "stained-glass"} <= set(names)
+    assert styles[0] == {
+        "name": "starry-night",
+        "previewUrl": f"{stack.url}/styles/starry-night.jpg",
+        "title": "The Starry Night",
+        "artist": "Vincent van Gogh",
+        "year": "1889",
+    }
     assert image_at(styles[0]["previewUrl"]).format == "JPEG"
 
 
@@ -109,7 +117,14 @@ def test_public_job_from_a_data_url(stack: Running, clients) -> None:
     done = requester.event(f"TRANSFER_STYLE_COMPLETED::{job['jobId']}", JOB_SECONDS)
     result = image_at(done["data"]["result"])
     assert (result.format, result.size) == ("JPEG", (64, 43))
-    assert any(m["event"] == f"TRANSFER_STYLE_PROGRESS::{job['jobId']}" for m in requester.seen)
+    # what the requester saw, in order: accepted, the preview, progress, the result
+    seen = [m["event"].split("::")[0] for m in requester.seen if m["event"] == ACCEPTED or job["jobId"] in m["event"]]
+    assert seen[:3] == [ACCEPTED, "TRANSFER_STYLE_PREVIEW", "TRANSFER_STYLE_PROGRESS"], seen
+    assert seen[-1] == "TRANSFER_STYLE_COMPLETED"
+    assert set(seen[2:-1]) == {"TRANSFER_STYLE_PROGRESS"}
+    preview = requester.event(f"TRANSFER_STYLE_PREVIEW::{job['jobId']}")["data"]["preview"]
+    assert preview == f"{stack.url}/public/preview/{job['jobId']}.jpg"
+    assert image_at(preview).size == (64, 43)
     broadcast = watcher.wait_for(lambda m: m["event"] == "TRANSFER_STYLE_COMPLETED", 30)
     assert broadcast["data"]["jobId"] == job["jobId"]
     assert broadcast["data"]["result"] == done["data"]["result"]
@@ -132,6 +147,11 @@ def test_private_job_from_a_presigned_upload(stack: Running, clients) -> None:
     url = done["data"]["result"]
     assert "X-Amz-Signature=" in url  # presigned, only for this client
     assert image_at(url).size == (64, 43)
+    preview = requester.event(f"TRANSFER_STYLE_PREVIEW::{job['jobId']}")["data"]["preview"]
+    assert "X-Amz-Signature=" in preview
+    assert f"/private/preview/{job['jobId']}.jpg" in preview
+    assert image_at(preview).format == "JPEG"
+    assert requests.get(f"{stack.url}/private/preview/{job['jobId']}.jpg", timeout=5).status_code == 404
     time.sleep(2)  # give a wrong broadcast time to arrive
     watcher.ask({"action": "LIST_STYLES"}, "STYLES")
     assert not any(job["jobId"] in json.dumps(m) for m in watcher.seen)
@@ -139,6 +159,23 @@ def test_private_job_from_a_presigned_upload(stack: Running, clients) -> None:
     assert job["jobId"] not in [image["jobId"] for image in listed]
     private_path = url.split("?")[0].split("/", 3)[-1]
     assert requests.get(f"{stack.url}/{private_path.split('/', 1)[-1]}", timeout=5).status_code == 404
+
+
+def test_a_failed_preview_leaves_the_job_to_finish(stack: Running, clients) -> None:
+    client = clients()
+    # 192x60 at 64 px is 64x20: thick enough for the engine (16 px), too thin for the preview's
+    # network (32 px), so the preview fails for real and the painting must come all the same
+    job = client.ask(
+        {"action": "TRANSFER_STYLE", "image": data_url(photo_png(192, 60)), "style": "swirls", "isPrivate": True,
+         "options": OPTIONS},
+        "TRANSFER_STYLE_ACCEPTED",
+    )  # fmt: skip
+    done = client.event(f"TRANSFER_STYLE_COMPLETED::{job['jobId']}", JOB_SECONDS)
+    assert image_at(done["data"]["result"]).size == (64, 20)
+    assert not any(m["event"] == f"TRANSFER_STYLE_PREVIEW::{job['jobId']}" for m in client.seen)
+    state = client.ask({"action": "GET_JOB", "jobId": job["jobId"], "jobToken": job["jobToken"]}, "JOB")
+    assert state["status"] == "SUCCEEDED"
+    assert "preview" not in state
 
 
 def test_failing_worker_reaches_the_client(stack: Running, clients) -> None:

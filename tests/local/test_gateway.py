@@ -165,7 +165,17 @@ def test_requests_are_answered_by_the_real_route_functions(aws, gateway, recordi
         connection_id = only_connection(gateway)
     assert answer == {
         "event": "STYLES",
-        "data": {"styles": [{"name": "swirls", "previewUrl": "https://cdn.local.test/styles/swirls.jpg"}]},
+        "data": {
+            "styles": [
+                {
+                    "name": "swirls",
+                    "previewUrl": "https://cdn.local.test/styles/swirls.jpg",
+                    "title": "Swirls",
+                    "artist": None,
+                    "year": None,
+                }
+            ]
+        },
     }
     (event,) = recording.events_of("ListStylesFunction")
     parsed = APIGatewayWebSocketMessageEventModel.model_validate(event)
@@ -258,7 +268,9 @@ def test_a_message_up_to_128_kb_in_32_kb_frames_goes_through(gateway, recording)
 def test_a_message_over_128_kb_closes_the_connection_with_1009(aws, gateway, recording):
     with connect(gateway.ws_url) as ws:
         connection_id = only_connection(gateway)
-        ws.send(fragments("x" * (129 * KB)))
+        # the gateway may close the connection before the last fragment is out (as API Gateway may)
+        with contextlib.suppress(ConnectionClosed):
+            ws.send(fragments("x" * (129 * KB)))
         assert close_code(ws) == 1009
     assert wait_for(lambda: recording.events_of("DisconnectFunction"))
     disconnect = recording.events_of("DisconnectFunction")[0]["requestContext"]

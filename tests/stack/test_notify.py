@@ -356,3 +356,25 @@ def test_each_sample_event_runs_as_sam_local_invoke_would(stack: Stack, path: st
             body["type"], "TRANSFER_STYLE_FAILED"
         )
         assert f"{expected}::{body['requestId']}" in events_of(stack.server, owner)
+
+
+def test_a_progress_thumbnail_goes_to_the_requester_only_and_a_malformed_one_is_dropped(stack: Stack):
+    stack.connect("requester=", "viewer=")
+    stack.job(PUBLIC, "requester=")
+    tiny_jpeg = "data:image/jpeg;base64,/9j/4AAQSkZJRg=="
+    step = {"type": "progress", "requestId": PUBLIC, "progress": 0.5, "iteration": 90, "total": 180}
+    assert failures(stack.invoke(sqs_event({**step, "thumbnail": tiny_jpeg}))) == []
+    assert stack.server.messages("requester=") == [
+        {
+            "event": f"TRANSFER_STYLE_PROGRESS::{PUBLIC}",
+            "data": {"progress": 0.5, "iteration": 90, "total": 180, "thumbnail": tiny_jpeg},
+        }
+    ]
+    assert stack.server.messages("viewer=") == []  # progress, thumbnails included, is never broadcast
+    for bad in (
+        "https://elsewhere.example/x.jpg",
+        "data:text/html;base64,PHNjcmlwdD4=",
+        "data:image/jpeg;base64," + "A" * 60_000,
+    ):
+        assert failures(stack.invoke(sqs_event({**step, "thumbnail": bad}))) == []  # dropped, not retried
+    assert len(stack.server.messages("requester=")) == 1

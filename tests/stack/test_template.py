@@ -307,9 +307,9 @@ def test_every_route_has_an_integration_a_permission_and_if_two_way_a_route_resp
             assert answers[0]["ApiId"] == {"Ref": "WebSocketApi"}
 
 
-def test_only_the_notifier_has_no_route():
+def test_only_the_notifier_and_the_preview_have_no_route():
     routed = set(ROUTES.values())
-    assert set(template.resources("AWS::Serverless::Function")) - routed == {"NotifyFunction"}
+    assert set(template.resources("AWS::Serverless::Function")) - routed == {"NotifyFunction", "PreviewFunction"}
 
 
 def test_the_stage_deploys_itself_after_every_route_and_is_throttled():

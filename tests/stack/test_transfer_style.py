@@ -46,7 +46,7 @@ REFUSED = {
     "size_string": "options.size: Input should be a valid integer",
     "size_too_large": "options.size: Input should be less than or equal to 2048",
     "strength_out_of_range": "options.strength: Input should be less than or equal to 1",
-    "unknown_preset": "options.preset: Input should be 'preview', 'standard' or 'high'",
+    "unknown_preset": "options.preset: Input should be 'auto', 'preview', 'standard' or 'high'",
     "unknown_option": "unknown field options.iterations",
     "unknown_field": "unknown field callbackUrl",
     "oversize_image": "image is over the 128 KB message limit: send large photos with REQUEST_UPLOAD",
@@ -84,7 +84,7 @@ ACCEPTED = {
     "upload_style": ("image/jpeg", None, True, "custom", UPLOAD_STYLE),
 }
 EXTENSION = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-DEFAULT_OPTIONS = {"preset": "standard", "size": None, "strength": 0.5, "preserveColors": False,
+DEFAULT_OPTIONS = {"preset": "auto", "size": None, "strength": 0.5, "preserveColors": False,
                    "styleScale": 1.0, "seed": 0}  # fmt: skip
 
 

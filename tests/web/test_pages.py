@@ -212,9 +212,14 @@ def feed_loaded(feed: Relay, loads: int = 1) -> Page:
 def test_a_photo_comes_back_painted_beside_it(pages) -> None:
     request = pages(REQUEST)
     page = ready(request)
-    expect(page.locator(".style[data-name]")).to_have_count(4)  # the seeded catalogue, with thumbnails
+    expect(page.locator(".style[data-name]")).to_have_count(10)  # the seeded catalogue, with thumbnails
     for thumbnail in page.locator(".style[data-name] img").all():
         assert thumbnail.evaluate("img => img.complete && img.naturalWidth") > 0
+    # the paintings first, each with its title and artist
+    assert page.locator(".style[data-name]").first.get_attribute("data-name") == "starry-night"
+    expect(page.locator('.style[data-name="starry-night"] .title')).to_have_text("The Starry Night")
+    expect(page.locator('.style[data-name="starry-night"] .artist')).to_have_text("Vincent van Gogh")
+    expect(page.locator('.style[data-name="the-scream"] .artist')).to_have_text("Edvard Munch")
 
     # a photo over 30 KB goes through REQUEST_UPLOAD; strength and colours are sent as set
     big = noisy_png(400, 300)
@@ -225,7 +230,24 @@ def test_a_photo_comes_back_painted_beside_it(pages) -> None:
     expect(page.locator("#strength-value")).to_have_text("80%")
     page.check("#colors")
     job_id = submit(page, style="stained-glass")
+    # the instant preview, marked as such, in the painting's place while the painting is made
+    expect(page.locator("#sketch")).to_be_visible(timeout=30_000)
+    expect(page.locator("#sketch-badge")).to_have_text("Preview")
+    expect(page.locator("#after")).to_be_hidden()
+    assert page.locator("#sketch").evaluate("img => img.complete && img.naturalWidth") == 64
     url = painted(page)
+    expect(page.locator("#sketch")).to_be_hidden()  # the painting replaced it
+    expect(page.locator("#sketch-badge")).to_be_hidden()
+    # the order the page saw: accepted, preview, progress, completed
+    mine = [m["event"] for _, m in request.received if m["event"] == "TRANSFER_STYLE_ACCEPTED" or job_id in m["event"]]
+    assert mine[:3] == [
+        "TRANSFER_STYLE_ACCEPTED",
+        f"TRANSFER_STYLE_PREVIEW::{job_id}",
+        f"TRANSFER_STYLE_PROGRESS::{job_id}",
+    ]
+    assert mine[-1] == f"TRANSFER_STYLE_COMPLETED::{job_id}"
+    [preview] = request.events(f"TRANSFER_STYLE_PREVIEW::{job_id}")
+    assert preview["preview"].endswith(f"/public/preview/{job_id}.jpg")
 
     [upload] = request.actions("REQUEST_UPLOAD")
     assert upload == {"action": "REQUEST_UPLOAD", "contentType": "image/png", "size": len(big)}
@@ -375,6 +397,7 @@ def test_a_reload_mid_job_still_shows_the_result(pages) -> None:
     page.reload()
     expect(page.locator("#job")).to_have_attribute("data-job-id", job_id)
     assert page.locator("#before").evaluate("img => img.naturalWidth") > 0  # the photo is shown again
+    expect(page.locator("#sketch-badge")).to_have_text("Preview")  # GET_JOB brings the preview back
     painted(page)
     assert any(m["action"] == "GET_JOB" and m["jobId"] == job_id for n, m in request.sent)
     page.reload()  # a finished job is not asked for again
@@ -480,14 +503,24 @@ def test_a_failed_job_a_lost_connection_and_a_refusal_each_say_so(stack: Running
     # the job fails in the worker
     submit(page)
     expect(button).to_be_disabled()
-    request.push(f"TRANSFER_STYLE_PROGRESS::{job_id}", {"progress": 0.4, "iteration": 24, "total": 60})
+    # the preview, then a thumbnail of the painting so far shown over it
+    request.push(f"TRANSFER_STYLE_PREVIEW::{job_id}", {"preview": f"{stack.url}/styles/swirls.jpg"})
+    expect(page.locator("#sketch-badge")).to_have_text("Preview")
+    expect(page.locator("#sketch")).to_be_visible()
+    thumbnail = "data:image/png;base64," + base64.b64encode(photo_png(48, 32)).decode()
+    progress = {"progress": 0.4, "iteration": 24, "total": 60, "thumbnail": thumbnail}
+    request.push(f"TRANSFER_STYLE_PROGRESS::{job_id}", progress)
     expect(page.locator("#message")).to_have_text("Painting… 40% (step 24 of 60)")
     assert page.locator("#progress").evaluate("bar => bar.value") == pytest.approx(0.4)
+    expect(page.locator("#sketch-badge")).to_have_text("Painting… 40%")
+    expect(page.locator("#sketch")).to_have_attribute("src", thumbnail)
+    expect(page.locator("#sketch")).to_be_visible()
     request.push(f"TRANSFER_STYLE_FAILED::{job_id}", {"error": "the photo is damaged or truncated"})
     expect(error).to_have_text(
         "The painting failed: the photo is damaged or truncated. Try again, or try another photo or style."
     )
     expect(page.locator("#job")).to_have_attribute("data-state", "failed")
+    expect(page.locator("#sketch")).to_be_hidden()  # a failed job shows no preview
     expect(button).to_be_enabled()
 
     # the connection drops while the photo is being sent

@@ -1,7 +1,7 @@
 """The jobs table: one item per style-transfer job.
 
 Item: jobId (key), status (SUBMITTED, RUNNING, SUCCEEDED, FAILED), connectionId, tokenHash,
-isPrivate, inputKey, style, styleKey, outputKey, options, progress (0..1), resultKey, error,
+isPrivate, inputKey, style, styleKey, outputKey, options, progress (0..1), previewKey, resultKey, error,
 createdAt/updatedAt/completedAt (epoch ms). Public jobs that succeed also get feed="public":
 the sparse index `Feed` (feed, completedAt) serves LIST_IMAGES newest first.
 """
@@ -77,6 +77,15 @@ class Jobs:
             "SET progress = :p, #s = :running, updatedAt = :now",
             "#s IN (:submitted, :running)",
             {":p": Decimal(str(round(progress, 4))), ":running": RUNNING, ":submitted": SUBMITTED},
+        )
+
+    def set_preview(self, job_id: str, preview_key: str) -> bool:
+        """Record the instant preview; False if the job already ended (its painting supersedes it)."""
+        return self._update(
+            job_id,
+            "SET previewKey = :preview, updatedAt = :now",
+            "#s IN (:submitted, :running)",
+            {":preview": preview_key, ":submitted": SUBMITTED, ":running": RUNNING},
         )
 
     def mark_succeeded(self, job_id: str, result_key: str, public: bool) -> bool:

@@ -1,11 +1,14 @@
 """The S3 key layout, and the only way keys are made from client input.
 
 styles/<name>.jpg                         the style catalogue (public through CloudFront)
+styles/catalogue.json                     its titles, artists and years (catalogue/catalogue.json)
 uploads/<32 hex>.<jpg|png|webp>           presigned-POST uploads (expire after a day if unused)
 public/input/<jobId>.<ext>                content images of public jobs (public)
 public/output/<jobId>.jpg                 their results (public)
+public/preview/<jobId>.jpg                their instant previews (public, never listed)
 private/input/<jobId>.<ext>               private jobs: reachable only through presigned URLs
 private/output/<jobId>.jpg
+private/preview/<jobId>.jpg
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ def style_key(name: str) -> str:
     if not STYLE_NAME.match(name):
         raise ValueError(f"not a style name: {name!r}")
     return f"styles/{name}.jpg"
+
+
+CATALOGUE_KEY = "styles/catalogue.json"
 
 
 def style_name(key: str) -> str | None:
@@ -55,3 +61,8 @@ def input_key(job_id: str, private: bool, extension: str) -> str:
 
 def output_key(job_id: str, private: bool) -> str:
     return f"{_area(private)}/output/{job_id}.jpg"
+
+
+def preview_key(job_id: str, private: bool) -> str:
+    """The instant preview: in the job's own area, so it is exactly as private as the job."""
+    return f"{_area(private)}/preview/{job_id}.jpg"

@@ -29,10 +29,11 @@ ACCEPTED = "TRANSFER_STYLE_ACCEPTED"  # {jobId, jobToken}
 UPLOAD_READY = "UPLOAD_READY"  # {key, url, fields, expiresIn}
 STYLES = "STYLES"  # {styles: [{name, previewUrl}]}
 IMAGES = "IMAGES"  # {images: [{jobId, input, result, style, completedAt}], cursor}
-JOB = "JOB"  # {jobId, status, progress, result?, error?}
+JOB = "JOB"  # {jobId, status, progress, preview?, result?, error?}
 ERROR = "ERROR"  # {action, message}
 # Events: pushed while and after a job runs
-PROGRESS = "TRANSFER_STYLE_PROGRESS"  # ::<jobId> {progress, iteration, total}
+PREVIEW = "TRANSFER_STYLE_PREVIEW"  # ::<jobId> {preview}: the instant preview, before the painting
+PROGRESS = "TRANSFER_STYLE_PROGRESS"  # ::<jobId> {progress, iteration, total, thumbnail?}
 COMPLETED = "TRANSFER_STYLE_COMPLETED"  # ::<jobId> {result}; and, for public jobs, to everyone
 FAILED = "TRANSFER_STYLE_FAILED"  # ::<jobId> {error}
 
@@ -64,7 +65,8 @@ class _Request(BaseModel):
 class JobOptions(_Request):
     """The engine's user-facing options, bounded for a shared service."""
 
-    preset: Literal["preview", "standard", "high"] = "standard"
+    # "auto": the preset that suits the worker's device (standard on a GPU, preview on a CPU)
+    preset: Literal["auto", "preview", "standard", "high"] = "auto"
     size: int | None = Field(default=None, ge=64, le=2048)
     strength: float = Field(default=0.5, ge=0.0, le=1.0)
     preserve_colors: bool = False
