@@ -3,13 +3,12 @@ message that is not JSON at all) gets an ERROR that says what the valid actions 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from styleservice.protocol import ACTIONS, error
+from styleservice.protocol import ACTIONS, ProtocolError, error, load_json, printable
 from styleservice.routes import respond
 
 logger = Logger()
@@ -23,9 +22,9 @@ def refusal(body: str | None) -> tuple[str | None, str]:
     if not body:
         return None, f"empty message: send a JSON object with an 'action', one of {VALID}"
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError:
-        return None, "the message is not valid JSON"
+        data = load_json(body)
+    except ProtocolError as unreadable:  # bad JSON, nesting too deep, a number too long
+        return None, str(unreadable)
     if not isinstance(data, dict):
         return None, f"the message must be a JSON object with an 'action', one of {VALID}"
     if "action" not in data:
@@ -33,7 +32,7 @@ def refusal(body: str | None) -> tuple[str | None, str]:
     action = data["action"]
     if not isinstance(action, str):
         return None, f"action must be a string, one of {VALID}"
-    shown = action if len(action) <= 40 else action[:40] + "..."  # echo a bounded amount
+    shown = printable(action)  # echo and log a bounded amount, lone surrogates escaped
     if action in ACTIONS:
         # API Gateway routes these by name; reaching $default means the route is missing
         logger.error("valid action reached $default", extra={"action": action})

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from botocore.exceptions import ClientError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -151,7 +152,7 @@ class Api:
         it is a string naming a route, else $default."""
         try:
             value: Any = json.loads(body) if body is not None else None
-        except ValueError:
+        except (ValueError, RecursionError):  # bad JSON, a 4300-digit number, deep nesting
             return "$default"
         for part in self.selection_path:
             value = value.get(part) if isinstance(value, dict) else None
@@ -293,6 +294,14 @@ class Gateway:
     def http_url(self) -> str:
         """The pages' address (no trailing slash): http://host:port."""
         return f"http://{_url_host(self.host)}:{self.port}"
+
+    def _own_hosts(self) -> set[str]:
+        """The Host headers that name this server: its bound address, and loopback's names when it
+        listens on loopback or on every interface."""
+        names = {_url_host(self.host)}
+        if self.host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):
+            names |= {"127.0.0.1", "localhost", "[::1]"}
+        return {f"{name}:{self.port}" for name in names}
 
     @property
     def management_endpoint(self) -> str:
@@ -590,8 +599,10 @@ class Gateway:
     async def _page(self, request: Request) -> Response:
         path = unquote(urlsplit(request.path).path)
         if path == "/config.json":
-            host = request.headers.get("Host")
-            url = f"ws://{host}/{self.stage}" if host else self.ws_url
+            # The Host header is the client's to write: only a name this server answers to is
+            # echoed (so a page opened at localhost connects to localhost), never another.
+            host = request.headers.get("Host", "")
+            url = f"ws://{host}/{self.stage}" if host in self._own_hosts() else self.ws_url
             return _response(HTTPStatus.OK, {"websocketUrl": url}, cache=False)
         if self._bucket is not None and path.lstrip("/").startswith(_BUCKET_AREAS):
             return await self._image(path.lstrip("/"))
@@ -599,8 +610,12 @@ class Gateway:
         parts = relative.split("/")
         if any(part.startswith(".") or part == "" for part in parts) or "\\" in relative or "\0" in relative:
             return _response(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
-        target = (self.web_dir / relative).resolve()
-        if not target.is_relative_to(self.web_dir) or not target.is_file():
+        try:
+            target = (self.web_dir / relative).resolve()
+            found = target.is_relative_to(self.web_dir) and target.is_file()
+        except (OSError, ValueError):  # a name too long for the file system, and the like
+            found = False
+        if not found:
             return _response(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
         content_type = _CONTENT_TYPES.get(target.suffix.lower()) or (
             mimetypes.guess_type(target.name)[0] or "application/octet-stream"
@@ -615,8 +630,13 @@ class Gateway:
                 self._s3 = self.runtime.aws.client("s3")
             try:
                 found = self._s3.get_object(Bucket=self._bucket, Key=key)
-            except self._s3.exceptions.NoSuchKey:
-                return None
+            except ClientError as failure:
+                # NoSuchKey, and every key S3 itself refuses (a NUL, a key too long: 400): as
+                # CloudFront answers for an object it cannot fetch, Not Found, never a traceback
+                status = failure.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+                if status < 500:
+                    return None
+                raise
             return found["Body"].read(), found.get("ContentType") or "application/octet-stream"
 
         found = await asyncio.get_running_loop().run_in_executor(self._executor, read)

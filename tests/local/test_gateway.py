@@ -413,6 +413,35 @@ def test_public_images_come_from_the_bucket_and_nothing_private(aws, gateway):
         assert requests.get(f"{gateway.http_url}/{key}", timeout=10).status_code == 404
 
 
+def test_odd_paths_are_not_found_never_an_error(gateway):
+    """A name too long for the file system, a NUL, and keys S3 refuses: 404, no traceback."""
+    for path in ("/" + "a" * 300, "/sub/" + "b" * 5000 + ".html", "/public/%00", "/styles/%00x.jpg",
+                 "/public/" + "k" * 1100, "/%00"):  # fmt: skip
+        response = get(gateway, path)
+        assert response.status == 404, (path, response.status)
+        assert b"Traceback" not in response.body  # type: ignore[attr-defined]
+
+
+def test_config_names_only_this_server(gateway):
+    """The Host header is the client's: config.json echoes only a name of this very server."""
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    for host, expected in (
+        ("evil.example:443", gateway.ws_url),
+        (f"localhost:{gateway.port}", f"ws://localhost:{gateway.port}/{gateway.stage}"),
+        (f"127.0.0.1:{gateway.port + 1}", gateway.ws_url),
+    ):
+        connection.request("GET", "/config.json", headers={"Host": host})
+        assert json.loads(connection.getresponse().read()) == {"websocketUrl": expected}
+    connection.close()
+
+
+def test_route_selection_survives_hostile_json():
+    api = Api("Api", ("action",), {"$default": Route("$default", "D", True), "GO": Route("GO", "G", True)})
+    assert api.select("[" * 100_000) == "$default"  # RecursionError inside json
+    assert api.select('{"action": "GO", "x": ' + "1" * 5000 + "}") == "$default"  # int over 4300 digits
+    assert api.select('{"action": "GO"}') == "GO"
+
+
 # --- stopping and idle connections ---------------------------------------------------------------
 
 

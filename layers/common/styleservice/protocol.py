@@ -58,8 +58,9 @@ def error(action: str | None, text: str) -> dict[str, Any]:
 
 
 class _Request(BaseModel):
-    # strict: "true" is not a boolean and "5" is not a number; unknown fields are mistakes
-    model_config = ConfigDict(strict=True, extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    # strict: "true" is not a boolean and "5" is not a number; unknown fields are mistakes, and so
+    # is a field's Python name (is_private): clients speak only the protocol's camelCase names
+    model_config = ConfigDict(strict=True, extra="forbid", alias_generator=to_camel, validate_by_name=False)
 
 
 class JobOptions(_Request):
@@ -104,21 +105,41 @@ class GetJob(_Request):
     job_token: str = Field(min_length=1, max_length=200)
 
 
+def load_json(body: str) -> Any:
+    """The JSON value of a message, or ProtocolError for anything json cannot or will not read:
+    bad syntax, nesting deeper than the interpreter's recursion limit (RecursionError), and
+    integers over Python's 4300-digit conversion limit (ValueError)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ProtocolError("the message is nested too deeply") from None
+    except ValueError as invalid:  # JSONDecodeError is a ValueError too
+        if "digits" in str(invalid):
+            raise ProtocolError("the message holds a number with too many digits") from None
+        raise ProtocolError("the message is not valid JSON") from None
+
+
+def printable(text: str, limit: int = 40) -> str:
+    """A client's string as it may be echoed or logged: at most `limit` characters, and lone
+    surrogates (valid in JSON, not in UTF-8) escaped so that writing the log line cannot fail."""
+    shown = text if len(text) <= limit else text[:limit] + "..."
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def parse(body: str | None, model: type[_Request]) -> Any:
     """Validate a request body against its model; every failure is one readable ProtocolError."""
     if not body:
         raise ProtocolError("empty message: send a JSON object with an 'action'")
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError:
-        raise ProtocolError("the message is not valid JSON") from None
+    data = load_json(body)
     if not isinstance(data, dict):
         raise ProtocolError("the message must be a JSON object with an 'action'")
     try:
         return model.model_validate(data)
+    except RecursionError:  # a known field holding nesting deep enough to exhaust the validator
+        raise ProtocolError("the message is nested too deeply") from None
     except ValidationError as invalid:
-        first = invalid.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "message"
+        first = invalid.errors(include_input=False, include_url=False)[0]
+        where = printable(".".join(str(part) for part in first["loc"]) or "message", 80)
         if first["type"] == "missing":
             raise ProtocolError(f"{where} is required") from None
         if first["type"] == "extra_forbidden":

@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from .protocol import ProtocolError, error, parse
+from .protocol import ProtocolError, error, parse, printable
 
 logger = Logger()
 
@@ -27,7 +27,7 @@ def route(action: str, model: type, work: Callable[[Any, dict[str, Any]], dict[s
             request = parse(event.get("body"), model)
             return respond(work(request, event))
         except ProtocolError as refused:
-            logger.info("refused", extra={"action": action, "reason": str(refused)})
+            logger.info("refused", extra={"action": action, "reason": printable(str(refused), 300)})
             return respond(error(action, str(refused)))
 
     return handler
