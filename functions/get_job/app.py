@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from styleservice.jobs import FAILED, SUCCEEDED, Jobs, token_matches
+from styleservice.jobs import FAILED, SUCCEEDED, Jobs
 from styleservice.protocol import GET_JOB, JOB, GetJob, ProtocolError, message
 from styleservice.routes import route
 from styleservice.storage import presigned_get, public_url, s3_client
@@ -23,8 +23,8 @@ NOT_FOUND = "no job with that jobId and jobToken"
 
 
 def status(request: GetJob, event: dict[str, Any]) -> dict[str, Any]:
-    item = jobs.get(request.job_id)
-    if item is None or not token_matches(item, request.job_token):
+    item = jobs.get_with_token(request.job_id, request.job_token)
+    if item is None:  # an unknown job or a wrong token: the same answer after the same work
         raise ProtocolError(NOT_FOUND)
     data: dict[str, Any] = {"jobId": item["jobId"], "status": item["status"], "progress": item.get("progress", 0)}
     private = item.get("isPrivate", True)  # a job without the flag is treated as private

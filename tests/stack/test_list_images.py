@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import pytest
@@ -106,3 +108,36 @@ def test_private_results_alone_make_an_empty_gallery(aws: LocalAws, monkeypatch:
 )
 def test_refused_with_a_clear_message(aws: LocalAws, gallery, name: str, text: str):
     assert refusal(aws.invoke(FUNCTION, f"list_images/{name}.json")) == text
+
+
+def old_style(key: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        # the DynamoDB keys that cursors used to carry, as the attacks of issue 12 wrote them
+        old_style({"jobId": "00000000000000000000000000000001", "feed": "public", "completedAt": 10**40}),
+        old_style({"jobId": "00000000000000000000000000000001", "feed": "public", "completedAt": True}),
+        old_style({"jobId": "", "feed": "public", "completedAt": -1}),
+        old_style({"jobId": "x" * 1400, "feed": "public", "completedAt": 1}),
+        "00000000000000000000000000000002",  # a private job that succeeded
+        f"{20:032x}",  # a public job still SUBMITTED
+        f"{21:032x}",  # a public job that FAILED
+        f"{99:032x}",  # no such job
+        "00000000000000000000000000000001\n",
+        "0000000000000000000000000000000G",
+        "",
+    ],
+)
+def test_only_a_gallery_entry_is_a_cursor(aws: LocalAws, gallery, cursor: str):
+    text = refusal(aws.invoke(FUNCTION, with_body("list_images/first_page.json", cursor=cursor)))
+    assert text == "cursor: cursor is not one this service gave out; leave it out to start from the newest"
+
+
+def test_a_cursor_continues_after_the_entry_it_names(aws: LocalAws, gallery):
+    newest_first = list(reversed(gallery["public"]))
+    _, page = answer(aws.invoke(FUNCTION, with_body("list_images/first_page.json", cursor=newest_first[0])))
+    assert [image["jobId"] for image in page["images"]] == newest_first[1:3]
+    assert page["cursor"] == newest_first[2]

@@ -8,10 +8,10 @@ the sparse index `Feed` (feed, completedAt) serves LIST_IMAGES newest first.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from decimal import Decimal
@@ -45,6 +45,11 @@ def token_matches(item: dict[str, Any], token: str) -> bool:
     return hmac.compare_digest(str(item.get("tokenHash", "")), hash_token(token))
 
 
+# Compared against when there is no job, so that an unknown job costs what a wrong token costs:
+# the same hash, the same comparison (no token hashes to it, it is not a SHA-256 of anything).
+_NO_JOB_HASH = "-" * 64
+
+
 def plain(value: Any) -> Any:
     """DynamoDB's Decimals as ints or floats, so that items can go into JSON."""
     if isinstance(value, Decimal):
@@ -65,6 +70,17 @@ class Jobs:
         item = {**item, "status": SUBMITTED, "progress": 0, "createdAt": now, "updatedAt": now}
         self.table.put_item(Item=json.loads(json.dumps(item), parse_float=Decimal),
                             ConditionExpression="attribute_not_exists(jobId)")  # fmt: skip
+
+    def get_with_token(self, job_id: str, token: str) -> dict[str, Any] | None:
+        """The job, only if `token` is its token. A wrong token and an unknown job do the same
+        work (one small read of the token hash alone, one hash, one constant-time comparison), so
+        the time of the answer does not tell them apart; only the token's holder gets a second
+        read, of the whole item."""
+        found = self.table.get_item(Key={"jobId": job_id}, ConsistentRead=True, ProjectionExpression="tokenHash")
+        stored = str(found.get("Item", {}).get("tokenHash", _NO_JOB_HASH))
+        if not hmac.compare_digest(stored, hash_token(token)):
+            return None
+        return self.get(job_id)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"jobId": job_id}, ConsistentRead=True).get("Item")
@@ -138,25 +154,29 @@ class Jobs:
             "ScanIndexForward": False,
             "Limit": limit,
         }
-        if cursor:
-            query["ExclusiveStartKey"] = decode_cursor(cursor)
+        if cursor is not None:
+            query["ExclusiveStartKey"] = self._feed_key(cursor)
         page = self.table.query(**query)
         last = page.get("LastEvaluatedKey")
-        return [plain(item) for item in page.get("Items", [])], encode_cursor(last) if last else None
+        return [plain(item) for item in page.get("Items", [])], str(last["jobId"]) if last else None
+
+    def _feed_key(self, cursor: str) -> dict[str, Any]:
+        """The index position a cursor names, read from the job itself, never from the client.
+
+        A cursor is the jobId of the last entry of a page. It is honoured only when that job is
+        in the gallery now, and the position comes from the stored item: nothing the client
+        writes reaches DynamoDB's ExclusiveStartKey. Every such jobId is a cursor this service
+        gives out (the last entry of some page, for some limit), so a made-up cursor can only
+        ask for a page the service would give anyway."""
+        if not JOB_CURSOR.match(cursor):
+            raise ValueError(CURSOR_REFUSED)
+        item = self.table.get_item(
+            Key={"jobId": cursor}, ConsistentRead=True, ProjectionExpression="jobId, feed, completedAt"
+        ).get("Item")
+        if not item or item.get("feed") != FEED or not isinstance(item.get("completedAt"), Decimal):
+            raise ValueError(CURSOR_REFUSED)
+        return {"jobId": item["jobId"], "feed": FEED, "completedAt": item["completedAt"]}
 
 
-def encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(plain(key), separators=(",", ":")).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> dict[str, Any]:
-    """A cursor from `public_page`; anything else is refused (it reaches DynamoDB otherwise)."""
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("cursor is not one this service gave out") from None
-    if not (isinstance(key, dict) and set(key) == {"jobId", "feed", "completedAt"}):
-        raise ValueError("cursor is not one this service gave out")
-    if not (isinstance(key["jobId"], str) and key["feed"] == FEED and isinstance(key["completedAt"], int)):
-        raise ValueError("cursor is not one this service gave out")
-    return key
+CURSOR_REFUSED = "cursor is not one this service gave out"
+JOB_CURSOR = re.compile(r"^[0-9a-f]{32}\Z")
