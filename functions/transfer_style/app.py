@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from styleservice import keys
+from styleservice.images import check_image
 from styleservice.jobs import Jobs, new_token
 from styleservice.protocol import (
     ACCEPTED,
@@ -43,6 +44,8 @@ CUSTOM_STYLE = "custom"  # the job's `style` when the style image is the client'
 IMAGE_FORMS = "a base64 data URL (data:image/jpeg;base64,...) or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
 STYLE_FORMS = "a style name from LIST_STYLES or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
 START_FAILED = "the service could not start the job"
+# what the worker calls the two images in its reasons ("the content image is damaged or truncated")
+CONTENT, STYLE = "content image", "style image"
 
 
 class Image(NamedTuple):
@@ -52,8 +55,8 @@ class Image(NamedTuple):
     etag: str = ""
 
 
-def checked_upload(key: str, field: str) -> tuple[str, str]:
-    """(content type, ETag) of an upload that exists and really is an image."""
+def checked_upload(key: str, field: str, what: str) -> tuple[str, str]:
+    """(content type, ETag) of an upload that exists and is an image the worker can decode."""
     start = object_start(s3, key)
     if start is None:
         raise ProtocolError(
@@ -65,15 +68,24 @@ def checked_upload(key: str, field: str) -> tuple[str, str]:
     content_type = sniff(start.data)
     if content_type is None:
         raise ProtocolError(f"{field}: the upload at {key} is not a JPEG, PNG or WebP file")
+    # the whole file, exactly the version whose start was read (the ETag), checked as the worker will
+    try:
+        whole = s3.get_object(Bucket=settings.images_bucket, Key=key, IfMatch=start.etag)["Body"].read()
+    except ClientError as failure:
+        if failure.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            raise ProtocolError(f"{field}: the upload changed while it was checked; send the request again") from None
+        raise
+    check_image(whole, what)
     return content_type, start.etag
 
 
 def resolve_image(value: str) -> Image:
     if value.startswith("data:"):
         content_type, data = decode_data_url(value)
+        check_image(data, CONTENT)
         return Image(content_type, data=data)
     if keys.is_upload_key(value):
-        content_type, etag = checked_upload(value, "image")
+        content_type, etag = checked_upload(value, "image", CONTENT)
         return Image(content_type, upload_key=value, etag=etag)
     # anything else (other folders, '..', absolute paths, %-encodings) names no object of the client's
     raise ProtocolError(f"image must be {IMAGE_FORMS}")
@@ -87,7 +99,7 @@ def resolve_style(value: str) -> tuple[str, str]:
             raise ProtocolError(f"unknown style {value!r}: LIST_STYLES gives the catalogue")
         return value, key
     if keys.is_upload_key(value):
-        checked_upload(value, "style")
+        checked_upload(value, "style", STYLE)
         return CUSTOM_STYLE, value
     raise ProtocolError(f"style must be {STYLE_FORMS}")
 

@@ -235,3 +235,65 @@ def test_an_upload_over_the_size_limit_is_refused(seeded: LocalAws):
     text = refusal(seeded.invoke(FUNCTION, "transfer_style/upload_image.json"))
     assert text == f"image: the upload is {len(PNG) + 2048} bytes, over the limit of 1024"
     assert_nothing_started(seeded)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header says width x height (its CRC fixed, so only the size is wrong)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)
+
+
+def data_url_of(data: bytes, content_type: str) -> str:
+    import base64
+
+    return f"data:{content_type};base64," + base64.b64encode(data).decode()
+
+
+BROKEN = {
+    "truncated PNG": (lambda: PNG[: len(PNG) // 2], "image/png", "the content image is damaged or truncated"),
+    "truncated JPEG": (lambda: jpeg()[: len(jpeg()) // 2], "image/jpeg", "the content image is damaged or truncated"),
+    "PNG body of noise": (lambda: PNG[:33] + bytes(range(256)) * 4, "image/png", "the content image is "),
+    "JPEG header only": (lambda: jpeg()[:20], "image/jpeg", "the content image"),
+    "WebP header only": (lambda: WEBP[:16], "image/webp", "the content image"),
+    "60 megapixels": (lambda: png_claiming(10_000, 6_000), "image/png",
+                      "the content image is 10000x6000 pixels, more than the 50 megapixels accepted"),
+    "a bomb": (lambda: png_claiming(20_000, 20_000), "image/png", "the content image is"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_an_image_the_worker_would_refuse_starts_nothing(seeded: LocalAws, case: str):
+    """Issue 12: a valid header on a broken body used to start a GPU job that then failed."""
+    make, content_type, text = BROKEN[case]
+    body = with_body("transfer_style/valid_data_url.json", image=data_url_of(make(), content_type))
+    assert text in refusal(seeded.invoke(FUNCTION, body))
+    assert_nothing_started(seeded)
+
+
+def test_a_broken_upload_and_a_broken_style_upload_start_nothing(seeded: LocalAws):
+    s3 = seeded.client("s3")
+    s3.put_object(Bucket=bucket(seeded), Key=UPLOAD_PNG, Body=PNG[: len(PNG) // 2], ContentType="image/png")
+    text = refusal(seeded.invoke(FUNCTION, "transfer_style/upload_image.json"))
+    assert text.startswith("the content image is damaged or truncated")
+    s3.put_object(Bucket=bucket(seeded), Key=UPLOAD_STYLE, Body=jpeg()[:200], ContentType="image/jpeg")
+    text = refusal(seeded.invoke(FUNCTION, "transfer_style/upload_style.json"))
+    assert text.startswith("the style image is damaged or truncated")
+    assert_nothing_started(seeded)
+
+
+def test_the_pixel_limit_is_the_workers():
+    from styleservice import images
+    from styletransfer.images import MAX_INPUT_PIXELS
+
+    assert images.MAX_INPUT_PIXELS == MAX_INPUT_PIXELS
