@@ -176,6 +176,27 @@ def _convert(value: Any, shape: Shape, where: str) -> Any:
     return str(value) if shape.type_name == "string" else value
 
 
+# AWS::SQS::Queue properties that are queue attributes of the same name (CloudFormation spells
+# them as SQS does); any other property is refused, so that a template change is never dropped.
+_QUEUE_ATTRIBUTES = {
+    "DelaySeconds", "MaximumMessageSize", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout", "SqsManagedSseEnabled", "RedrivePolicy", "RedriveAllowPolicy", "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds", "FifoQueue", "ContentBasedDeduplication",
+}  # fmt: skip
+
+
+def queue_attributes(properties: dict[str, Any]) -> dict[str, str]:
+    """A queue's CloudFormation properties as CreateQueue/SetQueueAttributes attributes (strings;
+    policies as JSON)."""
+    unknown = set(properties) - _QUEUE_ATTRIBUTES
+    if unknown:
+        raise KeyError(f"AWS::SQS::Queue properties not supported locally: {sorted(unknown)}")
+    return {
+        key: json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(value, bool) else str(value)
+        for key, value in properties.items()
+    }
+
+
 class LocalAws:
     """The template's resources created in a (reset) moto server.
 
@@ -243,14 +264,23 @@ class LocalAws:
             self.attributes[(name, "RegionalDomainName")] = f"{bucket}.s3.{REGION}.amazonaws.com"
 
     def _queues(self) -> None:
+        """Every queue with the template's properties as queue attributes (visibility timeout,
+        retention, encryption, the redrive policy to its dead-letter queue). Redrive policies
+        name other queues' ARNs, so they are set once every queue exists."""
         sqs = self.client("sqs")
-        for name in template.resources("AWS::SQS::Queue"):
-            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        queues = template.resources("AWS::SQS::Queue")
+        for name, resource in queues.items():
+            props = {k: v for k, v in resource.get("Properties", {}).items() if k != "RedrivePolicy"}
+            url = sqs.create_queue(QueueName=name, Attributes=queue_attributes(props))["QueueUrl"]
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             self.refs[name] = url
             self.attributes[(name, "QueueUrl")] = url
             self.attributes[(name, "Arn")] = arn
             self.attributes[(name, "QueueName")] = name
+        for name, resource in queues.items():
+            if redrive := resource.get("Properties", {}).get("RedrivePolicy"):
+                attributes = queue_attributes({"RedrivePolicy": self.resolve(redrive)})
+                sqs.set_queue_attributes(QueueUrl=self.refs[name], Attributes=attributes)
 
     # --- Batch: what the state machine's batch:submitJob.sync needs to find ----------------
 

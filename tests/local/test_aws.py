@@ -120,3 +120,41 @@ def test_the_resolver_evaluates_conditions_lists_and_availability_zones():
     assert Resolver({"CapacityType": "SPOT"}, {}, "eu-west-1")({"Fn::If": ["UseSpot", "spot", "on-demand"]}) == "spot"
     assert resolve({"Fn::Join": ["-", [{"Ref": "AWS::StackName"}, "gpu"]]}) == "local-gpu"
     assert resolve({"Fn::Sub": "${AWS::URLSuffix}"}) == "amazonaws.com"
+
+
+def test_queues_have_the_templates_properties_and_dead_letter_queue(aws):
+    """Issue 12: the local results queue had the default 30 s visibility and no dead-letter queue."""
+    sqs = aws.client("sqs")
+    for name, resource in resources("AWS::SQS::Queue").items():
+        props = resource["Properties"]
+        got = sqs.get_queue_attributes(QueueUrl=aws.refs[name], AttributeNames=["All"])["Attributes"]
+        for key in ("VisibilityTimeout", "MessageRetentionPeriod"):
+            if key in props:
+                assert got[key] == str(props[key]), (name, key)
+        if "RedrivePolicy" in props:
+            redrive = json.loads(got["RedrivePolicy"])
+            target = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            assert redrive["deadLetterTargetArn"] == aws.attributes[(target, "Arn")]
+            assert int(redrive["maxReceiveCount"]) == props["RedrivePolicy"]["maxReceiveCount"]
+    results = resources("AWS::SQS::Queue")["ResultsQueue"]["Properties"]
+    assert results["VisibilityTimeout"] == 60  # what the redelivery figures in docs/ assume
+
+
+def test_a_message_received_too_often_goes_to_the_dead_letter_queue(aws):
+    sqs = aws.client("sqs")
+    url, dead = aws.refs["ResultsQueue"], aws.refs["ResultsDeadLetterQueue"]
+    sqs.send_message(QueueUrl=url, MessageBody="poison")
+    for _ in range(5):  # maxReceiveCount receives, each left to time out at once
+        received = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, VisibilityTimeout=0)["Messages"]
+        assert received[0]["Body"] == "poison"
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
+    assert sqs.receive_message(QueueUrl=dead, WaitTimeSeconds=1)["Messages"][0]["Body"] == "poison"
+
+
+def test_unknown_queue_properties_are_refused():
+    from stylelocal.aws import queue_attributes
+
+    assert queue_attributes({"VisibilityTimeout": 60, "SqsManagedSseEnabled": True}) == {
+        "VisibilityTimeout": "60", "SqsManagedSseEnabled": "true"}  # fmt: skip
+    with pytest.raises(KeyError, match="Tags"):
+        queue_attributes({"Tags": []})
