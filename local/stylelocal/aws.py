@@ -191,10 +191,13 @@ def queue_attributes(properties: dict[str, Any]) -> dict[str, str]:
     unknown = set(properties) - _QUEUE_ATTRIBUTES
     if unknown:
         raise KeyError(f"AWS::SQS::Queue properties not supported locally: {sorted(unknown)}")
-    return {
-        key: json.dumps(value) if isinstance(value, dict) else str(value).lower() if isinstance(value, bool) else str(value)
-        for key, value in properties.items()
-    }
+    return {key: _attribute(value) for key, value in properties.items()}
+
+
+def _attribute(value: Any) -> str:
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class LocalAws:
