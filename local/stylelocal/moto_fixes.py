@@ -1,6 +1,6 @@
-"""Small patches that close three gaps of moto 5.2.5, so that the real state machine can run a
-Batch job and invoke a function locally. Each one refuses any other moto version: they patch
-private code.
+"""Small patches that close four gaps of moto 5.2.5, so that the real state machine can run a
+Batch job and invoke a function locally, and the bucket is as strict as S3. Each one refuses any
+other moto version: they patch private code.
 
 batch_integration
     Step Functions' Batch integration (moto/stepfunctions/parser/.../state_task_service_batch.py)
@@ -32,6 +32,12 @@ lambda_invoker
     process and environment), with the function's name taken from its ARN, and reports a failed
     invocation as Lambda does (FunctionError), so the state's Retry and Catch apply. With no
     invoker registered moto's own path runs (and fails: it has no such function).
+s3_presigned
+    moto stores a browser-based POST upload whatever its policy says and serves a presigned GET
+    whose signature was tampered with. The fix checks both as S3 does (stylelocal.s3_auth: the
+    policy's signature, expiry and every condition; the GET's SigV4 query signature and
+    expiry) and answers S3's errors (403 AccessDenied / SignatureDoesNotMatch, 400
+    EntityTooLarge ...), so that a wrong policy fails the local tests as it would fail in AWS.
 """
 
 from __future__ import annotations
@@ -278,12 +284,54 @@ def _install_lambda_invoker() -> Callable[[], None]:
     return _patch(lambda_eval_utils, {"_invoke_lambda_function": invoke})
 
 
+# --- s3_presigned -------------------------------------------------------------------------------
+
+
+def _secrets() -> dict[str, str]:
+    from .aws import FAKE_CREDENTIALS  # the only credentials the local stack signs with
+
+    return {FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]: FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+
+
+def _install_s3_presigned() -> Callable[[], None]:
+    from moto.s3.responses import S3Response
+
+    from . import s3_auth
+
+    post, key_response = S3Response._bucket_response_post, S3Response._key_response
+
+    def refused(failure: s3_auth.Refused) -> tuple[int, dict[str, str], str]:
+        return failure.status, {"Content-Type": "application/xml"}, failure.xml()
+
+    def patched_post(self: Any, request: Any, bucket_name: str) -> Any:
+        if request.headers.get("Content-Length") and "delete" not in self.querystring:  # a browser-style upload
+            form = dict(self.form_data.items())  # the form's own fields (querystring also has moto's)
+            body = self.body if isinstance(self.body, bytes | bytearray) else str(self.body or "").encode()
+            try:
+                s3_auth.check_post(form, len(body), bucket_name, _secrets())
+            except s3_auth.Refused as failure:
+                return refused(failure)
+        return post(self, request, bucket_name)
+
+    def patched_key_response(self: Any, request: Any, full_url: str) -> Any:
+        url = getattr(request, "raw_url", None) or full_url
+        if request.method in ("GET", "HEAD") and "X-Amz-Signature=" in url and "Authorization" not in request.headers:
+            try:
+                s3_auth.check_presigned_query(request.method, url, dict(request.headers), _secrets())
+            except s3_auth.Refused as failure:
+                return refused(failure)
+        return key_response(self, request, full_url)
+
+    return _patch(S3Response, {"_bucket_response_post": patched_post, "_key_response": patched_key_response})
+
+
 # --- installing ---------------------------------------------------------------------------------
 
 FIXES: dict[str, Callable[[], Callable[[], None]]] = {
     "batch_integration": _install_batch_integration,
     "batch_runner": _install_batch_runner,
     "lambda_invoker": _install_lambda_invoker,
+    "s3_presigned": _install_s3_presigned,
 }
 _undo: dict[str, Callable[[], None]] = {}
 _install_lock = threading.Lock()

@@ -98,7 +98,7 @@ def test_installing_is_idempotent_and_uninstalling_restores_moto_exactly(fixes):
     moto_fixes.uninstall()
     originals = {name: vars(Job).get(name) for name in ("run", "describe", "describe_short", "terminate", "status")}
     assert originals["status"] is None  # moto's Job inherits status from ManagedState
-    assert moto_fixes.install() == ["batch_integration", "batch_runner", "lambda_invoker"]
+    assert moto_fixes.install() == ["batch_integration", "batch_runner", "lambda_invoker", "s3_presigned"]
     assert moto_fixes.install() == []
     assert vars(Job)["run"] is not originals["run"]
     moto_fixes.uninstall()

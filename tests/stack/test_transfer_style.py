@@ -227,8 +227,8 @@ def test_an_upload_is_judged_by_its_bytes_not_its_name_or_header(seeded: LocalAw
 
 
 def test_an_upload_over_the_size_limit_is_refused(seeded: LocalAws):
-    # S3 enforces the POST policy's content-length-range; moto does not, and an upload key could
-    # come from an older policy, so the function checks the size too. The limit (the template's
+    # S3 (and the local bucket, stylelocal.s3_auth) enforces the POST policy's content-length-range,
+    # but an upload key could come from an older policy, so the function checks the size too. The limit (the template's
     # MaxUploadBytes, 20 MiB by default) is lowered here to keep the object small.
     seeded.overrides["MAX_UPLOAD_BYTES"] = "1024"
     seeded.client("s3").put_object(Bucket=bucket(seeded), Key=UPLOAD_PNG, Body=PNG + bytes(2048))
