@@ -14,6 +14,9 @@ at least once and batches up to 10, so:
   a record in the idempotency table, which also stops two concurrent deliveries of the same
   message (the second gets IdempotencyAlreadyInProgressError, fails, and finds the first's
   completed record when SQS redelivers it);
+- a delivery that died part-way (the process killed, out of time) is finished by the redelivery,
+  which skips every connection recorded as reached (styleservice.deliveries): a push repeats only
+  for a POST that was in flight when the process died, and the pages ignore such a repeat;
 - `progress` is never retried: a copy delivered a visibility timeout later would move the bar
   backwards, and the next progress or the final message supersedes it anyway.
 """
@@ -38,6 +41,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from styleservice.connections import Connections
+from styleservice.deliveries import Deliveries
 from styleservice.gateway import Gateway
 from styleservice.jobs import FAILED, Jobs
 from styleservice.protocol import COMPLETED, PROGRESS, for_job, message
@@ -117,6 +121,25 @@ def s3() -> Any:
     return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
+@functools.cache
+def deliveries() -> Deliveries:
+    return Deliveries()
+
+
+def post_once(connection_id: str, payload: dict[str, Any], job_id: str, retry: bool) -> bool:
+    """Post a result's push, recording that it arrived; on a retry, skip a connection that has it.
+
+    The record follows the POST: a process that dies between the two repeats that one push when
+    SQS redelivers, which is the only way a connection gets a push twice."""
+    event = payload["event"]
+    if retry and deliveries().reached(event, job_id, connection_id):
+        return True
+    reached = post(connection_id, payload)
+    if reached:
+        deliveries().record(event, job_id, connection_id)
+    return reached
+
+
 def post(connection_id: str, payload: dict[str, Any]) -> bool:
     """Post to one connection; a gone one (410) is forgotten, so later broadcasts skip it."""
     if gateway(settings.websocket_endpoint).send(connection_id, payload):
@@ -169,18 +192,22 @@ def deliver_completed(body: dict[str, Any]) -> dict[str, Any]:
     if job.get("outputKey") != done.result_key:
         raise Dropped(f"result key {done.result_key} is not job {job_id}'s output key")
     private = bool(job.get("isPrivate", True))
-    if not jobs().mark_succeeded(job_id, done.result_key, public=not private):
+    retry = not jobs().mark_succeeded(job_id, done.result_key, public=not private)
+    if retry:
         # Already SUCCEEDED, with this very result (a job has one output key). A redelivery whose
         # delivery finished never gets here (Idempotency answers for it), so an earlier attempt
-        # failed after marking the job (e.g. a 500 from API Gateway): deliver it now.
+        # failed or died after marking the job (a 500 from API Gateway, a killed process): deliver
+        # it now to every connection that the earlier attempt did not reach.
         logger.info("delivering a result again after a failed attempt", extra={"jobId": job_id})
     job = existing_job(job_id)  # as stored now: completedAt is the one LIST_IMAGES shows
     # A requester that disconnected mid-job is not an error: GET_JOB still finds the result.
     answer = message(for_job(COMPLETED, job_id), {"result": result_url(job, done.result_key)})
-    reached = post(job["connectionId"], answer)
+    reached = post_once(job["connectionId"], answer, job_id, retry)
     broadcast_to = 0
     if not private:
         broadcast_to = broadcast(
+            job_id,
+            retry,
             message(
                 COMPLETED,
                 {
@@ -190,7 +217,7 @@ def deliver_completed(body: dict[str, Any]) -> dict[str, Any]:
                     "style": job.get("style"),
                     "completedAt": job.get("completedAt"),
                 },
-            )
+            ),
         )
     metrics.add_metric(name="ResultsDelivered", unit=MetricUnit.Count, value=1)
     return {"delivered": True, "requester": reached, "broadcast": broadcast_to}
@@ -209,12 +236,15 @@ def deliver_failed(body: dict[str, Any]) -> dict[str, Any]:
     if not marked and job.get("status") != FAILED:
         logger.info("failure for a job that ended otherwise", extra={"jobId": job_id, "status": job.get("status")})
         return {"delivered": False}
-    reached = post(job["connectionId"], message(for_job(FAILED_EVENT, job_id), {"error": failure.error}))
+    # the state machine marks the job itself, so whether this is a retry is not known: always look
+    reached = post_once(
+        job["connectionId"], message(for_job(FAILED_EVENT, job_id), {"error": failure.error}), job_id, True
+    )
     metrics.add_metric(name="FailuresDelivered", unit=MetricUnit.Count, value=1)
     return {"delivered": True, "requester": reached}
 
 
-def broadcast(payload: dict[str, Any]) -> int:
+def broadcast(job_id: str, retry: bool, payload: dict[str, Any]) -> int:
     """Post to every open connection; the number reached.
 
     Best effort: the requester already has the result, and a failure here (a stranger's
@@ -223,7 +253,7 @@ def broadcast(payload: dict[str, Any]) -> int:
 
     def one(connection_id: str) -> bool:
         try:
-            return post(connection_id, payload)
+            return post_once(connection_id, payload, job_id, retry)
         except Exception:  # one connection's failure must not stop the others
             logger.exception("broadcast post failed", extra={"connectionId": connection_id})
             return False

@@ -194,6 +194,40 @@ def test_a_redelivered_result_is_not_sent_twice(stack: Stack):
     assert events_of(stack.server, "viewer=") == ["TRANSFER_STYLE_COMPLETED"]
 
 
+def forget_idempotency_records(stack: Stack, keep_deliveries_except: str | None = None) -> None:
+    """What a notify process killed mid-delivery leaves: no completed idempotency record (its
+    in-progress one expired), and delivery records only for the connections it reached."""
+    table = stack.aws.client("dynamodb")
+    name = stack.aws.refs["IdempotencyTable"]
+    for item in table.scan(TableName=name)["Items"]:
+        key = item["id"]["S"]
+        if not key.startswith("delivered#") or (keep_deliveries_except and key.endswith(keep_deliveries_except)):
+            table.delete_item(TableName=name, Key={"id": {"S": key}})
+
+
+def test_a_delivery_that_died_is_finished_by_the_redelivery_without_repeating_a_push(stack: Stack):
+    everyone = ("requester=", "reached=", "missed=")
+    stack.connect(*everyone)
+    stack.job(PUBLIC, "requester=")
+    assert failures(stack.invoke(sqs_event(completed(PUBLIC)))) == []
+    before = {c: len(stack.server.messages(c)) for c in everyone}
+    assert before == {"requester=": 2, "reached=": 1, "missed=": 1}
+
+    def since(connection_id: str) -> list[str]:
+        return events_of(stack.server, connection_id)[before[connection_id] :]
+
+    # the process "died" before its POST to missed= was recorded, after every other one was
+    forget_idempotency_records(stack, keep_deliveries_except="#missed=")
+    assert failures(stack.invoke(sqs_event(completed(PUBLIC), receive_count=2))) == []
+    assert since("missed=") == ["TRANSFER_STYLE_COMPLETED"]  # the one push that may repeat
+    assert since("requester=") == []
+    assert since("reached=") == []
+    before = {c: len(stack.server.messages(c)) for c in everyone}
+    forget_idempotency_records(stack)  # now every connection has it: a redelivery sends nothing
+    assert failures(stack.invoke(sqs_event(completed(PUBLIC), receive_count=3))) == []
+    assert [since(c) for c in everyone] == [[], [], []]
+
+
 def test_a_copy_that_races_a_delivery_in_flight_is_retried_later_and_then_not_sent(stack: Stack):
     stack.connect("requester=", "viewer=")
     stack.job(PUBLIC, "requester=")
