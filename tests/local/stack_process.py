@@ -50,6 +50,30 @@ class Running:
             time.sleep(0.2)
         self.ws_url = requests.get(f"{self.url}/config.json", timeout=5).json()["websocketUrl"]
 
+    def pids(self, marker: str) -> list[int]:
+        """The processes this stack started (its descendants, whatever their session: the Batch
+        runner gives each job a process group of its own) whose command line holds `marker`: a
+        function's warm process ('"function": "NotifyFunction"'), a worker ('stylize_worker')."""
+        parents: dict[int, int] = {}
+        commands: dict[int, str] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:  # it ended meanwhile
+                continue
+            commands[int(entry.name)] = command.replace(b"\0", b" ").decode(errors="replace")
+            parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+        found, frontier = [], [self.process.pid]
+        while frontier:
+            parent = frontier.pop()
+            children = [pid for pid, ppid in parents.items() if ppid == parent]
+            frontier += children
+            found += [pid for pid in children if marker in commands.get(pid, "")]
+        return found
+
     def stop(self) -> int:
         """Ctrl-C, as a user would; the exit status."""
         self.process.send_signal(signal.SIGINT)
