@@ -35,6 +35,7 @@ from .e_fixtures import Logs
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER_SECONDS = 5
 CASES: Counter[str] = Counter()  # cases sent, by route
+GENERATED_CASES: Counter[str] = Counter()  # of which hypothesis generated, by route
 EXAMPLES = 55  # generated cases per route, on top of the hand-written ones
 STYLES = ("swirls", "stained-glass", "mosaic", "waves")
 
@@ -402,6 +403,7 @@ def test_generated_hostile_messages_are_each_answered_with_an_error(stack: Stack
     @SETTINGS
     @given(body=GENERATED[route])
     def one(body: str) -> None:
+        GENERATED_CASES[route] += 1
         stack.ask(route, body)
 
     one()
@@ -411,4 +413,5 @@ def test_generated_hostile_messages_are_each_answered_with_an_error(stack: Stack
 def test_the_corpus_holds_at_least_300_cases_across_every_route():
     assert set(CASES) == {*VALID, "$default"}, CASES
     assert sum(CASES.values()) >= 300, CASES
-    print(f"hostile corpus: {sum(CASES.values())} cases, {dict(sorted(CASES.items()))}")
+    generated = sum(GENERATED_CASES.values())
+    print(f"hostile corpus: {sum(CASES.values())} cases ({generated} generated), {dict(sorted(CASES.items()))}")

@@ -37,3 +37,21 @@ def test_a_long_unknown_action_is_not_echoed_whole(aws: LocalAws):
     response = aws.invoke("DefaultFunction", with_body("default/unknown_action.json", action="X" * 5000))
     assert len(answer(response)[1]["action"]) < 50
     assert len(refusal(response)) < 200
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ("[" * 1100 + "]" * 1100, "the message is nested too deeply"),
+        ('{"action": "LIST_STYLES", "x": ' + "1" * 5000 + "}", "the message holds a number with too many digits"),
+    ],
+)
+def test_what_json_cannot_read_is_refused_not_a_crash(aws: LocalAws, body: str, text: str):
+    assert refusal(aws.invoke("DefaultFunction", {**with_body("default/unknown_action.json"), "body": body})) == text
+
+
+def test_a_lone_surrogate_in_action_is_answered_escaped(aws: LocalAws):
+    # its log line is checked in tests/local/test_hostile.py, where the function's output is read
+    body = '{"action": "\\ud800X"}'
+    response = aws.invoke("DefaultFunction", {**with_body("default/unknown_action.json"), "body": body})
+    assert answer(response)[1]["action"] == "\\ud800X"
