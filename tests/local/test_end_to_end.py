@@ -222,7 +222,8 @@ class Watcher:
     """A connection that reads in a thread of its own, keeping every message."""
 
     def __init__(self, ws_url: str) -> None:
-        self.ws = connect(ws_url, max_size=None)
+        self._resources = contextlib.ExitStack()  # websockets wants its connections entered
+        self.ws = self._resources.enter_context(connect(ws_url, max_size=None))
         self.seen: list[dict[str, Any]] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -238,7 +239,7 @@ class Watcher:
         )
 
     def close(self) -> None:
-        self.ws.close()
+        self._resources.close()
         self.thread.join(10)
 
 

@@ -11,6 +11,7 @@ The number of cases is counted and checked (at least 300)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -55,7 +56,8 @@ class Failures(logging.Handler):
 class Stack:
     def __init__(self, aws: LocalAws, gateway: Gateway, logs: Logs, failures: Failures) -> None:
         self.aws, self.gateway, self.logs, self.failures = aws, gateway, logs, failures
-        self.ws: ClientConnection = connect(gateway.ws_url, max_size=None)
+        self.resources = contextlib.ExitStack()  # websockets wants its connections entered
+        self.ws: ClientConnection = self.resources.enter_context(connect(gateway.ws_url, max_size=None))
 
     def ask(self, route: str, body: str | bytes) -> dict[str, Any]:
         """Send one hostile message; its answer, which must be an ERROR within 5 s."""
@@ -102,7 +104,7 @@ def stack(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 runtime.update_overrides({"WEBSOCKET_ENDPOINT": gateway.management_endpoint})
                 stack = Stack(aws, gateway, logs, failures)
                 yield stack
-                stack.ws.close()
+                stack.resources.close()
                 gateway.stop_background()
         finally:
             logging.getLogger().removeHandler(failures)
