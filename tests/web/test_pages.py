@@ -522,6 +522,12 @@ def test_a_failed_job_a_lost_connection_and_a_refusal_each_say_so(stack: Running
     expect(page.locator("#job")).to_have_attribute("data-state", "failed")
     expect(page.locator("#sketch")).to_be_hidden()  # a failed job shows no preview
     expect(button).to_be_enabled()
+    # pushes repeated after the end (a notify process killed mid-delivery) change nothing
+    request.push(f"TRANSFER_STYLE_FAILED::{job_id}", {"error": "a repeat"})
+    request.push(f"TRANSFER_STYLE_PROGRESS::{job_id}", {"progress": 0.5, "iteration": 30, "total": 60})
+    page.wait_for_timeout(500)
+    expect(page.locator("#job")).to_have_attribute("data-state", "failed")
+    expect(error).to_contain_text("the photo is damaged or truncated")
 
     # the connection drops while the photo is being sent
     answer["TRANSFER_STYLE"] = "hang up"
