@@ -38,11 +38,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 
 class Client:
-    """A WebSocket client that keeps every message it receives."""
+    """A WebSocket client that keeps every message it receives. Like a browser it sends no pings
+    (API Gateway needs none): a stack slowed by ten jobs at once must not look like a dead peer."""
 
     def __init__(self, ws_url: str) -> None:
         self._resources = contextlib.ExitStack()  # websockets wants its connections entered
-        self.ws: ClientConnection = self._resources.enter_context(connect(ws_url, max_size=None))
+        self.ws: ClientConnection = self._resources.enter_context(connect(ws_url, max_size=None, ping_interval=None))
         self.seen: list[dict[str, Any]] = []
 
     def send(self, body: dict[str, Any]) -> None:
@@ -223,7 +224,7 @@ class Watcher:
 
     def __init__(self, ws_url: str) -> None:
         self._resources = contextlib.ExitStack()  # websockets wants its connections entered
-        self.ws = self._resources.enter_context(connect(ws_url, max_size=None))
+        self.ws = self._resources.enter_context(connect(ws_url, max_size=None, ping_interval=None))
         self.seen: list[dict[str, Any]] = []
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
