@@ -23,7 +23,7 @@ def test_start_moto_serves_on_a_free_loopback_port_and_runs_state_machines():
         assert server.port > 0
         assert server.endpoint == f"http://127.0.0.1:{server.port}"
         assert os.environ["MOTO_PORT"] == str(server.port)  # where the interpreter calls back
-        assert moto_fixes.installed() == {"batch_integration", "batch_runner", "lambda_invoker"}
+        assert moto_fixes.installed() == set(moto_fixes.FIXES)
         aws = LocalAws(server.endpoint)
         sfn = aws.client("stepfunctions")
         add = {"Type": "Pass", "Parameters": {"sum.$": "States.MathAdd($.a, 2)"}, "End": True}
@@ -46,7 +46,7 @@ def test_a_second_server_leaves_the_first_one_working(moto):
     second = start_moto()
     second.stop()
     assert os.environ["MOTO_PORT"] == str(moto.port)
-    assert moto_fixes.installed() == {"batch_integration", "batch_runner", "lambda_invoker"}
+    assert moto_fixes.installed() == set(moto_fixes.FIXES)
     assert default_user_config["stepfunctions"]["execute_state_machine"] is True  # moto's API does not show it
 
 
