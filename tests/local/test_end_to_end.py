@@ -294,7 +294,7 @@ def test_notify_killed_mid_delivery_reaches_everyone_and_repeats_only_what_was_i
             watcher.close()
 
 
-@pytest.mark.timeout(1800)  # ten jobs in turn on a CPU (one at a time): about 100 s on an idle 2-core machine
+@pytest.mark.timeout(1800)  # ten jobs in turn on a CPU (one at a time), on a machine perhaps busy
 def test_ten_concurrent_jobs_from_ten_clients(stack: Running, clients) -> None:
     """Ten clients submit at once; each gets its own result, once, and never another's private one."""
     senders = [clients() for _ in range(10)]
