@@ -25,7 +25,6 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -35,7 +34,6 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from styleservice.connections import Connections
 from styleservice.gateway import Gateway
@@ -43,6 +41,7 @@ from styleservice.jobs import FAILED, Jobs
 from styleservice.protocol import COMPLETED, PROGRESS, for_job, message
 from styleservice.protocol import FAILED as FAILED_EVENT
 from styleservice.settings import settings
+from styleservice.storage import presigned_get, s3_client
 
 logger = Logger()
 tracer = Tracer()
@@ -113,8 +112,8 @@ def gateway(endpoint: str) -> Gateway:
 
 @functools.cache
 def s3() -> Any:
-    # SigV4 explicitly: presigned GETs of SSE objects need it, whatever the botocore default.
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
+    # SigV4 on the bucket's regional endpoint: see styleservice.storage.s3_client
+    return s3_client()
 
 
 def post(connection_id: str, payload: dict[str, Any]) -> bool:
@@ -132,11 +131,7 @@ def public_url(key: str) -> str:
 
 def result_url(job: dict[str, Any], result_key: str) -> str:
     if job.get("isPrivate", True):  # a job without the flag is treated as private: never leak it
-        return s3().generate_presigned_url(
-            "get_object",
-            Params={"Bucket": settings.images_bucket, "Key": result_key},
-            ExpiresIn=settings.presigned_url_seconds,
-        )
+        return presigned_get(s3(), result_key)
     return public_url(result_key)
 
 
