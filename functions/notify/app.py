@@ -48,7 +48,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 # A delivery must not be repeated while SQS may still hold a copy of its message: the queue keeps
-# messages 4 days by default, but a copy reappears within minutes (visibility timeout 60 s, five
+# messages 4 days by default, but a copy reappears within minutes (visibility timeout 180 s, five
 # receives, then the dead-letter queue), so a day is ample and keeps the table small.
 idempotency_config = IdempotencyConfig(event_key_jmespath="[requestId, type]", expires_after_seconds=24 * 3600)
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
@@ -165,10 +165,11 @@ def deliver_completed(body: dict[str, Any]) -> dict[str, Any]:
         raise Dropped(f"result key {done.result_key} is not job {job_id}'s output key")
     private = bool(job.get("isPrivate", True))
     if not jobs().mark_succeeded(job_id, done.result_key, public=not private):
-        # Already SUCCEEDED, with this very result (a job has one output key). A redelivery whose
-        # delivery finished never gets here (Idempotency answers for it), so an earlier attempt
-        # failed after marking the job (e.g. a 500 from API Gateway): deliver it now.
-        logger.info("delivering a result again after a failed attempt", extra={"jobId": job_id})
+        # Already SUCCEEDED, with this very result (a job has one output key): the state machine
+        # recorded the job's end first, or an earlier attempt failed after marking it (e.g. a 500
+        # from API Gateway; a redelivery whose delivery finished never gets here, Idempotency
+        # answers for it). Either way the result has not been delivered yet: deliver it now.
+        logger.info("result already recorded; delivering it", extra={"jobId": job_id})
     job = existing_job(job_id)  # as stored now: completedAt is the one LIST_IMAGES shows
     # A requester that disconnected mid-job is not an error: GET_JOB still finds the result.
     answer = message(for_job(COMPLETED, job_id), {"result": result_url(job, done.result_key)})

@@ -7,6 +7,7 @@ object, no job item, no execution."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, NamedTuple
 
 import boto3
@@ -17,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from styleservice import keys
 from styleservice.jobs import Jobs, new_token
+from styleservice.limits import RateLimits, address_key, address_limit, check_not_busy, connection_limit
 from styleservice.protocol import (
     ACCEPTED,
     ERROR,
@@ -38,6 +40,7 @@ metrics = Metrics()
 s3 = s3_client()
 states = boto3.client("stepfunctions")
 jobs = Jobs()
+rate_limits = RateLimits()
 
 CUSTOM_STYLE = "custom"  # the job's `style` when the style image is the client's own upload
 IMAGE_FORMS = "a base64 data URL (data:image/jpeg;base64,...) or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
@@ -115,9 +118,24 @@ def store(image: Image, key: str) -> None:
         raise
 
 
+def check_limits(event: dict[str, Any]) -> None:
+    """Refuses (ProtocolError) a job the service must not start now: too many in flight, or too
+    many lately from this connection or this address. The cheap, uncounted check comes first, so
+    that a busy service takes nothing off anyone's allowance."""
+    try:
+        check_not_busy(states, settings.state_machine_arn, settings.max_active_jobs)
+    except (ClientError, BotoCoreError):  # no count, no job: the cap must hold when it cannot be read
+        logger.exception("the jobs in flight could not be counted")
+        raise ProtocolError(f"{START_FAILED}; please try again") from None
+    rate_limits.take(connection_limit(), f"connection#{connection_id(event)}")
+    source_ip = event["requestContext"].get("identity", {}).get("sourceIp", "")
+    rate_limits.take(address_limit(), f"address#{address_key(source_ip)}")
+
+
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
     image = resolve_image(request.image)
     style, style_key = resolve_style(request.style)
+    check_limits(event)
 
     job_id = keys.new_job_id()
     token, token_hash = new_token()
@@ -137,6 +155,9 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
             "styleKey": style_key,
             "outputKey": output_key,
             "options": options,
+            # TTL: every job item goes after PRIVATE_RETENTION_DAYS, unless it becomes a Feed
+            # item (a public job that succeeded: marking it so removes expiresAt)
+            "expiresAt": int(time.time()) + settings.private_retention_days * 86400,
         }
     )
     execution = {
