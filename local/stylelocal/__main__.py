@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="port of the pages and WebSocket (default: %(default)s)")
     parser.add_argument("--data", type=Path, help="keep images, jobs and the gallery in this directory across restarts")
     parser.add_argument("--device", default="auto", help="where jobs run: auto, cpu, cuda, cuda:N (default: auto)")
+    parser.add_argument(
+        "--access-key", default="", help="as the stack's AccessKey: clients must connect with ?key=KEY (default: none)"
+    )
     parser.add_argument("--web", type=Path, default=WEB, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -86,6 +89,7 @@ class Stack:
         moto = start_moto()
         self._stops.append(moto.stop)
         self.aws = aws = LocalAws(moto.endpoint).create()
+        aws.refs["AccessKey"] = args.access_key  # a stack parameter: $connect's ACCESS_KEY
         if args.data:
             if restore(aws, args.data):
                 ended = fail_interrupted_jobs(aws)
