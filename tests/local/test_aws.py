@@ -120,3 +120,14 @@ def test_the_resolver_evaluates_conditions_lists_and_availability_zones():
     assert Resolver({"CapacityType": "SPOT"}, {}, "eu-west-1")({"Fn::If": ["UseSpot", "spot", "on-demand"]}) == "spot"
     assert resolve({"Fn::Join": ["-", [{"Ref": "AWS::StackName"}, "gpu"]]}) == "local-gpu"
     assert resolve({"Fn::Sub": "${AWS::URLSuffix}"}) == "amazonaws.com"
+
+
+def test_stack_parameters_from_the_command_line_reach_the_functions(aws):
+    from stylelocal.__main__ import apply_parameters, parse_args
+
+    assert aws.environment("TransferStyleFunction")["JOBS_PER_SOURCE_IP"] == "20"  # the template's default
+    apply_parameters(aws, parse_args(["--access-key", "k3y", "--parameter", "JobsPerSourceIp=0"]))
+    assert aws.environment("TransferStyleFunction")["JOBS_PER_SOURCE_IP"] == "0"
+    assert aws.environment("ConnectFunction")["ACCESS_KEY"] == "k3y"
+    with pytest.raises(SystemExit):
+        parse_args(["--parameter", "NoSuchParameter=1"])

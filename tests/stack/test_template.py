@@ -144,6 +144,15 @@ def test_sam_validate_lint_passes():
     assert "is a valid SAM Template" in result.stdout + result.stderr
 
 
+def test_cfn_lint_finds_nothing_even_informational():
+    """cfn-lint with informational rules on (-c I: e.g. no deletion policy on a stateful resource,
+    a queue without an explicit retention), as docs/deployment.md promises."""
+    cfn_lint = SAM.parent / "cfn-lint"
+    done = subprocess.run([str(cfn_lint), "-c", "I", "--", "template.yaml"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_sam_build_packages_the_layer_and_every_function(tmp_path: Path):
     build = tmp_path / "build"
     result = sam("build", "--build-dir", str(build), "--parallel", env={"PATH": with_python312(os.environ["PATH"])})
