@@ -135,7 +135,12 @@ def check_limits(event: dict[str, Any]) -> None:
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
     image = resolve_image(request.image)
     style, style_key = resolve_style(request.style)
-    check_limits(event)
+    try:
+        check_limits(event)
+    except ProtocolError:
+        # a rising count says the limits bite: a busy service, or a client hammering it
+        metrics.add_metric(name="TransferLimited", unit=MetricUnit.Count, value=1)
+        raise
 
     job_id = keys.new_job_id()
     token, token_hash = new_token()
