@@ -92,5 +92,6 @@ def destroy(runner: Runner, stack: str, *, yes: bool = False, ask: Callable[[str
         )
     delete_repository(runner, stack)
     delete_log_groups(runner, stack)
-    runner.say("# dry run: nothing was deleted" if runner.dry_run else f"# stack {stack} and everything it made are deleted")
+    done = "# dry run: nothing was deleted" if runner.dry_run else f"# stack {stack} and everything it made are deleted"
+    runner.say(done)
     return True
