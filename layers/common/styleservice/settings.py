@@ -68,7 +68,6 @@ class Settings:
         """API Gateway closes a connection after 2 h; rows outlive that a little, then expire."""
         return int(os.environ.get("CONNECTION_TTL_SECONDS", str(3 * 3600)))
 
-
     @property
     def private_retention_days(self) -> int:
         """How long a job item that is not a Feed item (private, or failed) is kept."""
@@ -102,7 +101,7 @@ class Settings:
 
     @property
     def access_key(self) -> str:
-        """"" (the default): anyone may connect; else $connect wants ?key=<this>."""
+        """ "" (the default): anyone may connect; else $connect wants ?key=<this>."""
         return os.environ.get("ACCESS_KEY", "")
 
 
