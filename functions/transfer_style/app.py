@@ -122,14 +122,14 @@ def check_limits(event: dict[str, Any]) -> None:
     """Refuses (ProtocolError) a job the service must not start now: too many in flight, or too
     many lately from this connection or this address. The cheap, uncounted check comes first, so
     that a busy service takes nothing off anyone's allowance."""
+    source_ip = event["requestContext"].get("identity", {}).get("sourceIp", "")
     try:
         check_not_busy(states, settings.state_machine_arn, settings.max_active_jobs)
-    except (ClientError, BotoCoreError):  # no count, no job: the cap must hold when it cannot be read
-        logger.exception("the jobs in flight could not be counted")
+        rate_limits.take(connection_limit(), f"connection#{connection_id(event)}")
+        rate_limits.take(address_limit(), f"address#{address_key(source_ip)}")
+    except (ClientError, BotoCoreError):  # no count, no job: a limit must hold when it cannot be read
+        logger.exception("the limits could not be checked")
         raise ProtocolError(f"{START_FAILED}; please try again") from None
-    rate_limits.take(connection_limit(), f"connection#{connection_id(event)}")
-    source_ip = event["requestContext"].get("identity", {}).get("sourceIp", "")
-    rate_limits.take(address_limit(), f"address#{address_key(source_ip)}")
 
 
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:

@@ -97,6 +97,13 @@ def test_a_busy_service_refuses_and_starts_nothing_until_a_job_ends(seeded: Loca
     assert accepted(transfer(seeded, connection="c="))  # and c's allowance was not spent by the refusal
 
 
+def test_counters_that_cannot_be_written_start_nothing(seeded: LocalAws):
+    seeded.overrides["RATE_LIMITS_TABLE"] = "NoSuchTable"  # DynamoDB refuses the count
+    assert refusal(transfer(seeded)) == "the service could not start the job; please try again"
+    assert job_items(seeded) == []
+    assert executions(seeded) == []
+
+
 def test_zero_turns_a_rate_limit_off(seeded: LocalAws):
     seeded.overrides["JOBS_PER_CONNECTION"] = "0"
     assert all(accepted(transfer(seeded)) for _ in range(7))
