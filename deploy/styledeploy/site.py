@@ -70,12 +70,14 @@ def config(websocket_url: str) -> Upload:
 
 
 def styles() -> list[Upload]:
-    """The project's own style catalogue (the one `make up` seeds), as styles/<name>.jpg."""
+    """The style catalogue, exactly the objects `make up` seeds (stylelocal.catalogue.objects()):
+    the paintings and drawn styles as styles/<name>.jpg, and the manifest styles/catalogue.json,
+    which changes with the catalogue and so is never cached long."""
     from stylelocal import catalogue
 
     return [
-        Upload(catalogue.style_key(name), catalogue.jpeg(paint(catalogue.SIZE)), "image/jpeg", STYLE_CACHE)
-        for name, paint in catalogue.STYLES.items()
+        Upload(o.key, o.body(), o.content_type, "no-cache" if o.content_type == "application/json" else STYLE_CACHE)
+        for o in catalogue.objects()
     ]
 
 

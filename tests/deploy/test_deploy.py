@@ -180,8 +180,10 @@ def test_the_site_is_published_then_only_changes_are_uploaded_and_invalidated(ru
     page = s3.head_object(Bucket=bucket, Key="web/client.js")
     assert page["ContentType"] == "text/javascript; charset=utf-8"
     assert s3.head_object(Bucket=bucket, Key="web/config.json")["CacheControl"] == "no-cache"
-    assert site.invalidate(runner, distribution, first) == first.paths
     assert "/web/config.json" in first.paths
+    assert "/styles/catalogue.json" in first.paths
+    assert len(first.paths) > site.INVALIDATE_ALL_OVER
+    assert site.invalidate(runner, distribution, first) == ["/styles/*", "/web/*"]  # one wildcard per area
 
     assert site.publish(runner, bucket, "wss://abc.execute-api.eu-west-1.amazonaws.com/prod", web).paths == []
     assert site.invalidate(runner, distribution, site.SiteChanges()) == []  # nothing changed, nothing invalidated
@@ -200,10 +202,10 @@ def test_the_site_is_published_then_only_changes_are_uploaded_and_invalidated(ru
 
 def test_a_style_the_operator_added_is_left_alone(runner: Runner, aws: Any):
     bucket, _ = site_fixture(aws)
-    aws("s3").put_object(Bucket=bucket, Key="styles/starry-night.jpg", Body=b"\xff\xd8\xff their own")
+    aws("s3").put_object(Bucket=bucket, Key="styles/my-own-style.jpg", Body=b"\xff\xd8\xff their own")
     site.publish(runner, bucket, "wss://x/prod")
     assert (
-        aws("s3").get_object(Bucket=bucket, Key="styles/starry-night.jpg")["Body"].read() == b"\xff\xd8\xff their own"
+        aws("s3").get_object(Bucket=bucket, Key="styles/my-own-style.jpg")["Body"].read() == b"\xff\xd8\xff their own"
     )
 
 
