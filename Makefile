@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 OUT := out
 
 .PHONY: setup up demo test lint bench bench-stack bench-job clean sam sam-validate sam-build chromium screenshots \
-	gpu-wheels gpu-session
+	gpu-wheels gpu-session deploy smoke destroy checkov
 
 setup: $(INSTALLED)
 
@@ -52,6 +52,35 @@ PY312_DIR := $(patsubst %/,%,$(dir $(lastword $(sort $(wildcard $(HOME)/.pyenv/v
 
 sam-build: $(SAM)
 	PATH="$(if $(PY312_DIR),$(PY312_DIR):)$$PATH" $(SAM) build
+
+# AWS (docs/deployment.md): one command up, one to check, one down. STACK and REGION pick the stack;
+# PARAMS="AccessKey=... MaxActiveJobs=8" sets stack parameters (those not given keep their values);
+# DRY_RUN=1 prints every command and AWS call and runs none. make smoke URL=ws://127.0.0.1:8000 (or
+# SITE=http://127.0.0.1:8000) runs the smoke test against `make up`; KEY=... passes an access key.
+STACK ?= style-transfer
+REGION ?= us-east-1
+DEPLOY := $(PY) -m styledeploy
+
+deploy: $(INSTALLED) $(SAM)
+	PATH="$(if $(PY312_DIR),$(PY312_DIR):)$$PATH" $(DEPLOY) deploy --stack $(STACK) --region $(REGION) --sam $(SAM) \
+		$(addprefix --parameter ,$(PARAMS)) $(if $(DRY_RUN),--dry-run)
+
+smoke: $(INSTALLED)
+	$(DEPLOY) smoke --stack $(STACK) --region $(REGION) $(if $(URL),--url $(URL)) $(if $(SITE),--site $(SITE)) \
+		$(if $(KEY),--key $(KEY))
+
+destroy: $(INSTALLED)
+	$(DEPLOY) destroy --stack $(STACK) --region $(REGION) $(if $(YES),--yes) $(if $(DRY_RUN),--dry-run)
+
+# checkov (pinned) in a venv of its own, on template.yaml; .checkov.yaml lists the checks that do
+# not apply to this stack, each with its reason (docs/deployment.md)
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/bin/checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==3.3.30
+
+checkov: $(CHECKOV_VENV)/bin/checkov
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
@@ -129,4 +158,4 @@ gpu-session: $(INSTALLED)
 	PATH="$(abspath $(VENV))/bin:$$PATH" GPU_WHEELS_DIR= bash benchmarks/gpu_check.sh $(or $(ARGS),all)
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache

@@ -6,7 +6,16 @@ export async function websocketUrl() {
   // Local stack: /config.json names the gateway. In AWS the deploy writes the same file.
   const response = await fetch("config.json", { cache: "no-store" });
   if (!response.ok) throw new Error("config.json is missing: the page does not know the service's address");
-  return (await response.json()).websocketUrl;
+  const url = (await response.json()).websocketUrl;
+  // A stack with an AccessKey (docs/deployment.md) is opened as .../index.html?key=KEY: the key goes
+  // on to $connect (never into config.json, which anyone can read), and is kept for this tab, so
+  // that the links between the pages need not carry it.
+  const key = new URLSearchParams(location.search).get("key") ?? sessionStorage.getItem("accessKey");
+  if (!key) return url;
+  sessionStorage.setItem("accessKey", key);
+  const withKey = new URL(url);
+  withKey.searchParams.set("key", key);
+  return withKey.toString();
 }
 
 /**

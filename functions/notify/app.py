@@ -28,7 +28,6 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -38,7 +37,6 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from botocore.config import Config
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from styleservice.connections import Connections
 from styleservice.deliveries import Deliveries
@@ -47,13 +45,14 @@ from styleservice.jobs import FAILED, Jobs
 from styleservice.protocol import COMPLETED, PROGRESS, for_job, message
 from styleservice.protocol import FAILED as FAILED_EVENT
 from styleservice.settings import settings
+from styleservice.storage import presigned_get, s3_client
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
 # A delivery must not be repeated while SQS may still hold a copy of its message: the queue keeps
-# messages 4 days by default, but a copy reappears within minutes (visibility timeout 60 s, five
+# messages 4 days by default, but a copy reappears within minutes (visibility timeout 180 s, five
 # receives, then the dead-letter queue), so a day is ample and keeps the table small.
 idempotency_config = IdempotencyConfig(event_key_jmespath="[requestId, type]", expires_after_seconds=24 * 3600)
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
@@ -117,8 +116,8 @@ def gateway(endpoint: str) -> Gateway:
 
 @functools.cache
 def s3() -> Any:
-    # SigV4 explicitly: presigned GETs of SSE objects need it, whatever the botocore default.
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
+    # SigV4 on the bucket's regional endpoint: see styleservice.storage.s3_client
+    return s3_client()
 
 
 @functools.cache
@@ -155,11 +154,7 @@ def public_url(key: str) -> str:
 
 def result_url(job: dict[str, Any], result_key: str) -> str:
     if job.get("isPrivate", True):  # a job without the flag is treated as private: never leak it
-        return s3().generate_presigned_url(
-            "get_object",
-            Params={"Bucket": settings.images_bucket, "Key": result_key},
-            ExpiresIn=settings.presigned_url_seconds,
-        )
+        return presigned_get(s3(), result_key)
     return public_url(result_key)
 
 
@@ -194,11 +189,12 @@ def deliver_completed(body: dict[str, Any]) -> dict[str, Any]:
     private = bool(job.get("isPrivate", True))
     retry = not jobs().mark_succeeded(job_id, done.result_key, public=not private)
     if retry:
-        # Already SUCCEEDED, with this very result (a job has one output key). A redelivery whose
-        # delivery finished never gets here (Idempotency answers for it), so an earlier attempt
-        # failed or died after marking the job (a 500 from API Gateway, a killed process): deliver
-        # it now to every connection that the earlier attempt did not reach.
-        logger.info("delivering a result again after a failed attempt", extra={"jobId": job_id})
+        # Already SUCCEEDED, with this very result (a job has one output key): the state machine
+        # recorded the job's end first, or an earlier attempt failed or died after marking it (a
+        # 500 from API Gateway, a killed process; a redelivery whose delivery finished never gets
+        # here, Idempotency answers for it). Deliver it now to every connection that no earlier
+        # attempt reached (styleservice.deliveries).
+        logger.info("result already recorded; delivering it where it has not arrived", extra={"jobId": job_id})
     job = existing_job(job_id)  # as stored now: completedAt is the one LIST_IMAGES shows
     # A requester that disconnected mid-job is not an error: GET_JOB still finds the result.
     answer = message(for_job(COMPLETED, job_id), {"result": result_url(job, done.result_key)})

@@ -7,6 +7,7 @@ object, no job item, no execution."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, NamedTuple
 
 import boto3
@@ -18,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from styleservice import keys
 from styleservice.images import check_image
 from styleservice.jobs import Jobs, new_token
+from styleservice.limits import RateLimits, address_key, address_limit, check_not_busy, connection_limit
 from styleservice.protocol import (
     ACCEPTED,
     ERROR,
@@ -39,6 +41,7 @@ metrics = Metrics()
 s3 = s3_client()
 states = boto3.client("stepfunctions")
 jobs = Jobs()
+rate_limits = RateLimits()
 
 CUSTOM_STYLE = "custom"  # the job's `style` when the style image is the client's own upload
 IMAGE_FORMS = "a base64 data URL (data:image/jpeg;base64,...) or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
@@ -127,9 +130,29 @@ def store(image: Image, key: str) -> None:
         raise
 
 
+def check_limits(event: dict[str, Any]) -> None:
+    """Refuses (ProtocolError) a job the service must not start now: too many in flight, or too
+    many lately from this connection or this address. The cheap, uncounted check comes first, so
+    that a busy service takes nothing off anyone's allowance."""
+    source_ip = event["requestContext"].get("identity", {}).get("sourceIp", "")
+    try:
+        check_not_busy(states, settings.state_machine_arn, settings.max_active_jobs)
+        rate_limits.take(connection_limit(), f"connection#{connection_id(event)}")
+        rate_limits.take(address_limit(), f"address#{address_key(source_ip)}")
+    except (ClientError, BotoCoreError):  # no count, no job: a limit must hold when it cannot be read
+        logger.exception("the limits could not be checked")
+        raise ProtocolError(f"{START_FAILED}; please try again") from None
+
+
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
     image = resolve_image(request.image)
     style, style_key = resolve_style(request.style)
+    try:
+        check_limits(event)
+    except ProtocolError:
+        # a rising count says the limits bite: a busy service, or a client hammering it
+        metrics.add_metric(name="TransferLimited", unit=MetricUnit.Count, value=1)
+        raise
 
     job_id = keys.new_job_id()
     token, token_hash = new_token()
@@ -149,6 +172,9 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
             "styleKey": style_key,
             "outputKey": output_key,
             "options": options,
+            # TTL: every job item goes after PRIVATE_RETENTION_DAYS, unless it becomes a Feed
+            # item (a public job that succeeded: marking it so removes expiresAt)
+            "expiresAt": int(time.time()) + settings.private_retention_days * 86400,
         }
     )
     execution = {

@@ -39,8 +39,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="port of the pages and WebSocket (default: %(default)s)")
     parser.add_argument("--data", type=Path, help="keep images, jobs and the gallery in this directory across restarts")
     parser.add_argument("--device", default="auto", help="where jobs run: auto, cpu, cuda, cuda:N (default: auto)")
+    parser.add_argument(
+        "--access-key", default="", help="as the stack's AccessKey: clients must connect with ?key=KEY (default: none)"
+    )
+    parser.add_argument(
+        "--parameter", action="append", default=[], metavar="NAME=VALUE", type=parameter,
+        help="a template.yaml parameter other than its default, e.g. JobsPerSourceIp=0 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--web", type=Path, default=WEB, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def parameter(text: str) -> tuple[str, str]:
+    """NAME=VALUE of a template.yaml parameter, for argparse."""
+    from .template import load
+
+    name, equals, value = text.partition("=")
+    if not equals or name not in load()["Parameters"]:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME=VALUE, NAME a parameter of template.yaml")
+    return name, value
 
 
 def fail_interrupted_jobs(aws: LocalAws) -> int:
@@ -73,6 +90,12 @@ def warm_quietly(runtime: LambdaRuntime, logical_id: str) -> None:
         log.warning("could not start %s ahead of the first job", logical_id, exc_info=True)
 
 
+def apply_parameters(aws: LocalAws, args: argparse.Namespace) -> None:
+    """The stack parameters given on the command line, as `sam deploy --parameter-overrides`
+    gives them: what !Ref of a parameter resolves to in the functions' environments."""
+    aws.refs.update({"AccessKey": args.access_key, **dict(args.parameter)})
+
+
 class Stack:
     """Everything started in order; stop() undoes it in reverse, whatever was reached."""
 
@@ -86,6 +109,7 @@ class Stack:
         moto = start_moto()
         self._stops.append(moto.stop)
         self.aws = aws = LocalAws(moto.endpoint).create()
+        apply_parameters(aws, args)  # before the functions start: they read them then
         if args.data:
             if restore(aws, args.data):
                 ended = fail_interrupted_jobs(aws)

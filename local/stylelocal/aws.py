@@ -230,6 +230,7 @@ class LocalAws:
         self.refs["WebSocketApi"] = "localws"
         self.attributes[("Distribution", "DomainName")] = "cdn.local.test"
         self.refs["CommonLayer"] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:common:1"
+        self._log_groups()
         self._batch()
         self._functions()
         self._state_machines()
@@ -284,6 +285,14 @@ class LocalAws:
             if redrive := resource.get("Properties", {}).get("RedrivePolicy"):
                 attributes = queue_attributes({"RedrivePolicy": self.resolve(redrive)})
                 sqs.set_queue_attributes(QueueUrl=self.refs[name], Attributes=attributes)
+
+    def _log_groups(self) -> None:
+        """Log groups are not created here (the functions and the worker log to the terminal);
+        their Refs are their names, which name the functions (a function's Ref is its name)."""
+        for name in template.resources("AWS::Serverless::Function"):
+            self.refs.setdefault(name, name)
+        for name, resource in template.resources("AWS::Logs::LogGroup").items():
+            self.refs[name] = self.resolve(resource["Properties"]["LogGroupName"])
 
     # --- Batch: what the state machine's batch:submitJob.sync needs to find ----------------
 

@@ -115,6 +115,7 @@ def new_job(aws: LocalAws, *, private: bool = False, style: str = "swirls", **op
             "styleKey": execution["styleKey"],
             "outputKey": execution["outputKey"],
             "options": execution["options"],
+            "expiresAt": int(time.time()) + 3 * 86400,
         }
     )
     return execution

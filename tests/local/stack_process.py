@@ -32,12 +32,13 @@ def free_port() -> int:
 class Running:
     """`python -m stylelocal` in a subprocess, with its output in a log file."""
 
-    def __init__(self, tmp: Path, data: Path | None = None) -> None:
+    def __init__(self, tmp: Path, data: Path | None = None, args: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.log = tmp / f"stack-{self.port}.log"
         command = [sys.executable, "-m", "stylelocal", "--port", str(self.port), "--device", "cpu"]
         if data:
             command += ["--data", str(data)]
+        command += args
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # no real AWS here
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
@@ -85,10 +86,10 @@ class Running:
 
 
 @contextlib.contextmanager
-def running_stack(directory: Path) -> Iterator[Running]:
-    """The stack for a test module: started, then stopped with Ctrl-C, which must end it cleanly
-    together with every process it started (functions, workers)."""
-    running = Running(directory)
+def running_stack(directory: Path, args: tuple[str, ...] = ()) -> Iterator[Running]:
+    """The stack for a test module (`args`: more options of python -m stylelocal): started, then
+    stopped with Ctrl-C, which must end it cleanly together with every process it started."""
+    running = Running(directory, args=args)
     yield running
     assert running.stop() == 0, running.log.read_text()[-3000:]
     leftovers = subprocess.run(["pgrep", "-s", str(running.process.pid)], capture_output=True, text=True).stdout

@@ -137,7 +137,7 @@ def test_queues_have_the_templates_properties_and_dead_letter_queue(aws):
             assert redrive["deadLetterTargetArn"] == aws.attributes[(target, "Arn")]
             assert int(redrive["maxReceiveCount"]) == props["RedrivePolicy"]["maxReceiveCount"]
     results = resources("AWS::SQS::Queue")["ResultsQueue"]["Properties"]
-    assert results["VisibilityTimeout"] == 60  # what the redelivery figures in docs/ assume
+    assert results["VisibilityTimeout"] == 180  # six times NotifyFunction's 30 s, as Lambda advises
 
 
 def test_a_message_received_too_often_goes_to_the_dead_letter_queue(aws):
@@ -158,3 +158,14 @@ def test_unknown_queue_properties_are_refused():
         "VisibilityTimeout": "60", "SqsManagedSseEnabled": "true"}  # fmt: skip
     with pytest.raises(KeyError, match="Tags"):
         queue_attributes({"Tags": []})
+
+
+def test_stack_parameters_from_the_command_line_reach_the_functions(aws):
+    from stylelocal.__main__ import apply_parameters, parse_args
+
+    assert aws.environment("TransferStyleFunction")["JOBS_PER_SOURCE_IP"] == "20"  # the template's default
+    apply_parameters(aws, parse_args(["--access-key", "k3y", "--parameter", "JobsPerSourceIp=0"]))
+    assert aws.environment("TransferStyleFunction")["JOBS_PER_SOURCE_IP"] == "0"
+    assert aws.environment("ConnectFunction")["ACCESS_KEY"] == "k3y"
+    with pytest.raises(SystemExit):
+        parse_args(["--parameter", "NoSuchParameter=1"])

@@ -30,6 +30,7 @@ from .conftest import (
     process_is_gone,
     records,
     run_execution,
+    wait_for_execution,
 )
 
 GENERIC_REASON = "the style transfer job failed; please try again"
@@ -133,7 +134,7 @@ def test_the_state_machine_runs_the_real_worker_to_a_result(aws, caplog):
     result = Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key=execution_input["outputKey"])["Body"].read()))
     assert (result.format, result.size) == ("JPEG", (64, 43))
     item = job_item(aws, execution_input["jobId"])
-    assert item["status"] == "RUNNING"  # the notifier marks it SUCCEEDED when it reads the message
+    assert item["status"] == "SUCCEEDED"  # recorded by the state machine, whatever becomes of the message
     assert item["executionArn"] == execution["executionArn"]
     sent = messages(aws)
     completed = {"type": "completed", "requestId": execution_input["jobId"], "resultKey": execution_input["outputKey"]}
@@ -143,6 +144,90 @@ def test_the_state_machine_runs_the_real_worker_to_a_result(aws, caplog):
     timings = [r.getMessage() for r in caplog.records if "stylize-worker timings" in r.getMessage()]
     assert timings
     assert timings[0].startswith(f"[{execution_input['jobId']}] ")
+
+
+# --- every job ends: the state machine records it ------------------------------------------------
+
+
+def test_a_public_job_that_succeeds_is_recorded_as_a_feed_item_without_expiry(aws, batch_for):
+    batch_for()
+    execution_input = new_job(aws)
+    execution = run_execution(aws, execution_input)
+    assert execution["status"] == "SUCCEEDED", execution
+    item = job_item(aws, execution_input["jobId"])
+    assert (item["status"], item["resultKey"], item["progress"]) == ("SUCCEEDED", execution_input["outputKey"], 1)
+    assert item["feed"] == "public"
+    assert "expiresAt" not in item  # a Feed item is kept until deleted
+    assert item["completedAt"] == batch_job(aws, execution_input)["stoppedAt"]
+
+
+def test_a_private_job_that_succeeds_keeps_its_expiry_and_stays_out_of_the_feed(aws, batch_for):
+    batch_for()
+    execution_input = new_job(aws, private=True)
+    expires = job_item(aws, execution_input["jobId"])["expiresAt"]
+    assert run_execution(aws, execution_input)["status"] == "SUCCEEDED"
+    item = job_item(aws, execution_input["jobId"])
+    assert (item["status"], item["resultKey"]) == ("SUCCEEDED", execution_input["outputKey"])
+    assert "feed" not in item
+    assert item["expiresAt"] == expires
+
+
+def start(aws: LocalAws, execution_input: dict[str, Any]) -> str:
+    sfn = aws.client("stepfunctions")
+    return sfn.start_execution(
+        stateMachineArn=aws.refs["TransferStateMachine"],
+        name=execution_input["jobId"],
+        input=json.dumps(execution_input),
+    )["executionArn"]
+
+
+def running_job(batch: LocalBatch, job_name: str) -> Any:
+    wait_until(lambda: any(j.name == job_name and j.status == "RUNNING" for j in batch.jobs()), what="the job's start")
+    [job] = [j for j in batch.jobs() if j.name == job_name]
+    return job
+
+
+def test_a_success_the_notifier_recorded_first_is_left_as_it_is(aws, batch_for):
+    from styleservice.jobs import Jobs
+
+    batch = batch_for("--sleep", "1")
+    execution_input = new_job(aws)
+    arn = start(aws, execution_input)
+    running_job(batch, execution_input["jobId"])
+    # the worker's `completed` message reached the notifier before Batch's end reached the state machine
+    assert Jobs(aws.refs["JobsTable"]).mark_succeeded(execution_input["jobId"], execution_input["outputKey"], True)
+    before = job_item(aws, execution_input["jobId"])
+    assert wait_for_execution(aws, arn)["status"] == "SUCCEEDED"
+    assert job_item(aws, execution_input["jobId"]) == before
+
+
+def test_a_job_batch_cancels_for_want_of_a_gpu_fails_with_a_reason_the_user_can_read(aws, batch_for):
+    batch = batch_for("--sleep", "30")
+    execution_input = new_job(aws)
+    arn = start(aws, execution_input)
+    job = running_job(batch, execution_input["jobId"])
+    # what Batch does to a job at the queue's head that no instance could be launched for, after
+    # the queue's JobStateTimeLimitActions' 10 minutes
+    batch.terminate(
+        job.job_id, "Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    )
+    execution = wait_for_execution(aws, arn)
+    reason = "no GPU became free to run the style transfer (the service is at its capacity); please try again later"
+    assert (execution["status"], execution["cause"]) == ("FAILED", reason)
+    assert messages(aws) == [{"type": "failed", "requestId": execution_input["jobId"], "error": reason}]
+    item = job_item(aws, execution_input["jobId"])
+    assert (item["status"], item["error"]) == ("FAILED", reason)
+
+
+def test_the_queue_cancels_jobs_that_cannot_be_placed_within_minutes():
+    [queue] = resources("AWS::Batch::JobQueue").values()
+    actions = queue["Properties"]["JobStateTimeLimitActions"]
+    assert {a["Reason"] for a in actions} >= {
+        "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+        "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    }
+    assert all(a["State"] == "RUNNABLE" and a["Action"] == "CANCEL" and a["MaxTimeSeconds"] <= 600 for a in actions)
 
 
 # --- failures ---------------------------------------------------------------------------------

@@ -253,8 +253,9 @@ def test_together_the_template_state_machine_runs_a_job_and_selects_its_result(a
     assert execution["status"] == "SUCCEEDED", execution
     output = json.loads(execution["output"])
     [job] = batch_jobs(aws)
-    assert output["batch"] == {"batchJobId": job["jobId"], "status": "SUCCEEDED"}  # ResultSelector: $.JobId, $.Status
+    # ResultSelector: $.JobId, $.Status, $.StoppedAt
+    assert output["batch"] == {"batchJobId": job["jobId"], "status": "SUCCEEDED", "stoppedAt": job["stoppedAt"]}
     [record] = records(tmp_path)
     assert json.loads(record["environ"]["JOB_JSON"]) == execution_input
-    assert job_item(aws, execution_input["jobId"])["status"] == "RUNNING"  # the notifier marks it SUCCEEDED
+    assert job_item(aws, execution_input["jobId"])["status"] == "SUCCEEDED"  # recorded by the state machine
     assert messages(aws) == []  # the fake worker sent nothing, and nothing failed

@@ -144,6 +144,15 @@ def test_sam_validate_lint_passes():
     assert "is a valid SAM Template" in result.stdout + result.stderr
 
 
+def test_cfn_lint_finds_nothing_even_informational():
+    """cfn-lint with informational rules on (-c I: e.g. no deletion policy on a stateful resource,
+    a queue without an explicit retention), as docs/deployment.md promises."""
+    cfn_lint = SAM.parent / "cfn-lint"
+    done = subprocess.run([str(cfn_lint), "-c", "I", "--", "template.yaml"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_sam_build_packages_the_layer_and_every_function(tmp_path: Path):
     build = tmp_path / "build"
     result = sam("build", "--build-dir", str(build), "--parallel", env={"PATH": with_python312(os.environ["PATH"])})
@@ -567,3 +576,72 @@ def test_an_execution_for_a_job_that_does_not_exist_creates_no_item(executing):
     assert job_item(executing, job_id) is None  # neither RecordJob nor MarkFailed made one
     assert not batch_tasks(history), "no worker may run for an unknown job"
     assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": GENERIC_REASON}]
+
+
+# --- a job always ends, nothing is kept forever by accident ---------------------------------------
+
+
+def test_the_results_queue_hides_a_message_for_six_notify_timeouts_and_its_dead_letters_raise_an_alarm():
+    queue = resources("AWS::SQS::Queue")["ResultsQueue"]
+    notify_timeout = template.function("NotifyFunction")["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * notify_timeout
+    dead_letters = {"Fn::GetAtt": ["ResultsDeadLetterQueue", "QueueName"]}
+    [alarm] = [a for a in resources("AWS::CloudWatch::Alarm").values() if a["Dimensions"][0]["Value"] == dead_letters]
+    assert (alarm["MetricName"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold")  # fmt: skip
+    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    subscription = template.resources("AWS::SNS::Subscription")["AlertEmailSubscription"]
+    assert subscription["Condition"] == "HasAlertEmail"
+
+
+def test_the_budget_exists_only_with_an_email_and_an_amount():
+    budget = template.resources("AWS::Budgets::Budget")["MonthlyBudget"]
+    assert budget["Condition"] == "HasBudget"
+    assert budget["Properties"]["Budget"]["BudgetLimit"] == {"Amount": {"Ref": "MonthlyBudgetUsd"}, "Unit": "USD"}
+    assert template.load()["Conditions"]["HasBudget"] == {
+        "Fn::And": [{"Condition": "HasAlertEmail"}, {"Fn::Not": [{"Fn::Equals": [{"Ref": "MonthlyBudgetUsd"}, "0"]}]}]
+    }
+
+
+def test_the_state_machine_records_success_itself():
+    states = asl()["States"]
+    assert states["RunWorker"]["Next"] == "IsPrivate"
+    for name in ("MarkSucceededPublic", "MarkSucceededPrivate"):
+        update = states[name]["Parameters"]
+        assert update["UpdateExpression"].startswith("SET #s = :done, resultKey = :result")
+        assert update["ExpressionAttributeValues"][":done"] == {"S": "SUCCEEDED"}
+    assert "feed = :feed REMOVE expiresAt" in states["MarkSucceededPublic"]["Parameters"]["UpdateExpression"]
+    assert "feed" not in states["MarkSucceededPrivate"]["Parameters"]["UpdateExpression"]
+
+
+def test_every_log_group_has_the_retention_parameter_and_every_function_has_its_group():
+    groups = resources("AWS::Logs::LogGroup")
+    assert all(g["RetentionInDays"] == {"Ref": "LogRetentionDays"} for g in groups.values())
+    names = {sub_text(g["LogGroupName"]) for g in groups.values()}
+    for function in resources("AWS::Serverless::Function"):
+        assert f"/aws/lambda/${{{function}}}" in names, f"{function} has no log group with a retention"
+    log_config = resources("AWS::Batch::JobDefinition")["WorkerJobDefinition"]["ContainerProperties"]
+    assert log_config["LogConfiguration"]["Options"]["awslogs-group"] == {"Ref": "WorkerLogs"}
+
+
+def test_private_images_and_uploads_expire_and_public_ones_are_kept():
+    rules = resources("AWS::S3::Bucket")["ImagesBucket"]["LifecycleConfiguration"]["Rules"]
+    expiring = {r.get("Prefix"): r.get("ExpirationInDays") for r in rules if "ExpirationInDays" in r}
+    assert expiring == {"uploads/": 1, "private/": {"Ref": "PrivateRetentionDays"}}
+    jobs = resources("AWS::DynamoDB::Table")["JobsTable"]
+    assert jobs["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert template.function("TransferStyleFunction")["Environment"]["Variables"]["PRIVATE_RETENTION_DAYS"] == {
+        "Ref": "PrivateRetentionDays"
+    }
+
+
+def test_tables_queues_and_the_bucket_have_deliberate_deletion_policies():
+    stateful = {
+        **template.resources("AWS::DynamoDB::Table"),
+        **template.resources("AWS::SQS::Queue"),
+        **template.resources("AWS::S3::Bucket"),
+    }
+    for name, resource in stateful.items():
+        assert resource.get("DeletionPolicy") == "Delete", name  # `make destroy` removes everything
+        kept = name in ("JobsTable", "ImagesBucket")  # the Feed survives a replacing template change
+        assert resource.get("UpdateReplacePolicy") == ("Retain" if kept else "Delete"), name

@@ -5,9 +5,11 @@ start)."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import requests
+from botocore.exceptions import ClientError
 from styleservice.jobs import hash_token
 from styleservice.protocol import MAX_MESSAGE_BYTES
 
@@ -183,16 +185,28 @@ def test_a_refusal_is_counted(seeded: LocalAws, capsys: pytest.CaptureFixture[st
     assert any('"TransferRefused"' in line for line in capsys.readouterr().out.splitlines())
 
 
-def test_a_failed_start_marks_the_job_failed_and_tells_the_client(seeded: LocalAws):
-    # a state machine that does not exist: Step Functions itself refuses the StartExecution
-    missing = seeded.refs["TransferStateMachine"].rsplit(":", 1)[0] + ":Gone"
-    seeded.overrides["STATE_MACHINE_ARN"] = missing
+def test_a_failed_start_marks_the_job_failed_and_tells_the_client(seeded: LocalAws, monkeypatch: pytest.MonkeyPatch):
+    # Step Functions refuses the StartExecution (as it does for a state machine that is gone)
+    def refuse(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "StateMachineDoesNotExist", "Message": "gone"}}, "StartExecution")
+
+    handler = seeded.handler(FUNCTION)
+    monkeypatch.setattr(sys.modules[handler.__module__].states, "start_execution", refuse)
     text = refusal(seeded.invoke(FUNCTION, "transfer_style/valid_data_url.json"))
     assert text == "the service could not start the job; please try again"
     assert executions(seeded) == []
     (job,) = job_items(seeded)
     assert job["status"] == {"S": "FAILED"}
     assert job["error"] == {"S": "the service could not start the job"}
+
+
+def test_jobs_in_flight_that_cannot_be_counted_start_nothing(seeded: LocalAws):
+    # a state machine that does not exist: ListExecutions fails, and the cap cannot be checked
+    missing = seeded.refs["TransferStateMachine"].rsplit(":", 1)[0] + ":Gone"
+    seeded.overrides["STATE_MACHINE_ARN"] = missing
+    text = refusal(seeded.invoke(FUNCTION, "transfer_style/valid_data_url.json"))
+    assert text == "the service could not start the job; please try again"
+    assert_nothing_started(seeded)
 
 
 def test_an_image_posted_with_request_upload_can_be_styled(seeded: LocalAws):

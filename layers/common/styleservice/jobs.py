@@ -2,7 +2,8 @@
 
 Item: jobId (key), status (SUBMITTED, RUNNING, SUCCEEDED, FAILED), connectionId, tokenHash,
 isPrivate, inputKey, style, styleKey, outputKey, options, progress (0..1), previewKey, resultKey, error,
-createdAt/updatedAt/completedAt (epoch ms). Public jobs that succeed also get feed="public":
+createdAt/updatedAt/completedAt (epoch ms), expiresAt (epoch s, the table's TTL; removed when
+the job becomes a Feed item). Public jobs that succeed also get feed="public":
 the sparse index `Feed` (feed, completedAt) serves LIST_IMAGES newest first.
 """
 
@@ -107,7 +108,8 @@ class Jobs:
     def mark_succeeded(self, job_id: str, result_key: str, public: bool) -> bool:
         """False if the job had already succeeded (a redelivered result)."""
         now = now_ms()
-        feed = ", feed = :feed" if public else ""
+        # a Feed item is kept until deleted: its expiry (TTL, set by TRANSFER_STYLE) goes
+        feed = ", feed = :feed REMOVE expiresAt" if public else ""
         values: dict[str, Any] = {":result": result_key, ":done": SUCCEEDED, ":completed": now}
         if public:
             values[":feed"] = FEED

@@ -68,5 +68,41 @@ class Settings:
         """API Gateway closes a connection after 2 h; rows outlive that a little, then expire."""
         return int(os.environ.get("CONNECTION_TTL_SECONDS", str(3 * 3600)))
 
+    @property
+    def private_retention_days(self) -> int:
+        """How long a job item that is not a Feed item (private, or failed) is kept."""
+        return int(os.environ.get("PRIVATE_RETENTION_DAYS", "3"))
+
+    # --- limits (styleservice.limits; template parameters of the same names) ----------------------
+
+    @property
+    def rate_limits_table(self) -> str:
+        return _required("RATE_LIMITS_TABLE")
+
+    @property
+    def jobs_per_connection(self) -> int:
+        return int(os.environ.get("JOBS_PER_CONNECTION", "5"))
+
+    @property
+    def connection_window_seconds(self) -> int:
+        return 60 * int(os.environ.get("CONNECTION_WINDOW_MINUTES", "10"))
+
+    @property
+    def jobs_per_source_ip(self) -> int:
+        return int(os.environ.get("JOBS_PER_SOURCE_IP", "20"))
+
+    @property
+    def source_ip_window_seconds(self) -> int:
+        return 60 * int(os.environ.get("SOURCE_IP_WINDOW_MINUTES", "60"))
+
+    @property
+    def max_active_jobs(self) -> int:
+        return int(os.environ.get("MAX_ACTIVE_JOBS", "20"))
+
+    @property
+    def access_key(self) -> str:
+        """ "" (the default): anyone may connect; else $connect wants ?key=<this>."""
+        return os.environ.get("ACCESS_KEY", "")
+
 
 settings = Settings()

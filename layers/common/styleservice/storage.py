@@ -16,10 +16,20 @@ from .settings import settings
 SNIFF_BYTES = 32
 
 
+# SigV4 explicitly: presigned URLs and POST policies signed with SigV2 are refused by buckets
+# created since 2020, and only SigV4 honours the lifetimes this service asks for.
+# The bucket's regional endpoint (https://<bucket>.s3.<region>.amazonaws.com): botocore's default
+# for presigned URLs is the global one (<bucket>.s3.amazonaws.com), which S3 refuses in regions
+# launched after March 2019 and answers with a redirect for new buckets elsewhere, a redirect that
+# a browser's POST or an <img> does not follow. An endpoint override (AWS_ENDPOINT_URL: moto) still
+# wins, with path-style URLs.
+S3_CONFIG = Config(
+    signature_version="s3v4", s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"}
+)
+
+
 def s3_client() -> Any:
-    # SigV4 explicitly: presigned URLs and POST policies signed with SigV2 are refused by buckets
-    # created since 2020, and only SigV4 honours the lifetimes this service asks for.
-    return boto3.client("s3", config=Config(signature_version="s3v4"))
+    return boto3.client("s3", config=S3_CONFIG)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,79 @@
+"""python -m styledeploy {deploy,smoke,destroy} --stack NAME --region REGION [...]: see
+docs/deployment.md. The Makefile's deploy, smoke and destroy targets call this."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.request
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .deploy import deploy, stack_outputs
+from .destroy import destroy
+from .runner import Runner
+from .smoke import SmokeError, smoke
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m styledeploy", description=__doc__.split(":")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, what in (("deploy", "build, push and deploy everything; re-runnable"),
+                       ("smoke", "a real client's round trip through a running stack"),
+                       ("destroy", "delete the stack and everything deploy made")):  # fmt: skip
+        command = commands.add_parser(name, help=what)
+        command.add_argument("--stack", default="style-transfer", help="the stack's name (default: %(default)s)")
+        command.add_argument("--region", default="us-east-1", help="the AWS region (default: %(default)s)")
+        if name != "smoke":
+            command.add_argument("--dry-run", action="store_true", help="print every command and AWS call; run none")
+    deploy_ = commands.choices["deploy"]
+    deploy_.add_argument("--sam", default="sam", help="the SAM CLI to run (make deploy: .venv-sam/bin/sam)")
+    deploy_.add_argument(
+        "--parameter", action="append", default=[], metavar="NAME=VALUE",
+        help="a stack parameter (repeatable); parameters not given keep their deployed values",
+    )  # fmt: skip
+    commands.choices["destroy"].add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    smoke_ = commands.choices["smoke"]
+    smoke_.add_argument("--url", help="the WebSocket URL (default: the stack's WebSocketUrl output)")
+    smoke_.add_argument("--site", help="a site whose config.json names the WebSocket URL (e.g. http://127.0.0.1:8000)")
+    smoke_.add_argument("--key", help="the stack's AccessKey, if it has one")
+    smoke_.add_argument("--style", help="the catalogue style to use (default: the first)")
+    smoke_.add_argument(
+        "--job-timeout", type=float, default=900,
+        help="seconds a job may take (default: %(default)s; the first job after a while starts a GPU instance)",
+    )  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def websocket_url(args: argparse.Namespace) -> str:
+    if args.url:
+        return args.url
+    if args.site:
+        with urllib.request.urlopen(f"{args.site.rstrip('/')}/config.json", timeout=30) as response:
+            return json.load(response)["websocketUrl"]
+    return stack_outputs(Runner(args.region), args.stack)["WebSocketUrl"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "deploy":
+            deploy(Runner(args.region, dry_run=args.dry_run), args.stack, sam=args.sam, parameters=args.parameter)
+        elif args.command == "destroy":
+            return 0 if destroy(Runner(args.region, dry_run=args.dry_run), args.stack, yes=args.yes) else 1
+        else:
+            asyncio.run(smoke(websocket_url(args), key=args.key, style=args.style, job_timeout=args.job_timeout,
+                              out=sys.stdout))  # fmt: skip
+    except SmokeError as failure:
+        print(f"smoke test FAILED: {failure}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError, ValueError) as failure:
+        print(f"styledeploy {args.command}: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

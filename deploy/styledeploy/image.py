@@ -1,0 +1,108 @@
+"""The GPU worker's image: its tag, derived from exactly what goes into it, and its ECR repository
+with a lifecycle policy. Docker is only ever run through the Runner (printed; skipped in a dry run)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from .runner import ROOT, Runner
+
+DOCKERFILE = "agent/Dockerfile"
+# What agent/Dockerfile copies (agent/Dockerfile.dockerignore lets only these in), and itself.
+CONTEXT = ("agent/styletransfer", "agent/stylize_worker")
+PLATFORM = "linux/amd64"  # Batch's g5/g6 instances; an arm64 laptop would otherwise build arm64
+KEEP_IMAGES = 10
+
+LIFECYCLE_POLICY = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "description": "layers left untagged by a later push of the same tag",
+            "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days",
+                          "countNumber": 1},
+            "action": {"type": "expire"},
+        },
+        {
+            "rulePriority": 2,
+            "description": f"the {KEEP_IMAGES} newest images: the deployed one and a few to roll back to",
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES},
+            "action": {"type": "expire"},
+        },
+    ]
+}  # fmt: skip
+
+
+def build_files(root: Path = ROOT) -> list[Path]:
+    """The files the image is built from, in a stable order (bytecode caches left out)."""
+    files = [root / DOCKERFILE, root / f"{DOCKERFILE}.dockerignore"]
+    for folder in CONTEXT:
+        files += sorted(
+            p for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+        )
+    return files
+
+
+def image_tag(root: Path = ROOT) -> str:
+    """A tag that changes exactly when the image's inputs change (paths and contents, committed or
+    not): a new tag makes `sam deploy` register a new job definition revision, and an unchanged
+    worker is neither rebuilt nor pushed."""
+    digest = hashlib.sha256()
+    for path in build_files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return "code-" + digest.hexdigest()[:16]
+
+
+def repository_name(stack: str) -> str:
+    return f"{stack}-worker"
+
+
+def ensure_repository(runner: Runner, stack: str, account: str) -> str:
+    """The stack's ECR repository (created once, scanned on push, tags immutable) with its lifecycle
+    policy put every time (so a change of the policy here reaches the account); its URI."""
+    name = repository_name(stack)
+    try:
+        runner.call("ecr", "describe_repositories", repositoryNames=[name], read={"repositories": []})
+        exists = not runner.dry_run
+    except ClientError as failure:
+        if failure.response["Error"]["Code"] != "RepositoryNotFoundException":
+            raise
+        exists = False
+    if not exists:
+        runner.call(
+            "ecr", "create_repository", repositoryName=name, imageScanningConfiguration={"scanOnPush": True},
+            imageTagMutability="IMMUTABLE", encryptionConfiguration={"encryptionType": "AES256"},
+        )  # fmt: skip
+    runner.call("ecr", "put_lifecycle_policy", repositoryName=name, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
+    return f"{account}.dkr.ecr.{runner.region}.amazonaws.com/{name}"
+
+
+def image_exists(runner: Runner, stack: str, tag: str) -> bool:
+    try:
+        found = runner.call(
+            "ecr", "describe_images", repositoryName=repository_name(stack), imageIds=[{"imageTag": tag}],
+            read={"imageDetails": []},
+        )  # fmt: skip
+    except ClientError as failure:
+        if failure.response["Error"]["Code"] in ("ImageNotFoundException", "RepositoryNotFoundException"):
+            return False
+        raise
+    return bool(found.get("imageDetails"))
+
+
+def build_and_push(runner: Runner, image: str) -> None:
+    """docker login (a token from ECR, passed on stdin), build for linux/amd64, push."""
+    registry = image.split("/", 1)[0]
+    token = runner.call("ecr", "get_authorization_token", read={"authorizationData": []})
+    password = ""
+    if token.get("authorizationData"):
+        password = base64.b64decode(token["authorizationData"][0]["authorizationToken"]).decode().split(":", 1)[1]
+    runner.run(["docker", "login", "--username", "AWS", "--password-stdin", registry], stdin=password,
+               shown_stdin="(the ECR token)")  # fmt: skip
+    runner.run(["docker", "build", "--platform", PLATFORM, "-f", DOCKERFILE, "-t", image, "."])
+    runner.run(["docker", "push", image])

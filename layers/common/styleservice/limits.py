@@ -1,0 +1,102 @@
+"""What keeps a public demo's GPU bill bounded: how many jobs one connection and one source address
+may start in a window of time, and how many jobs may wait or run at once (template parameters
+JobsPerConnection, JobsPerSourceIp, their windows, and MaxActiveJobs; 0 turns a rate limit off).
+
+A refusal is a ProtocolError, so TRANSFER_STYLE answers it with an ERROR saying when to try again
+and starts nothing.
+
+Rates are counted in fixed windows, one DynamoDB item per (who, window), incremented atomically
+under a condition and deleted by TTL once the window is over. Jobs in flight are the state
+machine's RUNNING executions: Step Functions knows them exactly, whatever happened to a job's
+item, so the count cannot drift.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from .protocol import ProtocolError
+from .settings import settings
+
+BUSY = "the service is busy: {count} jobs are waiting or running, the most it takes at once; please try again in a few minutes"  # noqa: E501
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    who: str  # in the ERROR's words: "this connection", "your network address"
+    jobs: int  # at most this many per window; 0: no limit
+    window_seconds: int
+
+
+def address_key(source_ip: str) -> str:
+    """The counted unit of a source address: an IPv4 address, or an IPv6 /64 (one subscriber's
+    network: a client can pick any address in it)."""
+    try:
+        address = ipaddress.ip_address(source_ip)
+    except ValueError:
+        return source_ip
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def wait_words(seconds: float) -> str:
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    return f"{math.ceil(seconds / 60)} min"
+
+
+class RateLimits:
+    """Fixed-window counters in the rate limits table (id, count, expiresAt as TTL)."""
+
+    def __init__(self, table_name: str | None = None) -> None:
+        self.table = boto3.resource("dynamodb").Table(table_name or settings.rate_limits_table)
+
+    def take(self, limit: RateLimit, subject: str, now: float | None = None) -> None:
+        """Counts one job for `subject` (a connection id, an address key), or raises ProtocolError
+        saying when its window ends if it already has `limit.jobs` in this window."""
+        if limit.jobs <= 0:
+            return
+        now = time.time() if now is None else now
+        start = int(now // limit.window_seconds) * limit.window_seconds
+        end = start + limit.window_seconds
+        try:
+            self.table.update_item(
+                Key={"id": f"{subject}#{start}"},
+                UpdateExpression="ADD #n :one SET expiresAt = :expires",
+                ConditionExpression="attribute_not_exists(#n) OR #n < :most",
+                ExpressionAttributeNames={"#n": "count"},
+                ExpressionAttributeValues={":one": 1, ":most": limit.jobs, ":expires": end + 60},
+            )
+        except ClientError as failure:
+            if failure.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            raise ProtocolError(
+                f"too many style transfers from {limit.who}: at most {limit.jobs} every "
+                f"{wait_words(limit.window_seconds)}; please try again in {wait_words(end - now)}"
+            ) from None
+
+
+def connection_limit() -> RateLimit:
+    return RateLimit("this connection", settings.jobs_per_connection, settings.connection_window_seconds)
+
+
+def address_limit() -> RateLimit:
+    return RateLimit("your network address", settings.jobs_per_source_ip, settings.source_ip_window_seconds)
+
+
+def check_not_busy(states: Any, state_machine_arn: str, most: int) -> None:
+    """Raises ProtocolError when `most` executions (jobs) are already running; one page of
+    ListExecutions answers it, since `most` is at most 1000 (the template's MaxValue)."""
+    running = states.list_executions(stateMachineArn=state_machine_arn, statusFilter="RUNNING", maxResults=most)
+    count = len(running.get("executions", []))
+    if count >= most:
+        raise ProtocolError(BUSY.format(count=count))

@@ -1,0 +1,254 @@
+"""`make deploy` and `make destroy` (deploy/styledeploy): the dry run prints every step and calls
+nothing; the image tag follows the code; the AWS steps run against moto, twice, to show that a
+re-run changes only what changed; destroy removes what deploy made, and only when confirmed."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from styledeploy import image, site
+from styledeploy.deploy import check_gpu_quota, stack_outputs
+from styledeploy.destroy import destroy
+from styledeploy.runner import ROOT, Runner
+
+from .conftest import REGION
+
+MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def dry_run(*args: str) -> list[str]:
+    """`python -m styledeploy ... --dry-run` with no AWS credentials or endpoint: its lines."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_SHARED_CREDENTIALS_FILE"] = env["AWS_CONFIG_FILE"] = "/nonexistent"
+    done = subprocess.run(
+        [sys.executable, "-m", "styledeploy", *args, "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_the_dry_run_of_deploy_prints_every_step_in_order():
+    lines = dry_run("deploy", "--stack", "demo", "--region", "ap-east-1", "--sam", "sam",
+                    "--parameter", "AccessKey=s3cret", "--parameter", "MaxActiveJobs=8")  # fmt: skip
+    tag = image.image_tag()
+    uri = f"<ACCOUNT>.dkr.ecr.ap-east-1.amazonaws.com/demo-worker:{tag}"
+    expected_in_order = [
+        "aws sts get_caller_identity",
+        'aws service-quotas get_service_quota {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA"}',
+        "aws ecr create_repository",
+        "aws ecr put_lifecycle_policy",
+        "$ docker login --username AWS --password-stdin '<ACCOUNT>.dkr.ecr.ap-east-1.amazonaws.com'",
+        f"$ docker build --platform linux/amd64 -f agent/Dockerfile -t '{uri}' .",
+        f"$ docker push '{uri}'",
+        "$ sam build --config-file samconfig.toml",
+        "$ sam deploy --config-file samconfig.toml --stack-name demo --region ap-east-1 --no-confirm-changeset "
+        f"--no-fail-on-empty-changeset --parameter-overrides 'WorkerImageUri={uri}' AccessKey=*** MaxActiveJobs=8",
+        'aws cloudformation describe_stacks {"StackName": "demo"}',
+        'aws s3 put_object {"Bucket": "<ImagesBucketName>", "Key": "web/index.html"',
+        'aws s3 put_object {"Bucket": "<ImagesBucketName>", "Key": "web/config.json"',
+        'aws s3 put_object {"Bucket": "<ImagesBucketName>", "Key": "styles/swirls.jpg"',
+        'aws cloudfront create_invalidation {"DistributionId": "<DistributionId>"',
+        "# the site: <SiteUrl>/",
+    ]
+    position = 0
+    for expected in expected_in_order:
+        found = [i for i, line in enumerate(lines) if i >= position and line.startswith(expected)]
+        assert found, f"missing (or out of order): {expected}\n" + "\n".join(lines)
+        position = found[0] + 1
+    assert not any("s3cret" in line for line in lines)  # a NoEcho parameter is never printed
+    assert not any("screenshots" in line or "README" in line for line in lines)
+
+
+def test_the_dry_run_of_destroy_asks_nothing_and_deletes_nothing():
+    lines = dry_run("destroy", "--stack", "demo", "--region", "eu-west-1")
+    assert lines[-1] == "# dry run: nothing was deleted"
+    for expected in ("aws s3 list_object_versions", 'aws cloudformation delete_stack {"StackName": "demo"}',
+                     'aws ecr delete_repository {"repositoryName": "demo-worker", "force": true}',
+                     'aws logs describe_log_groups {"logGroupNamePrefix": "/aws/lambda/demo-"}'):  # fmt: skip
+        assert any(line.startswith(expected) for line in lines), expected
+
+
+def test_the_make_targets_pass_stack_region_and_parameters():
+    make = subprocess.run(
+        ["make", "-n", "deploy", "STACK=shop", "REGION=eu-central-2", "PARAMS=MaxActiveJobs=4 JobsPerConnection=2"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "-m styledeploy deploy --stack shop --region eu-central-2 --sam .venv-sam/bin/sam" in make
+    assert "--parameter MaxActiveJobs=4 --parameter JobsPerConnection=2" in make
+    destroy_ = subprocess.run(["make", "-n", "destroy", "YES=1"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "-m styledeploy destroy --stack style-transfer --region us-east-1 --yes" in destroy_
+
+
+def test_the_samconfig_deploys_with_iam_capability_and_no_prompt():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["deploy"]["parameters"]
+    assert config["capabilities"] == "CAPABILITY_IAM"
+    assert config["confirm_changeset"] is False
+    assert config["resolve_s3"] is True
+
+
+# --- the image ------------------------------------------------------------------------------------
+
+
+def copy_build_context(tmp_path: Path) -> Path:
+    for path in image.build_files():
+        target = tmp_path / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return tmp_path
+
+
+def test_the_image_tag_changes_with_the_workers_code_and_nothing_else(tmp_path: Path):
+    root = copy_build_context(tmp_path)
+    tag = image.image_tag(root)
+    assert tag == image.image_tag(ROOT)  # where the files are does not matter
+    assert tag.startswith("code-")
+    assert len(tag) == 21
+    (root / "agent/stylize_worker/__pycache__").mkdir(exist_ok=True)
+    (root / "agent/stylize_worker/__pycache__/job.cpython-311.pyc").write_bytes(b"bytecode")
+    (root / "README.md").write_text("not in the image")
+    assert image.image_tag(root) == tag
+    job = root / "agent/stylize_worker/job.py"
+    job.write_text(job.read_text() + "\n# a change\n")
+    assert image.image_tag(root) != tag
+    job.rename(root / "agent/stylize_worker/moved.py")  # a rename is a change too
+    assert image.image_tag(root) != tag
+
+
+def test_the_repository_is_made_once_with_its_lifecycle_policy(runner: Runner, aws: Any):
+    uri = image.ensure_repository(runner, "demo", "123456789012")
+    assert uri == f"123456789012.dkr.ecr.{REGION}.amazonaws.com/demo-worker"
+    assert image.ensure_repository(runner, "demo", "123456789012") == uri  # a re-run: no error, no second one
+    ecr = aws("ecr")
+    [repository] = ecr.describe_repositories()["repositories"]
+    assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    policy = json.loads(ecr.get_lifecycle_policy(repositoryName="demo-worker")["lifecyclePolicyText"])
+    assert policy == image.LIFECYCLE_POLICY
+    assert not image.image_exists(runner, "demo", "code-0000")
+    manifest = {"schemaVersion": 2, "mediaType": MANIFEST, "config": {}, "layers": []}
+    ecr.put_image(repositoryName="demo-worker", imageTag="code-0000", imageManifest=json.dumps(manifest))
+    assert image.image_exists(runner, "demo", "code-0000")  # so a re-run skips build and push
+
+
+def test_a_low_gpu_quota_is_a_warning(runner: Runner, monkeypatch: pytest.MonkeyPatch):
+    quotas = runner.client("service-quotas")
+    monkeypatch.setattr(quotas, "get_service_quota", lambda **_: {"Quota": {"Value": 0.0}})
+    assert check_gpu_quota(runner) == 0
+    assert "a job needs 4" in runner.printed[-1]
+    assert "L-DB2E81BA" in runner.printed[-1]
+
+
+# --- the site -------------------------------------------------------------------------------------
+
+
+def site_fixture(aws: Any) -> tuple[str, str]:
+    aws("s3").create_bucket(Bucket="images", CreateBucketConfiguration={"LocationConstraint": REGION})
+    distribution = aws("cloudfront").create_distribution(DistributionConfig={
+        "CallerReference": "test", "Comment": "", "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [{"Id": "images", "DomainName": "images.s3.amazonaws.com",
+                                              "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
+        "DefaultCacheBehavior": {"TargetOriginId": "images", "ViewerProtocolPolicy": "redirect-to-https",
+                                 "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6"},
+    })["Distribution"]["Id"]  # fmt: skip
+    return "images", distribution
+
+
+def test_the_site_is_published_then_only_changes_are_uploaded_and_invalidated(runner: Runner, aws: Any, tmp_path: Path):
+    bucket, distribution = site_fixture(aws)
+    web = tmp_path / "web"
+    shutil.copytree(ROOT / "web", web)
+    (web / "old.html").write_text("a page that will be removed")
+    s3 = aws("s3")
+
+    first = site.publish(runner, bucket, "wss://abc.execute-api.eu-west-1.amazonaws.com/prod", web)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {"web/index.html", "web/feed.html", "web/client.js", "web/config.json", "styles/swirls.jpg"} <= keys
+    assert not any("screenshots" in key for key in keys)
+    config = json.loads(s3.get_object(Bucket=bucket, Key="web/config.json")["Body"].read())
+    assert config == {"websocketUrl": "wss://abc.execute-api.eu-west-1.amazonaws.com/prod"}
+    page = s3.head_object(Bucket=bucket, Key="web/client.js")
+    assert page["ContentType"] == "text/javascript; charset=utf-8"
+    assert s3.head_object(Bucket=bucket, Key="web/config.json")["CacheControl"] == "no-cache"
+    assert "/web/config.json" in first.paths
+    assert "/styles/catalogue.json" in first.paths
+    assert len(first.paths) > site.INVALIDATE_ALL_OVER
+    assert site.invalidate(runner, distribution, first) == ["/styles/*", "/web/*"]  # one wildcard per area
+
+    assert site.publish(runner, bucket, "wss://abc.execute-api.eu-west-1.amazonaws.com/prod", web).paths == []
+    assert site.invalidate(runner, distribution, site.SiteChanges()) == []  # nothing changed, nothing invalidated
+
+    (web / "old.html").unlink()
+    (web / "index.html").write_text((web / "index.html").read_text() + "<!-- changed -->")
+    third = site.publish(runner, bucket, "wss://abc.execute-api.eu-west-1.amazonaws.com/prod", web)
+    assert (third.uploaded, third.deleted) == (["web/index.html"], ["web/old.html"])
+    assert site.invalidate(runner, distribution, third) == ["/web/index.html", "/web/old.html"]
+    many = site.SiteChanges(uploaded=[f"web/p{n}.html" for n in range(20)], deleted=["styles/a.jpg"])
+    assert site.invalidate(runner, distribution, many) == ["/styles/*", "/web/*"]  # one wildcard per area
+    invalidations = aws("cloudfront").list_invalidations(DistributionId=distribution)["InvalidationList"]
+    assert invalidations["Quantity"] == 3
+    assert "web/old.html" not in {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+
+
+def test_a_style_the_operator_added_is_left_alone(runner: Runner, aws: Any):
+    bucket, _ = site_fixture(aws)
+    aws("s3").put_object(Bucket=bucket, Key="styles/my-own-style.jpg", Body=b"\xff\xd8\xff their own")
+    site.publish(runner, bucket, "wss://x/prod")
+    assert (
+        aws("s3").get_object(Bucket=bucket, Key="styles/my-own-style.jpg")["Body"].read() == b"\xff\xd8\xff their own"
+    )
+
+
+# --- destroy --------------------------------------------------------------------------------------
+
+STACK_TEMPLATE = {
+    "Resources": {
+        "ImagesBucket": {"Type": "AWS::S3::Bucket"},
+        "WorkerLogs": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "/aws/batch/demo-worker"}},
+    },
+    "Outputs": {"ImagesBucketName": {"Value": {"Ref": "ImagesBucket"}}},
+}
+
+
+def deployed(aws: Any) -> str:
+    """A stack named demo with a bucket full of objects, the worker's repository, and a log group
+    a function re-created after the stack had deleted its own."""
+    aws("cloudformation").create_stack(StackName="demo", TemplateBody=json.dumps(STACK_TEMPLATE))
+    bucket = stack_outputs(Runner(REGION, client_factory=aws, out=io.StringIO()), "demo")["ImagesBucketName"]
+    for n in range(3):
+        aws("s3").put_object(Bucket=bucket, Key=f"public/output/{n}.jpg", Body=b"x")
+    aws("ecr").create_repository(repositoryName="demo-worker")
+    aws("logs").create_log_group(logGroupName="/aws/lambda/demo-NotifyFunction-AbC123")
+    aws("logs").create_log_group(logGroupName="/aws/lambda/other-stack-Function")  # not ours
+    return bucket
+
+
+def test_destroy_removes_the_stack_its_bucket_its_images_and_its_logs(runner: Runner, aws: Any):
+    bucket = deployed(aws)
+    assert destroy(runner, "demo", yes=True)
+    assert aws("cloudformation").list_stacks(StackStatusFilter=["CREATE_COMPLETE"])["StackSummaries"] == []
+    assert bucket not in [b["Name"] for b in aws("s3").list_buckets()["Buckets"]]
+    assert aws("ecr").describe_repositories()["repositories"] == []
+    groups = [g["logGroupName"] for g in aws("logs").describe_log_groups()["logGroups"]]
+    assert groups == ["/aws/lambda/other-stack-Function"]
+    assert "# stack demo and everything it made are deleted" in runner.printed
+
+
+def test_destroy_asks_first_and_an_unconfirmed_destroy_touches_nothing(runner: Runner, aws: Any):
+    bucket = deployed(aws)
+    questions: list[str] = []
+    assert not destroy(runner, "demo", ask=lambda q: questions.append(q) or "yes")
+    assert "Type the stack's name" in questions[0]
+    assert len(aws("s3").list_objects_v2(Bucket=bucket)["Contents"]) == 3
+    assert aws("ecr").describe_repositories()["repositories"] != []
+    assert destroy(runner, "demo", ask=lambda q: "demo")  # the name itself confirms

@@ -1,0 +1,163 @@
+"""What keeps a public demo's bill bounded, against moto: TRANSFER_STYLE's per-connection and
+per-address rate limits and its cap on jobs in flight, and the optional access key on $connect.
+Every refusal is an ERROR that says when to try again, and starts nothing."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+from styleservice.limits import RateLimit, RateLimits, address_key, wait_words
+from styleservice.protocol import ProtocolError
+
+from . import template
+from .local_aws import LocalAws, event
+from .routes_support import answer, executions, job_items, refusal, seed
+
+FUNCTION = "TransferStyleFunction"
+VALID = "transfer_style/valid_data_url.json"
+
+
+def transfer(aws: LocalAws, connection: str = "conn-a=", source_ip: str = "192.0.2.10") -> dict:
+    request = copy.deepcopy(event(VALID))
+    request["requestContext"]["connectionId"] = connection
+    request["requestContext"]["identity"]["sourceIp"] = source_ip
+    return aws.invoke(FUNCTION, request)
+
+
+def accepted(response: dict) -> bool:
+    return answer(response)[0] == "TRANSFER_STYLE_ACCEPTED"
+
+
+@pytest.fixture
+def seeded(aws: LocalAws) -> LocalAws:
+    seed(aws)
+    return aws
+
+
+def test_the_defaults_are_the_templates_parameters():
+    parameters = template.load()["Parameters"]
+    defaults = {name: parameters[name]["Default"] for name in (
+        "JobsPerConnection", "ConnectionWindowMinutes", "JobsPerSourceIp", "SourceIpWindowMinutes", "MaxActiveJobs",
+        "AccessKey",
+    )}  # fmt: skip
+    assert defaults == {"JobsPerConnection": 5, "ConnectionWindowMinutes": 10, "JobsPerSourceIp": 20,
+                        "SourceIpWindowMinutes": 60, "MaxActiveJobs": 20, "AccessKey": ""}  # fmt: skip
+    assert parameters["AccessKey"]["NoEcho"] is True
+    variables = template.function(FUNCTION)["Environment"]["Variables"]
+    for variable, parameter in {"JOBS_PER_CONNECTION": "JobsPerConnection", "JOBS_PER_SOURCE_IP": "JobsPerSourceIp",
+                                "CONNECTION_WINDOW_MINUTES": "ConnectionWindowMinutes",
+                                "SOURCE_IP_WINDOW_MINUTES": "SourceIpWindowMinutes",
+                                "MAX_ACTIVE_JOBS": "MaxActiveJobs"}.items():  # fmt: skip
+        assert variables[variable] == {"Ref": parameter}
+    assert template.function("ConnectFunction")["Environment"]["Variables"]["ACCESS_KEY"] == {"Ref": "AccessKey"}
+
+
+def test_a_connection_gets_its_allowance_then_an_error_saying_when_to_try_again(seeded: LocalAws):
+    for _ in range(5):  # the default JobsPerConnection
+        assert accepted(transfer(seeded))
+    message = refusal(transfer(seeded))
+    assert re.fullmatch(
+        r"too many style transfers from this connection: at most 5 every 10 min; please try again in \d+ (s|min)",
+        message,
+    ), message
+    assert len(job_items(seeded)) == len(executions(seeded)) == 5  # the refused one started nothing
+    assert accepted(transfer(seeded, connection="conn-b="))  # another connection has its own allowance
+
+
+def test_an_address_is_limited_across_its_connections(seeded: LocalAws):
+    seeded.overrides["JOBS_PER_SOURCE_IP"] = "3"
+    for n in range(3):
+        assert accepted(transfer(seeded, connection=f"conn-{n}="))
+    message = refusal(transfer(seeded, connection="conn-new="))
+    assert message.startswith("too many style transfers from your network address: at most 3 every 60 min")
+    assert len(executions(seeded)) == 3
+    assert accepted(transfer(seeded, connection="conn-other=", source_ip="198.51.100.7"))
+
+
+def test_ipv6_addresses_count_by_their_64():
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("192.0.2.10") == "192.0.2.10"
+
+
+def test_a_busy_service_refuses_and_starts_nothing_until_a_job_ends(seeded: LocalAws):
+    seeded.overrides["MAX_ACTIVE_JOBS"] = "2"
+    assert accepted(transfer(seeded, connection="a="))
+    assert accepted(transfer(seeded, connection="b="))
+    message = refusal(transfer(seeded, connection="c="))
+    assert message == (
+        "the service is busy: 2 jobs are waiting or running, the most it takes at once; "
+        "please try again in a few minutes"
+    )
+    assert len(job_items(seeded)) == 2
+    sfn = seeded.client("stepfunctions")
+    sfn.stop_execution(executionArn=executions(seeded)[0]["executionArn"])
+    assert accepted(transfer(seeded, connection="c="))  # and c's allowance was not spent by the refusal
+
+
+def test_counters_that_cannot_be_written_start_nothing(seeded: LocalAws):
+    seeded.overrides["RATE_LIMITS_TABLE"] = "NoSuchTable"  # DynamoDB refuses the count
+    assert refusal(transfer(seeded)) == "the service could not start the job; please try again"
+    assert job_items(seeded) == []
+    assert executions(seeded) == []
+
+
+def test_zero_turns_a_rate_limit_off(seeded: LocalAws):
+    seeded.overrides["JOBS_PER_CONNECTION"] = "0"
+    assert all(accepted(transfer(seeded)) for _ in range(7))
+
+
+def test_a_window_ends_and_its_counter_expires(aws: LocalAws, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint)
+    limits = RateLimits(aws.refs["RateLimitsTable"])
+    limit = RateLimit("this connection", 2, 600)
+    start = 1_800_000_000  # a multiple of 600
+    limits.take(limit, "c", now=start + 10)
+    limits.take(limit, "c", now=start + 20)
+    with pytest.raises(ProtocolError, match=r"please try again in 10 min$"):
+        limits.take(limit, "c", now=start + 30)
+    with pytest.raises(ProtocolError, match=r"please try again in 5 s$"):
+        limits.take(limit, "c", now=start + 595)
+    limits.take(limit, "c", now=start + 600)  # the next window
+    items = aws.client("dynamodb").scan(TableName=aws.refs["RateLimitsTable"])["Items"]
+    expiry = {i["id"]["S"]: int(i["expiresAt"]["N"]) for i in items}
+    assert expiry == {f"c#{start}": start + 660, f"c#{start + 600}": start + 1260}  # TTL just past each window
+
+
+def test_wait_words():
+    assert [wait_words(s) for s in (0.2, 59, 89, 90, 3600)] == ["1 s", "59 s", "89 s", "2 min", "60 min"]
+
+
+# --- the access key -------------------------------------------------------------------------------
+
+
+def connect(aws: LocalAws, key: str | None) -> dict:
+    request = copy.deepcopy(event("connect/connect.json"))
+    request["queryStringParameters"] = None if key is None else {"key": key}
+    return aws.invoke("ConnectFunction", request)
+
+
+def connections(aws: LocalAws) -> int:
+    return len(aws.client("dynamodb").scan(TableName=aws.refs["ConnectionsTable"])["Items"])
+
+
+def test_without_an_access_key_anyone_connects(aws: LocalAws):
+    assert connect(aws, None) == {"statusCode": 200}
+    assert connections(aws) == 1
+
+
+def test_with_an_access_key_only_its_holders_connect(aws: LocalAws):
+    aws.overrides["ACCESS_KEY"] = "s3cret-Key_1"
+    assert connect(aws, None) == {"statusCode": 401}
+    assert connect(aws, "wrong") == {"statusCode": 401}
+    assert connect(aws, "s3cret-Key_") == {"statusCode": 401}
+    assert connections(aws) == 0  # a refused client is never remembered (no broadcasts to it)
+    assert connect(aws, "s3cret-Key_1") == {"statusCode": 200}
+    assert connections(aws) == 1
+
+
+def test_rate_counters_are_small_and_expire():
+    table = template.resources("AWS::DynamoDB::Table")["RateLimitsTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
