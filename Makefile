@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup up demo test lint bench bench-stack bench-job clean sam sam-validate sam-build chromium screenshots \
+.PHONY: setup up demo test lint bench bench-stack bench-job bench-preview clean sam sam-validate sam-build chromium screenshots \
 	gpu-wheels gpu-session deploy smoke destroy checkov
 
 setup: $(INSTALLED)
@@ -122,6 +122,11 @@ bench-stack: $(INSTALLED)
 # phases' seconds and the optimisation's share. Options: make bench-job ARGS="--size 512 --repeat 3"
 bench-job: $(INSTALLED)
 	$(PY) benchmarks/bench_job.py $(ARGS)
+
+# The instant preview's time, and whether starting L-BFGS from it pays, over photo/painting pairs.
+# Options: make bench-preview ARGS="--pairs 4 --preset preview --size 128"
+bench-preview: $(INSTALLED)
+	PYTHONPATH=layers/common $(PY) benchmarks/bench_preview.py $(ARGS)
 
 # The GPU check (a lent machine that runs one command in a copy of this tree; see
 # benchmarks/gpu_check.sh): it has python3.12 with torch and the usual scientific and test
