@@ -201,9 +201,11 @@ def test_an_image_the_worker_would_refuse_starts_no_job(stack: Running, clients)
 
 def test_a_worker_killed_mid_job_is_reported_to_its_client(stack: Running, clients) -> None:
     client = clients()
+    # a job long enough (256 px: about 15 s on a quiet 2-core CPU) that the kill lands mid-job;
+    # a 64 px one can end between its first progress message and the kill
     job = client.ask(
         {"action": "TRANSFER_STYLE", "image": data_url(photo_png(96, 64)), "style": "swirls", "isPrivate": True,
-         "options": OPTIONS},
+         "options": {**OPTIONS, "size": 256}},
         "TRANSFER_STYLE_ACCEPTED",
     )  # fmt: skip
     client.event(f"TRANSFER_STYLE_PROGRESS::{job['jobId']}", JOB_SECONDS)  # the worker is running
