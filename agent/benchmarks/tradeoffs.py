@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 options = base.replace(**settings, history=variant.history)
                 started = time.perf_counter()
                 with gram_inputs_rounded(variant.gram_bits):
-                    result = run(content, style, options)
-                if on_gpu:
-                    torch.cuda.synchronize(device)
+                    result = run(content, style, options)  # its PIL image was read back: the GPU is done
                 score = scorer.score(result.image)
                 baseline = baseline or score
                 change = score / baseline - 1
