@@ -1,6 +1,8 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from styletransfer.losses import blended_gram, content_loss, gram, style_loss, total_loss, tv_loss
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def test_gram_of_one_channel_is_mean_square():
@@ -58,3 +60,92 @@ def test_total_loss_is_the_weighted_sum():
         + 1e-3 * tv_loss(image)
     )
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+# The terms are autograd Functions with their gradients written out (fewer kernels per
+# iteration); these hold them to autograd of the plain expressions and to finite differences.
+
+
+def _plain_gram(f: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = f.shape
+    m = f.double().reshape(n, c, h * w)
+    return m @ m.mT / (c * h * w)
+
+
+def _plain_total(features, image, content_targets, style_targets, cw, sw, tw):
+    """The objective written the obvious way, in fp64, for autograd to differentiate."""
+    loss = image.new_zeros((), dtype=torch.float64)
+    for name, target in content_targets.items():
+        loss = loss + cw * F.mse_loss(features[name].double(), target.double())
+    for name, target in style_targets.items():
+        loss = loss + sw * F.mse_loss(_plain_gram(features[name]), target.double())
+    x = image.double()
+    dx, dy = x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+    return loss + tw * (dx.square().sum() + dy.square().sum()) / 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_value_and_gradient_match_autograd_of_the_plain_objective(dtype, channels_last):
+    torch.manual_seed(1)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    shallow = torch.randn(1, 8, 20, 28).relu().contiguous(memory_format=layout).to(dtype)
+    deep = torch.randn(1, 16, 5, 7).relu().contiguous(memory_format=layout).to(dtype)
+    image = torch.randn(1, 3, 20, 28) * 50
+    content_targets = {"deep": torch.randn(1, 16, 5, 7).relu()}
+    style_targets = {
+        "shallow": _plain_gram(torch.randn(1, 8, 20, 28).relu()).float(),
+        "deep": _plain_gram(torch.randn(1, 16, 5, 7).relu()).float(),
+    }
+    results = []
+    for objective in (total_loss, _plain_total):
+        inputs = [t.clone().requires_grad_(True) for t in (shallow, deep, image)]
+        features = {"shallow": inputs[0], "deep": inputs[1]}
+        loss = objective(features, inputs[2], content_targets, style_targets, 5.0, 100.0, 1e-3)
+        grads = torch.autograd.grad(loss * 3.0, inputs)  # a gradient from above that is not 1
+        results.append((loss.double().item(), grads))
+    (loss, grads), (expected_loss, expected_grads) = results
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    # bf16 gradients are rounded to bf16 either way: within one of its steps (2^-8 relative)
+    tolerance = 1e-5 if dtype == torch.float32 else 2**-7
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        assert grad.dtype == expected.dtype
+        scale = expected.double().abs().max()
+        assert (grad.double() - expected.double()).abs().max() <= tolerance * scale
+    if channels_last:  # the style gradient keeps the features' layout: no strided add after it
+        assert grads[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_each_term_passes_gradcheck():
+    torch.manual_seed(2)
+    features = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    gram_target = _plain_gram(torch.randn(1, 3, 4, 5))
+    content_target = torch.randn(1, 3, 4, 5, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda f: style_loss(f, gram_target, 7.0), (features,))
+    cl = features.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda f: style_loss(f, gram_target, 7.0), (cl,))
+    assert torch.autograd.gradcheck(lambda f: content_loss(f, content_target, 3.0), (features,))
+    assert torch.autograd.gradcheck(lambda f: tv_loss(f, 0.5), (features,))
+
+
+class _CountOps(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_style_gradient_is_one_product_of_the_features_size():
+    features = torch.randn(1, 8, 16, 16, requires_grad=True)
+    loss = style_loss(features, torch.zeros(1, 8, 8), 1.0)
+    counter = _CountOps()
+    with counter:
+        loss.backward()
+    assert [name for name in counter.names if "mm" in name] == ["bmm"]  # autograd of F·Fᵀ: two, and an add
+
+
+def test_no_terms_is_zero():
+    assert total_loss({}, torch.ones(1, 3, 4, 4), {}, {}, 5.0, 100.0, 0.0).item() == 0.0
