@@ -71,6 +71,9 @@ def engine_rows(engine: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         )
     if old:
         out.append(("  the same with the old CUDA defaults (TF32, eager)", f"{old['seconds']:.2f} s", ""))
+    one_product = _row(rows, "standard preset 3x200, defaults, history products as one GEMM")
+    if one_product:
+        out.append(("  the same with the L-BFGS history products as one GEMM", f"{one_product['seconds']:.2f} s", ""))
     reached = figures.get("reached")
     if reached:
         out.append(

@@ -275,7 +275,7 @@ class _Job:
 
         o = self.options
         iterations = ScaleIterations(
-            objective, image, o.iterations, o.optimizer, o.learning_rate, self.capture, o.history
+            objective, image, o.iterations, o.optimizer, o.learning_rate, self.capture, o.history, o.history_chunk
         )
         iterations.run(report)
         with torch.no_grad():

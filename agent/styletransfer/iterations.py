@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 
-from .device import resolve_capture
+from .device import resolve_capture, resolve_history_chunk
 from .lbfgs import LBFGS
 from .options import CAPTURES, HISTORY
 
@@ -51,6 +51,7 @@ class ScaleIterations:
         learning_rate: float = 10.0,
         capture: Capture = "none",
         history: int = HISTORY,
+        history_chunk: int | None = None,
     ) -> None:
         check_capture(capture, image.device)
         capture = resolve_capture(capture, image.device)
@@ -63,7 +64,8 @@ class ScaleIterations:
         self.lbfgs: LBFGS | None = None
         self.adam: torch.optim.Adam | None = None
         if optimizer == "lbfgs":
-            self.lbfgs = LBFGS(image.detach(), history=history, max_move=MAX_MOVE)
+            chunk = resolve_history_chunk(history_chunk, image.device)
+            self.lbfgs = LBFGS(image.detach(), history=history, max_move=MAX_MOVE, chunk=chunk)
         else:
             self.adam = torch.optim.Adam([image], lr=learning_rate, capturable=capture == "cuda_graph")
         self.report_every = 1 if image.device.type == "cpu" else REPORT_EVERY_ON_GPU

@@ -30,9 +30,18 @@ CURVATURE_MIN = 1e-10  # torch.optim.LBFGS's threshold for storing a pair
 class LBFGS:
     """L-BFGS over one flat tensor. `step(x, grad)` moves x in place; all state lives on x's device."""
 
-    def __init__(self, x: torch.Tensor, history: int = 100, lr: float = 1.0, max_move: float = math.inf) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        history: int = 100,
+        lr: float = 1.0,
+        max_move: float = math.inf,
+        chunk: int | None = None,
+    ) -> None:
         if history < 1:
             raise ValueError(f"history must be at least 1, not {history}")
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"chunk must be at least 1, not {chunk}")
         m, n = history, x.numel()
         vector = {"device": x.device, "dtype": x.dtype}
         # The m-by-m algebra is tiny: float64 keeps R's triangular solves well conditioned.
@@ -40,18 +49,28 @@ class LBFGS:
         self.history = m
         self.lr = lr
         self.max_move = max_move
+        self.n = n
+        # The products of the history with g, s and y run over every pixel. As one matrix product
+        # (M = 2m rows, N = 3 columns, K = every pixel) a GPU gives it only a few thread blocks; cut
+        # into chunks of `chunk` pixels it is a batch of small products, one per block, then a sum.
+        # The rows are padded with zeros to a whole number of chunks (zeros add nothing).
+        self.chunks = 1 if chunk is None else -(-n // chunk)
+        width = self.chunks * (n if chunk is None else chunk)
         # Every tensor below is updated in place only: a CUDA graph replays reads and writes at
         # the addresses it was captured with.
-        self.pairs = torch.zeros(2 * m, n, **vector)  # rows 0..m-1: s_i; rows m..2m-1: y_i
+        # rows 0..m-1: s_i; m..2m-1: y_i; 2m and 2m+1: where a rejected pair goes (never read)
+        self.pairs = torch.zeros(2 * m + 2, width, **vector)
+        self.vectors = torch.zeros(3, width, **vector)  # g; s, the last move; y = g - the last g
+        self.previous_grad = torch.zeros(n, **vector)
         self.sy = torch.zeros(m, m, **small)  # sy[i, j] = s_i . y_j
         self.yy = torch.zeros(m, m, **small)  # yy[i, j] = y_i . y_j
         self.age = torch.full((m,), -1.0, **small)  # iteration that stored pair i; -1: empty
         self.head = torch.zeros((), device=x.device, dtype=torch.long)  # slot of the next pair
         self.gamma = torch.ones((), **small)  # initial inverse Hessian scale, sᵀy / yᵀy
         self.iteration = torch.zeros((), **small)
-        self.previous_grad = torch.zeros(n, **vector)
-        self.previous_step = torch.zeros(n, **vector)  # t·d of the last step: the next pair's s
         self.slots = torch.arange(m, device=x.device)
+        self.pair_rows = torch.tensor([0, m], device=x.device)  # a pair's rows: slot + these
+        self.discard_rows = torch.tensor([2 * m, 2 * m + 1], device=x.device)
 
     @property
     def stored(self) -> torch.Tensor:
@@ -70,22 +89,33 @@ class LBFGS:
         finally:
             torch.backends.cuda.matmul.allow_tf32 = saved
 
-    def _step(self, x: torch.Tensor, grad: torch.Tensor) -> None:
-        m = self.history
-        g = grad.reshape(-1).to(self.pairs.dtype)
-        s, y = self.previous_step, g - self.previous_grad
+    def _products(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a·bᵀ, for rows of pixels: in one product, or chunk by chunk and summed."""
+        if self.chunks == 1:
+            return a @ b.T
+        c = self.chunks
+        by_chunk = torch.bmm(a.view(len(a), c, -1).transpose(0, 1), b.view(len(b), c, -1).permute(1, 2, 0))
+        return by_chunk.sum(0)
 
-        # Products of the history as it was with g, s and y: one pass over the history.
-        products = (self.pairs @ torch.stack((g, s, y), dim=1)).double()
+    def _step(self, x: torch.Tensor, grad: torch.Tensor) -> None:
+        m, n = self.history, self.n
+        g, s, y = (row[:n] for row in self.vectors)
+        g.copy_(grad.reshape(-1))
+        torch.sub(g, self.previous_grad, out=y)
+        self.previous_grad.copy_(g)
+
+        # The history as it was with g, s and y, and g, s and y with each other: two passes.
+        products = self._products(self.pairs[: 2 * m], self.vectors).double()
         s_g, _, s_y = products[:m].unbind(1)  # (S·s is computed in the same pass but not needed)
         y_g, y_s, y_y = products[m:].unbind(1)
-        ys, yy = torch.dot(y, s).double(), torch.dot(y, y).double()
+        own = self._products(self.vectors, self.vectors).double()
+        ys, yy = own[1, 2], own[2, 2]
         valid = ys > CURVATURE_MIN
         new = (self.slots == self.head) & valid  # the slot that takes the pair, if it is stored
         row, column = new[:, None], new[None, :]
 
-        rows = torch.stack((self.head, self.head + m))
-        self.pairs.index_copy_(0, rows, torch.where(valid, torch.stack((s, y)), self.pairs.index_select(0, rows)))
+        # A rejected pair is written too, to rows nobody reads: one copy, and no branch.
+        self.pairs.index_copy_(0, torch.where(valid, self.head + self.pair_rows, self.discard_rows), self.vectors[1:])
         sy_row = torch.where(new, ys, y_s)  # s_new . y_j
         sy_column = torch.where(new, ys, s_y)  # s_i . y_new
         self.sy.copy_(torch.where(row, sy_row[None, :], torch.where(column, sy_column[:, None], self.sy)))
@@ -94,21 +124,21 @@ class LBFGS:
         self.age.copy_(torch.where(new, self.iteration, self.age))
         self.gamma.copy_(torch.where(valid, ys / yy.clamp_min(torch.finfo(torch.float64).tiny), self.gamma))
         self.head.copy_(torch.where(valid, (self.head + 1) % m, self.head))
-        s_g = torch.where(new, torch.dot(s, g).double(), s_g)
-        y_g = torch.where(new, torch.dot(y, g).double(), y_g)
+        s_g = torch.where(new, own[1, 0], s_g)
+        y_g = torch.where(new, own[2, 0], y_g)
 
-        direction = -self._inverse_hessian_times(g, s_g, y_g)
+        hg = self._inverse_hessian_times(g, s_g, y_g)
         first = self.iteration == 0
-        size = torch.where(first, (1.0 / g.abs().sum()).clamp(max=1.0), torch.ones_like(g[0])) * self.lr
+        size = torch.where(first, (1.0 / torch.linalg.vector_norm(g, 1)).clamp(max=1.0), torch.ones_like(g[0]))
+        size = size * self.lr
         # No pixel moves by more than max_move in one step. torch.optim.LBFGS has no such bound,
         # and when the first pair is rejected (bf16 convolutions cannot see the tiny first step,
         # so y = 0) it steps lr·g, with gradients of order 1e4 per pixel: the image goes to inf.
         # Ordinary steps move pixels by a few units and never meet the bound.
-        size = torch.minimum(size, self.max_move / direction.abs().max().clamp_min(torch.finfo(g.dtype).tiny))
-        move = direction * size.to(direction.dtype)
-        x.view(-1).add_(move)
-        self.previous_step.copy_(move)
-        self.previous_grad.copy_(g)
+        largest = torch.linalg.vector_norm(hg, math.inf).clamp_min(torch.finfo(g.dtype).tiny)
+        size = torch.minimum(size, self.max_move / largest)
+        torch.mul(hg, -size.to(hg.dtype), out=s)  # the move: the next pair's s
+        x.view(-1).add_(s)
         self.iteration.add_(1)
 
     def _inverse_hessian_times(self, g: torch.Tensor, s_g: torch.Tensor, y_g: torch.Tensor) -> torch.Tensor:
@@ -126,4 +156,5 @@ class LBFGS:
         coefficients = torch.zeros(2 * self.history, dtype=torch.float64, device=g.device)
         coefficients[: self.history].scatter_(0, order, p[:, 0])
         coefficients[self.history :].scatter_(0, order, -gamma * u[:, 0])
-        return gamma.to(g.dtype) * g + self.pairs.T @ coefficients.to(g.dtype)
+        stored = self.pairs[: 2 * self.history, : self.n]
+        return torch.addmv(gamma.to(g.dtype) * g, stored.T, coefficients.to(g.dtype))

@@ -51,6 +51,9 @@ class Options:
     # "auto": see device.resolve_capture.
     capture: Literal["auto", "none", "compile", "cuda_graph"] = "auto"
     history: int = HISTORY  # L-BFGS pairs kept
+    # Pixels per chunk of the L-BFGS history products (see lbfgs.py); 0: one product; None: what
+    # device.resolve_history_chunk picks (chunks on CUDA, one product on a CPU).
+    history_chunk: int | None = None
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -88,6 +91,10 @@ def _problems(o: Options) -> list[str]:
     bounded("learning_rate", o.learning_rate, 1e-6, 1e4)
     bounded("seed", o.seed, 0, 2**63 - 1)
     bounded("history", o.history, 1, MAX_HISTORY)
+    if o.history_chunk is not None and (
+        isinstance(o.history_chunk, bool) or not isinstance(o.history_chunk, int) or o.history_chunk < 0
+    ):
+        found.append(f"history_chunk must be a whole number of pixels, 0 or more, or None, not {o.history_chunk!r}")
     if not all(isinstance(v, int) for v in (o.size, o.iterations, o.scales, o.seed, o.history)):
         found.append("size, iterations, scales, seed and history must be whole numbers")
     if o.style_blend and (any(not (math.isfinite(w) and w >= 0) for w in o.style_blend) or sum(o.style_blend) <= 0):

@@ -6,7 +6,14 @@ import torch
 from PIL import Image
 from styletransfer import Options, Progress, run, stylize
 from styletransfer.color import rgb_to_yiq
-from styletransfer.device import cpu_has_native_bf16, resolve_capture, resolve_precision, settings_for
+from styletransfer.device import (
+    HISTORY_CHUNK_ON_CUDA,
+    cpu_has_native_bf16,
+    resolve_capture,
+    resolve_history_chunk,
+    resolve_precision,
+    settings_for,
+)
 from styletransfer.engine import feature_model
 from styletransfer.images import resized, to_tensor
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
@@ -165,6 +172,10 @@ def test_the_cuda_defaults_are_the_fast_path_and_the_cpu_ones_unchanged():
     assert not settings_for(cuda, precision="fp32").tf32_matmul
     assert settings_for(cuda).channels_last
     assert not settings_for(cuda).cudnn_benchmark  # no autotuning of each new size in a one-shot job
+    assert resolve_history_chunk(None, cuda) == HISTORY_CHUNK_ON_CUDA
+    assert resolve_history_chunk(0, cuda) is None  # one product, when asked for
+    assert resolve_history_chunk(None, cpu) is None
+    assert resolve_history_chunk(64, cpu) == 64
     assert resolve_capture("auto", cpu) == "none"
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert not settings_for(cpu).allow_tf32

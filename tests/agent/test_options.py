@@ -24,6 +24,9 @@ from styletransfer.options import MAX_SIZE, PRESETS, Options, preset
         ("precision", "fp16"),
         ("style_blend", (0.0, 0.0)),
         ("size", 512.5),
+        ("history_chunk", -1),
+        ("history_chunk", 2.5),
+        ("history_chunk", True),
     ],
 )
 def test_out_of_bounds_options_are_refused(field, value):

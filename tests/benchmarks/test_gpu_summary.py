@@ -1,0 +1,74 @@
+"""benchmarks/gpu_summary.py: the GPU check's last table, from the files its parts wrote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SUMMARY = ROOT / "benchmarks" / "gpu_summary.py"
+
+
+def _row(label: str, seconds: float, iterations: int, loss: float, peak: float | None = None) -> dict:
+    return {"label": label, "seconds": seconds, "iterations": iterations, "loss": loss, "peak_gib": peak}
+
+
+def _summary(directory: Path) -> str:
+    done = subprocess.run([sys.executable, str(SUMMARY), str(directory)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_every_figure_beside_its_target(tmp_path):
+    (tmp_path / "tests.txt").write_text("....\n========= 9 passed in 41.20s =========\n")
+    engine = {
+        "device": "NVIDIA H100 80GB HBM3",
+        "torch": "2.11.0+cu130",
+        "sizes": {
+            "512": {
+                "rows": [
+                    _row("reference 512x341, 1 scale", 14.0, 500, 100.0),
+                    _row("engine the defaults", 1.4, 500, 90.0),
+                    _row("standard preset 3x200, TF32, eager (the CUDA defaults before)", 6.5, 600, 85.0),
+                    _row("standard preset 3x200, the defaults", 1.1, 600, 80.0),
+                    _row("standard preset 3x200, defaults, history products as one GEMM", 1.25, 600, 81.0),
+                ],
+                "reached": _row("standard preset 3x100, the defaults", 0.7, 300, 99.0),
+            }
+        },
+        "large": {"size": 2048, "rows": [_row("standard preset at 2048 px, 3x200, the defaults", 15.0, 600, 1.0, 8.5)]},
+    }
+    (tmp_path / "engine.json").write_text(json.dumps(engine))
+    phases = {"imports": 3.0, "optimisation": 2.0}
+    job = {
+        "job": "standard, 512 px",
+        "runs": [{"total": t, "phases": phases, "background": {"downloads": 0.5}} for t in (5.5, 6.5, 5.9)],
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job))
+
+    table = _summary(tmp_path).splitlines()
+
+    assert table[:2] == ["| figure | measured | target |", "| --- | --- | --- |"]
+    expected = [
+        "| GPU tests (tests/agent/test_gpu.py) | 9 passed | all pass |",
+        "| device | NVIDIA H100 80GB HBM3, torch 2.11.0+cu130 |  |",
+        "| one iteration at 512 px, 1 scale: reference / defaults | 28.00 / 2.80 ms (10.0x) |  |",
+        "| standard preset 3x200 at 512 px, in-process | 1.10 s, score -20.0% vs the reference's | < 1.2 s |",
+        "|   the same with the old CUDA defaults (TF32, eager) | 6.50 s |  |",
+        "|   the same with the L-BFGS history products as one GEMM | 1.25 s |  |",
+        "| time to the reference's quality (500 its, 14.0 s) | 0.70 s, 300 its: 20.0x faster | >= 10x |",
+        "| standard preset at 2048 px, 3x200, the defaults | 15.0 s, peak 8.5 GiB | fits |",
+        "| whole job (standard, 512 px), from process start | median 5.90 s (runs: 5.50, 6.50, 5.90) | < 6 s |",
+        "|   imports | median 3.00 s |  |",
+    ]
+    for line in expected:
+        assert line in table, f"{line!r} not in:\n" + "\n".join(table)
+
+
+def test_a_missing_part_is_a_row_that_says_so(tmp_path):
+    table = _summary(tmp_path)
+    assert "| GPU tests (tests/agent/test_gpu.py) | not run | all pass |" in table
+    assert "| engine benchmark | not run or failed (see bench.txt) |  |" in table
+    assert "| whole job | not run or failed (see job.txt) |  |" in table
