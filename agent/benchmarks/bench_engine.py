@@ -72,9 +72,7 @@ VARIANTS: tuple[Variant, ...] = (
     ),
     Variant("defaults", "the defaults", {}, preset=True),
     # The defaults but for one change each, to measure that change where the target is timed.
-    Variant(
-        "one_product", "defaults, history products as one GEMM", {"history_chunk": 0}, cuda_only=True, preset=True
-    ),
+    Variant("one_product", "defaults, history products as one GEMM", {"history_chunk": 0}, cuda_only=True, preset=True),
 )
 CPU_DEFAULT = ("fp32", "channels_last", "bf16", "defaults")
 LARGE = ("tf32", "defaults")  # the old and the new CUDA defaults at --large
