@@ -211,11 +211,9 @@ class _Job:
         return to_image(rgb)
 
     def _features(self, caffe_image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The network's features of an fp32 image (the cast to bf16 is the one copy per call)."""
-        x = caffe_image.to(self.dtype)
-        if self.settings.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        """The network's features of an fp32 image: cast and laid out in one copy per call."""
+        layout = torch.channels_last if self.settings.channels_last else torch.contiguous_format
+        return self.model(caffe_image.to(self.dtype, memory_format=layout))
 
     @torch.no_grad()
     def _targets(self, size: tuple[int, int]) -> tuple[torch.Tensor, dict, dict]:
