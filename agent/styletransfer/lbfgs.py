@@ -10,8 +10,10 @@ quasi-Newton matrices and their use in limited memory methods", 1994):
     H = g I + [S  g Y] W [S  g Y]ᵀ,   W = [[R⁻ᵀ(D + g YᵀY)R⁻¹, -R⁻ᵀ], [-R⁻¹, 0]]
 
 with g = gamma, S and Y the stored pairs oldest first, R the upper triangle of SᵀY, D its diagonal. So a step
-is one product of the whole history with three vectors, some m-by-m algebra and one product back:
-the same work as the two-loop recursion, in a dozen kernels.
+is one product of the whole history with three vectors (on a GPU, a batch of products over chunks
+of the pixels), some m-by-m algebra and one product back: the same work as the two-loop recursion,
+in a fixed number of kernels (about 60, most of them on m-by-m matrices) whatever the history's
+length.
 
 It is the method of torch.optim.LBFGS(lr, max_iter=1, history_size=m, no line search) stepped
 once per iteration: the same first step (scaled by 1/|g|₁), the same curvature test (a pair with
