@@ -65,21 +65,22 @@ def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
 @contextlib.contextmanager
 def gram_inputs_rounded(bits: int | None) -> Iterator[None]:
     """The objective's Gram matrices from features rounded as tensor cores read them (the gradient
-    passes straight through the rounding)."""
+    passes straight through the rounding). The objective's style terms go through
+    `losses.style_loss`, which `total_loss` looks up at each call: that is what is replaced."""
     if bits is None:
         yield
         return
-    exact = losses_module.gram
+    exact = losses_module.style_loss
 
-    def gram(features: torch.Tensor) -> torch.Tensor:
+    def style_loss(features: torch.Tensor, target_gram: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
         f = features.float()
-        return exact(f + (round_mantissa(f.detach(), bits) - f).detach())
+        return exact(f + (round_mantissa(f.detach(), bits) - f).detach(), target_gram, weight)
 
-    losses_module.gram = gram
+    losses_module.style_loss = style_loss
     try:
         yield
     finally:
-        losses_module.gram = exact
+        losses_module.style_loss = exact
 
 
 def pairs(count: int) -> list[tuple[str, Image.Image, Image.Image]]:

@@ -1,0 +1,45 @@
+"""agent/benchmarks/tradeoffs.py's emulation of tensor-core rounding: it must change the objective
+it claims to change (and nothing else), or its study measures nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from styletransfer.losses import gram, style_loss, total_loss
+
+PATH = Path(__file__).resolve().parents[2] / "agent" / "benchmarks" / "tradeoffs.py"
+spec = importlib.util.spec_from_file_location("tradeoffs", PATH)
+assert spec is not None
+assert spec.loader is not None
+tradeoffs = importlib.util.module_from_spec(spec)
+sys.modules["tradeoffs"] = tradeoffs  # its dataclasses look their module up there
+spec.loader.exec_module(tradeoffs)
+
+
+def test_round_mantissa_rounds_to_nearest_even():
+    one_ulp_of_bf16 = 2.0**-7
+    x = torch.tensor([1.0, 1.0 + one_ulp_of_bf16 / 4, 1.0 + one_ulp_of_bf16 * 3 / 4, 1.0 + one_ulp_of_bf16 / 2, -3.0])
+    rounded = tradeoffs.round_mantissa(x, 7)
+    # a quarter step down, three quarters up, the tie to the even neighbour (1.0); -3 is exact
+    assert rounded.tolist() == [1.0, 1.0, 1.0 + one_ulp_of_bf16, 1.0, -3.0]
+
+
+@pytest.mark.parametrize("bits", [7, 10])
+def test_rounded_gram_inputs_change_the_style_terms_only_while_asked(bits):
+    torch.manual_seed(0)
+    features = (torch.randn(1, 6, 8, 8) * 37).requires_grad_(True)
+    image = torch.randn(1, 3, 16, 16)
+    target = gram(torch.randn(1, 6, 8, 8))
+    exact = float(total_loss({"a": features}, image, {}, {"a": target}, 5.0, 100.0, 0.0))
+    with tradeoffs.gram_inputs_rounded(bits):
+        loss = total_loss({"a": features}, image, {}, {"a": target}, 5.0, 100.0, 0.0)
+        (grad,) = torch.autograd.grad(loss, features)
+    rounded = tradeoffs.round_mantissa(features.detach(), bits)
+    assert float(loss) == pytest.approx(float(style_loss(rounded, target, 100.0)), rel=1e-6)
+    assert float(loss) != pytest.approx(exact, rel=1e-7)  # the emulation did change it
+    assert grad.abs().sum() > 0  # the gradient goes straight through the rounding
+    assert float(total_loss({"a": features}, image, {}, {"a": target}, 5.0, 100.0, 0.0)) == exact  # restored
