@@ -49,7 +49,7 @@ mkdir -p "$RESULTS"
 read -ra pytest_args <<<"${PYTEST_ARGS:-}"
 read -ra engine_args <<<"${BENCH_ENGINE_ARGS:-}"
 read -ra job_args <<<"${BENCH_JOB_ARGS:---preset standard --size 512 --repeat 3}"
-read -ra tradeoffs_args <<<"${TRADEOFFS_ARGS:---device cuda --size 512 --iterations 200 --pairs 3 --variants history50 history20 history10}"
+read -ra tradeoffs_args <<<"${TRADEOFFS_ARGS:---device cuda --size 512 --iterations 200 --pairs 3 --variants history50 history20 history10 bf16_style_gradient}"
 read -ra cpu_tradeoffs_args <<<"${CPU_TRADEOFFS_ARGS:---device cpu --size 128 --iterations 120 --pairs 3 --variants history50 history20 history10 tf32_grams history20_tf32_grams}"
 
 pythonpath="$ROOT/agent:$ROOT/local:$ROOT/layers/common"

@@ -1,16 +1,19 @@
-"""What the cheap settings cost in quality: the L-BFGS history length and the precision of the
-Gram matrices.
+"""What the cheap settings cost in quality: the L-BFGS history length, the precision of the
+Gram matrices and of the style gradient's product.
 
     python agent/benchmarks/tradeoffs.py [--size 128] [--iterations 100] [--pairs 3]
                                          [--variants all] [--single 0] [--device cpu]
+                                         [--precision fp32]
 
 For several content/style pairs (scikit-image's public-domain photos with the project's drawn
 styles), each variant runs the standard preset's shape (3 scales, coarse to fine, from the photo)
 with `--iterations` per scale; with `--single N` also N iterations at one scale from noise. On a
-CPU the runs are fp32 and eager; on CUDA they use the CUDA defaults (bf16 network, CUDA graph, TF32
-Grams) and only the history varies. Every result is scored by one objective, the plain fp32
-reference's, on the final full-size 8-bit image (what a user gets), and compared with the
-baseline's (history 100, fp32 Grams) on the same pair: a positive change is a higher (worse) loss.
+CPU the runs are eager, fp32 unless `--precision bf16` (the network in bf16, as on a GPU); on CUDA
+they use the CUDA defaults (bf16 network, CUDA graph, TF32 Grams) and the Gram rounding is not
+emulated. "bf16_style_gradient" (losses.LOW_PRECISION_STYLE_GRADIENT) changes only bf16 runs. Every
+result is scored by one objective, the plain fp32 reference's, on the final full-size 8-bit image
+(what a user gets), and compared with the baseline's (history 100, fp32 Grams) on the same pair: a
+positive change is a higher (worse) loss.
 
 On a CPU tensor cores are emulated: for "tf32 Grams" and "bf16 Grams" the features are rounded to
 TF32's 10 (bf16's 7) stored mantissa bits before an fp32 product with fp32 sums, which is what
@@ -41,6 +44,7 @@ class Variant:
     key: str
     history: int
     gram_bits: int | None  # stored mantissa bits of the Gram's inputs; None: fp32 (23)
+    low_precision_style_gradient: bool = False  # on bf16 features: the style gradient's product in bf16
 
 
 VARIANTS = (
@@ -51,6 +55,7 @@ VARIANTS = (
     Variant("tf32_grams", 100, 10),
     Variant("bf16_grams", 100, 7),
     Variant("history20_tf32_grams", 20, 10),
+    Variant("bf16_style_gradient", 100, None, low_precision_style_gradient=True),
 )
 
 
@@ -60,6 +65,17 @@ def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
     i = x.contiguous().view(torch.int32)
     bias = ((i >> drop) & 1) + (1 << (drop - 1)) - 1
     return ((i + bias) & ~((1 << drop) - 1)).view(torch.float32)
+
+
+@contextlib.contextmanager
+def style_gradient(low_precision: bool) -> Iterator[None]:
+    """losses.LOW_PRECISION_STYLE_GRADIENT set as a variant asks, whatever the default."""
+    default = losses_module.LOW_PRECISION_STYLE_GRADIENT
+    losses_module.LOW_PRECISION_STYLE_GRADIENT = low_precision
+    try:
+        yield
+    finally:
+        losses_module.LOW_PRECISION_STYLE_GRADIENT = default
 
 
 @contextlib.contextmanager
@@ -103,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=3, choices=range(1, 5))
     parser.add_argument("--variants", nargs="+", default=["all"])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="of the network, on a CPU")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     on_gpu = device.type == "cuda"
@@ -120,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}; {args.size} px; the CUDA defaults")
         settings: dict[str, object] = {"device": str(device)}
     else:
-        print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}; {args.size} px; fp32, eager")
-        settings = {"device": "cpu", "precision": "fp32", "capture": "none"}
+        threads = torch.get_num_threads()
+        print(f"CPU, {threads} threads, torch {torch.__version__}; {args.size} px; {args.precision}, eager")
+        settings = {"device": "cpu", "precision": args.precision, "capture": "none"}
     changes: dict[tuple[str, str], list[float]] = {}
     for name, content, style in pairs(args.pairs):
         scorer = Scorer(content, style, args.size, device=device)
@@ -130,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant in variants:
                 options = base.replace(**settings, history=variant.history)
                 started = time.perf_counter()
-                with gram_inputs_rounded(variant.gram_bits):
+                with gram_inputs_rounded(variant.gram_bits), style_gradient(variant.low_precision_style_gradient):
                     result = run(content, style, options)  # its PIL image was read back: the GPU is done
                 score = scorer.score(result.image)
                 baseline = baseline or score
@@ -139,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = time.perf_counter() - started
                 print(f"{name:24} {kind:6} {variant.key:22} score {score:11.5g} {change:+7.2%} ({seconds:5.1f} s)")
                 sys.stdout.flush()
-    print(f"\nchange of the final loss against history 100 with fp32 Grams, {args.pairs} pairs")
+    baseline = "history 100, fp32 Grams and style gradient"
+    print(f"\nchange of the final loss against the baseline ({baseline}), {args.pairs} pairs")
     print(f"{'run':8} {'variant':22} {'mean':>8} {'worst':>8} {'best':>8}")
     for (kind, key), values in changes.items():
         if key != "baseline":

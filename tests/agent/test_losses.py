@@ -165,3 +165,28 @@ def test_the_objective_reads_nothing_back_to_the_host():
     assert [g.shape for g in grads] == [features.shape, image.shape]
     with pytest.raises(RuntimeError, match="meta"):
         loss.item()  # the check itself is real: a host read on meta fails
+
+
+@pytest.mark.parametrize("low_precision", [True, False])
+def test_bf16_style_gradient_keeps_no_fp32_copy_of_the_features(monkeypatch, low_precision):
+    """With LOW_PRECISION_STYLE_GRADIENT (the default) the backward product reads the bf16 features
+    themselves: nothing of the features' size is kept in fp32 for it. Either way the gradient is
+    the fp64 one within bf16's rounding."""
+    from styletransfer import losses
+
+    monkeypatch.setattr(losses, "LOW_PRECISION_STYLE_GRADIENT", low_precision)
+    torch.manual_seed(3)
+    features = (torch.randn(1, 16, 12, 10).relu() * 30).to(torch.bfloat16)
+    features = features.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    target = gram(torch.randn(1, 16, 12, 10).relu() * 30)
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        loss = style_loss(features, target, 100.0)
+    kept_in_fp32 = [t for t in saved if t.dtype == torch.float32 and t.numel() == features.numel()]
+    assert bool(kept_in_fp32) is not low_precision
+    (grad,) = torch.autograd.grad(loss, features)
+    exact = features.detach().double().requires_grad_(True)
+    (expected,) = torch.autograd.grad(style_loss(exact, target.double(), 100.0), exact)
+    assert grad.dtype == torch.bfloat16
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    assert float((grad.double() - expected).norm() / expected.norm()) < 2**-7
