@@ -269,10 +269,11 @@ class Worker:
         self.timings = timings
         self.bucket = required_env(environ, "IMAGES_BUCKET")
         self.queue_url = required_env(environ, "RESULTS_QUEUE_URL")
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aws")
-        self._fetched = self._background.submit(self._connect_and_fetch)
+        # Before the thread starts: it sets them, and nothing may set them back to None after it.
         self.s3: Any = None
         self.sqs: Any = None
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aws")
+        self._fetched = self._background.submit(self._connect_and_fetch)
 
     def _connect_and_fetch(self) -> tuple[bytes, bytes]:
         started = time.perf_counter()

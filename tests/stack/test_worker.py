@@ -351,3 +351,35 @@ def test_the_worker_needs_nothing_from_the_stack_or_the_dev_tools():
     allowed = {"__future__", "boto3", "botocore", "styletransfer", "torch", "PIL"}
     stdlib = set(sys.stdlib_module_names)
     assert imported - stdlib - allowed == set()
+
+
+def test_the_clients_survive_a_thread_that_finishes_at_once(world: World, monkeypatch: pytest.MonkeyPatch):
+    """The AWS clients and downloads run in a thread started by Worker's constructor. When that
+    thread finished before the constructor did (boto3 already imported, a fast store), the
+    constructor used to set the clients back to None after the thread had made them: the second
+    download then failed. Here the "thread" runs to its end inside submit()."""
+    from concurrent.futures import Future
+
+    from stylize_worker import job as job_module
+
+    class AtOnce:
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        def submit(self, function, *args):
+            done: Future = Future()
+            done.set_result(function(*args))
+            return done
+
+        def shutdown(self) -> None:
+            pass
+
+    monkeypatch.setattr(job_module, "ThreadPoolExecutor", AtOnce)
+    world.put(CONTENT_KEY, content_image())
+    world.put(STYLE_KEY, style_image())
+    environment = world.environment()
+    worker = job_module.Worker(job_module.parse_job(environment["JOB_JSON"]), environment, job_module.Timings())
+    content, style = worker.fetched()
+    assert (content, style) == (content_image(), style_image())
+    assert worker.s3 is not None
+    assert worker.sqs is not None  # progress and the result are sent with it
