@@ -16,6 +16,9 @@ is what an iteration on a GPU is made of once it is a CUDA graph:
 - total variation: its gradient is four shifted adds into one buffer, where autograd of slices
   builds four zero-filled copies and adds them;
 - the terms are summed with one stack and one sum, not an add per term.
+
+One choice does round differently from the plain expression, measured first: on bf16 features the
+style gradient's product runs in bf16 (LOW_PRECISION_STYLE_GRADIENT, below).
 """
 
 from __future__ import annotations
