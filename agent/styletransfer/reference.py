@@ -137,18 +137,18 @@ class Scorer:
         self.content = to_caffe(to_tensor(resized(content.convert("RGB"), size))).to(self.device)
         self.style = to_caffe(to_tensor(resized(style.convert("RGB"), size))).to(self.device)
         self.model, self.taps = reference_vgg(self.device)
-        with _fp32():
+        with fp32():
             self.content_target, self.style_grams = reference_targets(self.model, self.taps, self.content, self.style)
 
     def score(self, image: Image.Image) -> float:
         caffe = to_caffe(to_tensor(image.convert("RGB"))).to(self.device)
         if caffe.shape != self.content.shape:
             raise ValueError(f"a {image.size[0]}x{image.size[1]} result cannot be scored at this size")
-        with torch.no_grad(), _fp32():
+        with torch.no_grad(), fp32():
             args = (self.model, self.taps, caffe, self.content_target, self.style_grams, self.weights)
             return float(reference_loss(*args))
 
 
-def _fp32() -> contextlib.AbstractContextManager[None]:
+def fp32() -> contextlib.AbstractContextManager[None]:
     """Plain fp32 convolutions and products (torch allows TF32 in cuDNN by default)."""
     return torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False)

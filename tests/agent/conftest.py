@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 from styletransfer import Options
 from styletransfer.engine import final_objective
-from styletransfer.reference import Scorer, reference_loss
+from styletransfer.reference import Scorer, fp32, reference_loss
 from styletransfer.samples import stained_glass, swirls
 
 
@@ -63,17 +64,26 @@ class SameImage:
         return abs(self.engine_loss / self.reference_loss - 1)
 
 
+def _noisy(start: torch.Tensor, seed: int) -> torch.Tensor:
+    """The content image plus fixed noise (so no term is at its minimum), requiring grad."""
+    noise = torch.randn(start.shape, generator=torch.Generator().manual_seed(seed)).to(start.device)
+    return (start + 20 * noise).requires_grad_(True)
+
+
+def _loss_and_gradient(objective: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor):
+    loss = objective(image)
+    (grad,) = torch.autograd.grad(loss, image)
+    return float(loss.detach()), grad.detach().float()
+
+
 def compare_at_same_image(content: Image.Image, style: Image.Image, options: Options, seed: int = 5) -> SameImage:
-    """Both objectives at the content image plus fixed noise (so no term is at its minimum), the
-    reference in fp32 with TF32 off, on the options' device."""
+    """Both objectives at the content image plus fixed noise, the reference in fp32 with TF32
+    off, on the options' device."""
     with final_objective(content, style, options) as (objective, start):
-        noise = torch.randn(start.shape, generator=torch.Generator().manual_seed(seed)).to(start.device)
-        image = (start + 20 * noise).requires_grad_(True)
-        loss = objective(image)
-        (grad,) = torch.autograd.grad(loss, image)
-        engine_loss, engine_grad = float(loss.detach()), grad.detach().float()
+        image = _noisy(start, seed)
+        engine_loss, engine_grad = _loss_and_gradient(objective, image)
     scorer = Scorer(content, style, options.size, device=start.device)
-    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+    with fp32():
         reference_image = image.detach().clone().requires_grad_(True)
         weights = (options.content_weight, options.effective_style_weight, options.tv_weight)
         args = (scorer.model, scorer.taps, reference_image, scorer.content_target, scorer.style_grams, weights)
@@ -86,3 +96,19 @@ def compare_at_same_image(content: Image.Image, style: Image.Image, options: Opt
 @pytest.fixture
 def same_image():
     return compare_at_same_image
+
+
+def compiled_and_eager(
+    content: Image.Image, style: Image.Image, options: Options, seed: int = 5
+) -> tuple[tuple[float, torch.Tensor], tuple[float, torch.Tensor]]:
+    """(loss, gradient) of the objective run eagerly and compiled by torch.compile (what
+    capture="compile" runs), at the content image plus fixed noise."""
+    with final_objective(content, style, options) as (objective, start):
+        image = _noisy(start, seed)
+        compiled = torch.compile(objective, dynamic=False, fullgraph=True)
+        return _loss_and_gradient(objective, image), _loss_and_gradient(compiled, image)
+
+
+@pytest.fixture
+def compiled_vs_eager():
+    return compiled_and_eager

@@ -14,7 +14,7 @@ from styletransfer.device import (
     resolve_precision,
     settings_for,
 )
-from styletransfer.engine import feature_model, final_objective
+from styletransfer.engine import feature_model
 from styletransfer.images import resized, to_tensor
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
 from styletransfer.reference import reference_loss, reference_stylize, reference_targets, reference_vgg
@@ -229,17 +229,9 @@ def test_too_thin_an_image_is_a_clear_error(content, style, which):
     run(Image.new("RGB", (400, 100)), style, TINY.replace(iterations=1))  # 64x16: thin but usable
 
 
-def test_the_compiled_objective_and_gradient_equal_the_eager_ones_at_the_same_image(content, style):
+def test_the_compiled_objective_and_gradient_equal_the_eager_ones_at_the_same_image(content, style, compiled_vs_eager):
     """capture="compile" runs torch.compile's fusion of the same objective: at one image its loss
     and gradient are the eager ones, up to fp32 rounding (3e-7 of the gradient's norm here)."""
-    with final_objective(content, style, TINY) as (objective, start):
-        noise = torch.randn(start.shape, generator=torch.Generator().manual_seed(5))
-        image = (start + 20 * noise).requires_grad_(True)
-        results = []
-        for function in (objective, torch.compile(objective, dynamic=False, fullgraph=True)):
-            loss = function(image)
-            (grad,) = torch.autograd.grad(loss, image)
-            results.append((float(loss.detach()), grad))
-    (eager_loss, eager_grad), (compiled_loss, compiled_grad) = results
+    (eager_loss, eager_grad), (compiled_loss, compiled_grad) = compiled_vs_eager(content, style, TINY)
     assert compiled_loss == pytest.approx(eager_loss, rel=1e-5)
     assert float((compiled_grad - eager_grad).norm() / eager_grad.norm()) < 1e-5

@@ -10,11 +10,10 @@ trajectories are never compared: rounding alone makes them diverge."""
 import pytest
 import torch
 from styletransfer import Options, run
-from styletransfer.engine import final_objective
 from styletransfer.images import resized, to_image, to_tensor
 from styletransfer.iterations import ScaleIterations
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
-from styletransfer.reference import Scorer, reference_stylize
+from styletransfer.reference import Scorer, fp32, reference_stylize
 from styletransfer.vgg import VGGFeatures, from_caffe, to_caffe
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -44,17 +43,12 @@ def test_each_precision_computes_the_reference_objective_and_gradient(
     assert compared.norm_ratio == pytest.approx(1, abs=3 * loss_error + 1e-4)
 
 
-def test_compiled_objective_computes_the_eager_one(content, style):
+def test_compiled_objective_computes_the_eager_one(content, style, compiled_vs_eager):
     """torch.compile's fused objective and gradient against the same objective run eagerly, in
     fp32 without TF32 so that only the fusion differs."""
     options = TINY.replace(size=96, precision="fp32", tf32=False)
-    with final_objective(content, style, options) as (objective, start):
-        image = (start + 20 * torch.randn_like(start)).requires_grad_(True)
-        eager = objective(image)
-        (eager_grad,) = torch.autograd.grad(eager, image)
-        compiled = torch.compile(objective, dynamic=False, fullgraph=True)(image)
-        (compiled_grad,) = torch.autograd.grad(compiled, image)
-    assert float(compiled.detach()) == pytest.approx(float(eager.detach()), rel=1e-3)
+    (eager, eager_grad), (compiled, compiled_grad) = compiled_vs_eager(content, style, options)
+    assert compiled == pytest.approx(eager, rel=1e-3)
     cosine = torch.nn.functional.cosine_similarity(compiled_grad.flatten(), eager_grad.flatten(), dim=0)
     assert float(cosine) > 0.9999
 
@@ -82,7 +76,7 @@ def test_a_long_run_with_the_defaults_is_as_good_as_the_reference(content, style
     size, iterations = 256, 400
     ours = run(content, style, Options(size=size, iterations=iterations, scales=1, device="cuda"))
     scorer = Scorer(content, style, size, device=CUDA)
-    with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=True, allow_tf32=False):
+    with fp32():
         content_caffe = to_caffe(to_tensor(resized(content, size))).cuda()
         style_caffe = to_caffe(to_tensor(resized(style, size))).cuda()
         reference_image, _ = reference_stylize(content_caffe, style_caffe, iterations)
