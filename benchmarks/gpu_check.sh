@@ -11,7 +11,8 @@
 # - tests: pytest tests/agent/test_gpu.py (the CPU tests run in CI);
 #   bench: agent/benchmarks/bench_engine.py (512 px, every variant, time to quality, 2048 px);
 #   job: benchmarks/bench_job.py (--preset standard --size 512 --repeat 3);
-#   tradeoffs: agent/benchmarks/tradeoffs.py on the GPU (the L-BFGS history, 3 pairs at 512 px)
+#   tradeoffs: agent/benchmarks/tradeoffs.py on the GPU (the L-BFGS history and the bf16 style
+#   gradient, 3 pairs at 512 px)
 #   and, with `all`, on the machine's spare CPU cores at the same time as the other parts
 #   (fp32, 128 px, 3 pairs, with emulated TF32 Grams too), pinned away from the GPU parts' cores;
 # - with $OUT set, writes each part's output to $OUT/<part>.txt (8 files in all), the benchmarks'

@@ -235,10 +235,14 @@ def print_rows(rows: list[Row], reference: Row | None, loss: str = "score") -> N
     sys.stdout.flush()
 
 
-def print_time_to_quality(rows: list[Row], ladder: list[Row], reference: Row) -> None:
+def reached_quality(ladder: list[Row], reference: Row) -> Row | None:
+    """The ladder's rung that scored as well as the reference, if it got there (it stops there)."""
+    return ladder[-1] if ladder and ladder[-1].loss <= reference.loss else None
+
+
+def print_time_to_quality(rows: list[Row], reached: Row | None, reference: Row) -> None:
     """The summary users care about: how long until the reference's quality, beside the speed of
     one iteration."""
-    reached = ladder[-1] if ladder and ladder[-1].loss <= reference.loss else None
     by_label = {row.label: row for row in rows}
     defaults = by_label.get("engine the defaults")
     print(f"time to the reference's quality (its score after {reference.iterations} iterations, {reference.loss:.5g}):")
@@ -309,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         print_rows(rows, rows[0])
         ladder = time_to_quality(device, size, scorer, rows[0])
         print_rows(ladder, rows[0])
-        print_time_to_quality(rows, ladder, rows[0])
+        reached = reached_quality(ladder, rows[0])
+        print_time_to_quality(rows, reached, rows[0])
         references.append((size, rows[0], scorer))
-        reached = ladder[-1] if ladder[-1].loss <= rows[0].loss else None
         figures["sizes"][str(size)] = {
             "rows": [asdict(row) for row in rows],
             "ladder": [asdict(row) for row in ladder],

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := [key for key in keys if key not in by_key]:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}: choose from all, {', '.join(by_key)}")
     variants = [by_key["baseline"]] + [by_key[key] for key in keys if key != "baseline"]
-    if on_gpu:  # real tensor cores there: only the history is varied
+    if on_gpu:  # real tensor cores there: their rounding is not emulated
         variants = [variant for variant in variants if variant.gram_bits is None]
     kinds = [("preset", Options(size=args.size, scales=3, iterations=args.iterations))]
     if args.single:
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = time.perf_counter() - started
                 print(f"{name:24} {kind:6} {variant.key:22} score {score:11.5g} {change:+7.2%} ({seconds:5.1f} s)")
                 sys.stdout.flush()
-    baseline = "history 100, fp32 Grams and style gradient"
-    print(f"\nchange of the final loss against the baseline ({baseline}), {args.pairs} pairs")
+    against = "the baseline (history 100, fp32 Grams and style gradient)"
+    print(f"\nchange of the final loss against {against}, {args.pairs} pairs")
     print(f"{'run':8} {'variant':22} {'mean':>8} {'worst':>8} {'best':>8}")
     for (kind, key), values in changes.items():
         if key != "baseline":
