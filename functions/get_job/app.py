@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from styleservice.jobs import FAILED, SUCCEEDED, Jobs
 from styleservice.protocol import GET_JOB, JOB, GetJob, ProtocolError, message
 from styleservice.routes import route
-from styleservice.storage import presigned_get, public_url, s3_client
+from styleservice.storage import job_image_url, s3_client
 
 logger = Logger()
 tracer = Tracer()
@@ -29,12 +29,10 @@ def status(request: GetJob, event: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = {"jobId": item["jobId"], "status": item["status"], "progress": item.get("progress", 0)}
     private = item.get("isPrivate", True)  # a job without the flag is treated as private
     if preview_key := item.get("previewKey"):
-        # as private as the job: a short-lived link for a private one, never its public URL
-        data["preview"] = presigned_get(s3, preview_key) if private else public_url(preview_key)
+        data["preview"] = job_image_url(s3, preview_key, private)
     if item["status"] == SUCCEEDED:
         key = item["resultKey"]
-        # private results are never public: a short-lived link, for the token's holder only
-        data["result"] = presigned_get(s3, key) if private else public_url(key)
+        data["result"] = job_image_url(s3, key, private)  # private: for the token's holder only
     elif item["status"] == FAILED:
         data["error"] = item.get("error", "the job failed")
     return message(JOB, data)

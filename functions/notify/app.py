@@ -45,7 +45,7 @@ from styleservice.jobs import FAILED, Jobs
 from styleservice.protocol import COMPLETED, PROGRESS, for_job, message
 from styleservice.protocol import FAILED as FAILED_EVENT
 from styleservice.settings import settings
-from styleservice.storage import presigned_get, s3_client
+from styleservice.storage import job_image_url, public_url, s3_client
 
 logger = Logger()
 tracer = Tracer()
@@ -148,14 +148,9 @@ def post(connection_id: str, payload: dict[str, Any]) -> bool:
     return False
 
 
-def public_url(key: str) -> str:
-    return f"{settings.public_base_url}/{key}"
-
-
 def result_url(job: dict[str, Any], result_key: str) -> str:
-    if job.get("isPrivate", True):  # a job without the flag is treated as private: never leak it
-        return presigned_get(s3(), result_key)
-    return public_url(result_key)
+    # a job without the flag is treated as private: never leak it
+    return job_image_url(s3(), result_key, job.get("isPrivate", True))
 
 
 def existing_job(job_id: str) -> dict[str, Any]:

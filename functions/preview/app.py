@@ -24,7 +24,7 @@ from styleservice.gateway import Gateway
 from styleservice.jobs import Jobs
 from styleservice.protocol import PREVIEW, for_job, message
 from styleservice.settings import settings
-from styleservice.storage import presigned_get, public_url, s3_client
+from styleservice.storage import job_image_url, s3_client
 
 logger = Logger()
 tracer = Tracer()
@@ -78,7 +78,7 @@ def make(job_id: str) -> dict[str, Any]:
     if not jobs.set_preview(job_id, key):
         logger.info("the job ended before its preview was ready", extra={"jobId": job_id})
         return {"previewKey": key, "pushed": False}
-    url = presigned_get(s3, key) if private else public_url(key)
+    url = job_image_url(s3, key, private)
     pushed = Gateway().send(job["connectionId"], message(for_job(PREVIEW, job_id), {"preview": url}))
     seconds = round(time.perf_counter() - started, 3)
     metrics.add_metric(name="PreviewSeconds", unit=MetricUnit.Seconds, value=seconds)

@@ -19,7 +19,9 @@ from PIL import Image, ImageOps
 MAX_SIDE = 512  # the network paints at 384 px; more would only be an enlargement
 MIN_SIDE = 64
 JPEG_QUALITY = 85
-MAX_INPUT_PIXELS = 40_000_000  # the worker's limit too: larger is not a photo, and could exhaust memory
+# Below the worker's 50 MP (styleservice.images.MAX_INPUT_PIXELS), which TRANSFER_STYLE checks
+# first: a photo of 40 to 50 MP is painted without a preview.
+MAX_INPUT_PIXELS = 40_000_000
 CPU_THREADS = 2  # a Lambda of 2048 MB has two vCPUs; the local stack's machine may have only two
 
 

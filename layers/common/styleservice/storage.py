@@ -72,3 +72,9 @@ def presigned_get(s3: Any, key: str, bucket: str | None = None) -> str:
         Params={"Bucket": bucket or settings.images_bucket, "Key": key},
         ExpiresIn=settings.presigned_url_seconds,
     )
+
+
+def job_image_url(s3: Any, key: str, private: bool) -> str:
+    """How one of a job's images (its preview, its result) is handed out: a private job's only as
+    a short-lived presigned GET, never its public URL."""
+    return presigned_get(s3, key) if private else public_url(key)
