@@ -21,7 +21,6 @@ CONFIG_KEY = "web/config.json"
 # Not pages: the screenshots are the README's, config.json is written from the stack's outputs.
 EXCLUDED = ("screenshots/", "README.md", "config.json")
 PAGE_CACHE = "public, max-age=300"  # a deploy invalidates; a missed invalidation heals in minutes
-STYLE_CACHE = "public, max-age=86400"
 INVALIDATE_ALL_OVER = 15  # more paths than this: one wildcard per area (CloudFront bills per path)
 
 
@@ -72,13 +71,10 @@ def config(websocket_url: str) -> Upload:
 def styles() -> list[Upload]:
     """The style catalogue, exactly the objects `make up` seeds (stylelocal.catalogue.objects()):
     the paintings and drawn styles as styles/<name>.jpg, and the manifest styles/catalogue.json,
-    which changes with the catalogue and so is never cached long."""
+    each with the caching the catalogue gives it."""
     from stylelocal import catalogue
 
-    return [
-        Upload(o.key, o.body(), o.content_type, "no-cache" if o.content_type == "application/json" else STYLE_CACHE)
-        for o in catalogue.objects()
-    ]
+    return [Upload(o.key, o.body(), o.content_type, o.cache_control) for o in catalogue.objects()]
 
 
 def existing(runner: Runner, bucket: str, prefix: str) -> dict[str, str]:

@@ -18,6 +18,8 @@ from styletransfer import samples
 CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue"  # the same files the deployment uploads
 MANIFEST = CATALOGUE / "catalogue.json"
 MANIFEST_KEY = "styles/catalogue.json"  # styleservice.keys.CATALOGUE_KEY
+STYLE_CACHE = "public, max-age=86400"
+MANIFEST_CACHE = "no-cache"  # it changes with the catalogue
 SIZE = 512  # px a side: the `standard` preset's size, and styleScale 1 matches a 512 px result
 JPEG_QUALITY = 92
 STYLES: dict[str, Callable[[int], Image.Image]] = {  # catalogue name (^[a-z0-9][a-z0-9-]*$) -> painter
@@ -51,6 +53,7 @@ class StyleObject:
     body: Callable[[], bytes]
     content_type: str
     name: str | None  # the style's name; None for the manifest
+    cache_control: str = STYLE_CACHE
 
 
 def objects(styles: dict[str, Callable[[int], Image.Image]] | None = None) -> list[StyleObject]:
@@ -63,7 +66,7 @@ def objects(styles: dict[str, Callable[[int], Image.Image]] | None = None) -> li
     ]
     for name, paint in (styles if styles is not None else STYLES).items():
         found.append(StyleObject(style_key(name), lambda paint=paint: jpeg(paint(SIZE)), "image/jpeg", name))
-    found.append(StyleObject(MANIFEST_KEY, MANIFEST.read_bytes, "application/json", None))
+    found.append(StyleObject(MANIFEST_KEY, MANIFEST.read_bytes, "application/json", None, MANIFEST_CACHE))
     return found
 
 
@@ -83,10 +86,10 @@ def seed_styles(aws: Any, styles: dict[str, Callable[[int], Image.Image]] | None
     for style in objects(styles):
         if style.name is not None and style.key in present:
             continue
-        cache = "no-cache" if style.name is None else "public, max-age=86400"
         s3.put_object(
-            Bucket=bucket, Key=style.key, Body=style.body(), ContentType=style.content_type, CacheControl=cache
-        )
+            Bucket=bucket, Key=style.key, Body=style.body(), ContentType=style.content_type,
+            CacheControl=style.cache_control,
+        )  # fmt: skip
         if style.name is not None:
             written.append(style.name)
     return written
