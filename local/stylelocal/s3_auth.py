@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from xml.sax.saxutils import escape
 
 from botocore.auth import S3SigV4PostAuth, S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
@@ -48,12 +49,8 @@ class Refused(Exception):  # noqa: N818 - S3's answer, not a failure of this cod
     def xml(self) -> str:
         return (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Error><Code>{self.code}</Code><Message>{_escape(self.message)}</Message></Error>"
+            f"<Error><Code>{self.code}</Code><Message>{escape(self.message)}</Message></Error>"
         )
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _denied(message: str) -> Refused:

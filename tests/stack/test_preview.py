@@ -20,7 +20,7 @@ from styleservice.jobs import Jobs
 from ..local.stack_process import photo_png
 from .connections_server import ConnectionsServer, connections_server  # noqa: F401 - a fixture
 from .local_aws import ROOT, LocalAws, event
-from .test_template import as_list, asl, batch_tasks, executing, resources, run_job, sub_text  # noqa: F401 - a fixture
+from .test_template import asl, batch_tasks, executing, resources, run_job, s3_grants  # noqa: F401 - a fixture
 
 JOB_ID = event("preview/job.json")["jobId"]
 CDN = "https://cdn.local.test"
@@ -156,13 +156,7 @@ def test_a_storage_failure_is_raised_for_the_state_machine_to_catch(stack: Stack
 
 def test_the_preview_function_writes_only_previews_and_only_the_state_machine_invokes_it():
     statements = resources("AWS::Serverless::Function")["PreviewFunction"]["Policies"][0]["Statement"]
-    s3 = {
-        (action, sub_text(resource).removeprefix("${ImagesBucket.Arn}/"))
-        for statement in statements
-        for action in statement["Action"]
-        if action.startswith("s3:")
-        for resource in as_list(statement["Resource"])
-    }
+    s3 = s3_grants(statements)
     assert {resource for action, resource in s3 if action == "s3:PutObject"} == {
         "public/preview/*",
         "private/preview/*",

@@ -99,6 +99,17 @@ def sub_text(value: Any) -> str:
     return value
 
 
+def s3_grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(S3 action, resource relative to the images bucket) for every S3 action the statements grant."""
+    return {
+        (action, sub_text(resource).removeprefix("${ImagesBucket.Arn}/"))
+        for statement in statements
+        for action in statement["Action"]
+        if action.startswith("s3:")
+        for resource in as_list(statement["Resource"])
+    }
+
+
 def policy_statements(node: Any, where: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
     """Every IAM statement anywhere in the template: SAM Policies, roles, bucket policies."""
     if isinstance(node, dict):
@@ -260,13 +271,7 @@ def test_the_worker_reads_inputs_and_writes_only_results():
     role = resources("AWS::IAM::Role")["WorkerJobRole"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     statements = role["Policies"][0]["PolicyDocument"]["Statement"]
-    granted = {
-        (action, sub_text(resource).removeprefix("${ImagesBucket.Arn}/"))
-        for s in statements
-        for action in s["Action"]
-        if action.startswith("s3:")
-        for resource in as_list(s["Resource"])
-    }
+    granted = s3_grants(statements)
     assert granted == {
         ("s3:GetObject", "styles/*"),
         ("s3:GetObject", "uploads/*"),
