@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from styleservice import preview
 from styleservice.preview import make_preview, network
 from styletransfer import preset, run
 
@@ -48,9 +49,8 @@ class Trace:
 
 
 def jpeg(image: Image.Image) -> bytes:
-    encoded = io.BytesIO()
-    image.convert("RGB").save(encoded, format="JPEG", quality=92)
-    return encoded.getvalue()
+    """A photo as an upload would bring it: an RGB JPEG of quality 92."""
+    return preview.jpeg(image.convert("RGB"), quality=92)
 
 
 def traced(content: Image.Image, style: Image.Image, options, init_image: Image.Image | None) -> Trace:
