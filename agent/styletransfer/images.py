@@ -1,76 +1,32 @@
 """Reading, resizing and writing images safely.
 
 Every failure a user can cause (missing file, not an image, truncated data, a decompression
-bomb, a format we cannot write) becomes an :class:`ImageError` with a one-line message.
+bomb, a format we cannot write) becomes an :class:`ImageError` with a one-line message. Reading
+is safeimage's (layers/common), which TRANSFER_STYLE and the preview use too, so an image refused
+here is refused before a job starts, in the same words.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import safeimage
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
-
-# Largest input we decode: about 50 megapixels (a 8688x5792 phone or DSLR photo). Pillow's own
-# bomb check (MAX_IMAGE_PIXELS) only warns below twice its limit; we refuse before decoding.
-MAX_INPUT_PIXELS = 50_000_000
-
-
-class ImageError(ValueError):
-    """An image that cannot be used, with a message fit to show a user."""
+from PIL import Image
+from safeimage import MAX_INPUT_PIXELS as MAX_INPUT_PIXELS  # the engine's limit is the service's
+from safeimage import ImageError
 
 
 def open_image(source: str | os.PathLike[str] | BinaryIO, what: str = "image") -> Image.Image:
-    """Decode an image file fully into RGB, applying its EXIF orientation (phones rotate that way)."""
+    """Decode an image fully into RGB (transparency on white), upright by its EXIF orientation; an
+    ImageError naming `what` (and the file) when it cannot be used."""
     # "content image photo.jpg ..." for a file; just "content image ..." for bytes in memory
     label = f"{what} {os.fspath(source)}" if isinstance(source, str | os.PathLike) else what
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source)
-            width, height = image.size
-            if width * height > MAX_INPUT_PIXELS:
-                raise ImageError(
-                    f"{label} is {width}x{height} pixels, more than the "
-                    f"{MAX_INPUT_PIXELS // 1_000_000} megapixels accepted"
-                )
-            image.load()  # decode now so a truncated file fails here, not later
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
-    except ImageError:
-        raise
-    except FileNotFoundError:
-        raise ImageError(f"{label} does not exist") from None
-    except IsADirectoryError:
-        raise ImageError(f"{label} is a directory, not an image file") from None
-    except PermissionError:
-        raise ImageError(f"{label} cannot be read (permission denied)") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{label} is not an image in a format we can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{label} is too large to decode safely (decompression bomb?)") from None
-    except (OSError, SyntaxError, ValueError) as error:  # Pillow reports broken data in these
-        raise ImageError(f"{label} is damaged or truncated ({error})") from None
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB on white for images with transparency; plain conversion for every other mode."""
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        # I;16 is 16-bit by definition; 32-bit "I" holds 16-bit PNGs on some Pillow versions and
-        # 8-bit values elsewhere, so only there does the range decide.
-        scale = 65535.0 if image.mode != "I" or array.max() > 255 else 255.0
-        image = Image.fromarray((array / scale * 255).round().clip(0, 255).astype(np.uint8))
-    return image.convert("RGB")
+    return safeimage.open_image(source, label)
 
 
 def fit_size(width: int, height: int, long_side: int) -> tuple[int, int]:

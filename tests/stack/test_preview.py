@@ -131,7 +131,7 @@ def test_a_job_that_ended_gets_no_preview_push(stack: Stack):
 @pytest.mark.parametrize(
     ("photo", "reason"),
     [
-        (photo_png(96, 64)[:200], "the photo could not be read"),  # a PNG's signature, truncated
+        (photo_png(96, 64)[:200], "the photo is damaged or truncated"),  # a PNG's signature, truncated
         (photo_png(600, 100), "too small"),  # at 64 px it is 64x11: thinner than the network's 32 px
     ],
     ids=["truncated", "too thin"],

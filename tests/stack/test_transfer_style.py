@@ -304,10 +304,3 @@ def test_a_broken_upload_and_a_broken_style_upload_start_nothing(seeded: LocalAw
     text = refusal(seeded.invoke(FUNCTION, "transfer_style/upload_style.json"))
     assert text.startswith("the style image is damaged or truncated")
     assert_nothing_started(seeded)
-
-
-def test_the_pixel_limit_is_the_workers():
-    from styleservice import images
-    from styletransfer.images import MAX_INPUT_PIXELS
-
-    assert images.MAX_INPUT_PIXELS == MAX_INPUT_PIXELS

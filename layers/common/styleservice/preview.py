@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import functools
 import io
-import warnings
 from typing import Any
 
-from PIL import Image, ImageOps
+import safeimage
+from PIL import Image
 
 MAX_SIDE = 512  # the network paints at 384 px; more would only be an enlargement
 MIN_SIDE = 64
 JPEG_QUALITY = 85
-# Below the worker's 50 MP (styleservice.images.MAX_INPUT_PIXELS), which TRANSFER_STYLE checks
-# first: a photo of 40 to 50 MP is painted without a preview.
-MAX_INPUT_PIXELS = 40_000_000
 CPU_THREADS = 2  # a Lambda of 2048 MB has two vCPUs; the local stack's machine may have only two
 
 
 class PreviewError(ValueError):
-    """An input the preview cannot use (not an image, too large); the job goes on without one."""
+    """An input the preview cannot use (one the worker refuses, or too thin for the network); the job goes
+    on without one."""
 
 
 @functools.cache
@@ -44,20 +42,12 @@ def warm() -> None:
 
 
 def decoded(data: bytes, what: str, long_side: int) -> Image.Image:
-    """An upright RGB image of about `long_side` px or more (JPEGs decode at a reduced scale)."""
+    """An upright RGB image of about `long_side` px or more (JPEGs decode at a reduced scale), read
+    as the worker reads it: a photo the worker accepts makes a preview."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_INPUT_PIXELS:
-                raise PreviewError(f"the {what} is {image.width}x{image.height} pixels, too large")
-            image.draft("RGB", (long_side, long_side))  # JPEG: decode at 1/2, 1/4 or 1/8 when that suffices
-            image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
-    except PreviewError:
-        raise
-    except Exception as failure:  # PIL's many ways of saying "not an image I can read"
-        raise PreviewError(f"the {what} could not be read ({type(failure).__name__})") from None
+        return safeimage.open_image(io.BytesIO(data), f"the {what}", draft_side=long_side)
+    except safeimage.ImageError as unusable:
+        raise PreviewError(str(unusable)) from None
 
 
 def side_for(size: int | None) -> int:
