@@ -13,7 +13,7 @@ For each run it prints the worker's own phase timings (its "stylize-worker timin
 the time outside the phases (interpreter start-up, boto3 clients, the "completed" message), the
 total from process start, the wall time from just before Popen to the process's exit, and the
 optimisation's share of the total: the parts around the optimisation should not dwarf it (the
-aim: a 512 px `standard` job under 5 s from process start on an H100).
+aim: a 512 px `standard` job under 6 s from process start on an H100).
 
 --device: the worker has no option for the device (the engine picks CUDA when it is visible), so
 `cpu` runs it with CUDA_VISIBLE_DEVICES="" and `cuda:N` with GPU N alone visible, as the local
@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,19 @@ def device_line(device: str) -> str:
     return f"device: {name}; torch {torch.__version__}; python {platform.python_version()}"
 
 
+def scale_rows(runs: list[Run], row: Callable[[str, list[float]], None]) -> None:
+    """The optimisation scale by scale (the worker's `scales`): what each new image size cost
+    beyond its iterations (targets, the eager warm-up, capture, kernels loaded on first use), and
+    its iterations' steady pace. A warm process's figures beside these (bench_engine) show what a
+    fresh process pays per size."""
+    for index, scale in enumerate(runs[0].timings.get("scales", [])):
+        size = "x".join(str(side) for side in scale["size"])
+        scales = [run.timings["scales"][index] for run in runs]
+        row(f"    scale {index + 1} ({size}): setup", [figures["setup"] for figures in scales])
+        if all(figures["msPerIteration"] is not None for figures in scales):
+            row(f"    scale {index + 1}: ms per iteration", [figures["msPerIteration"] for figures in scales])
+
+
 def print_table(runs: list[Run]) -> None:
     columns = [f"run {n}" for n in range(1, len(runs) + 1)] + (["median"] if len(runs) > 1 else [])
 
@@ -222,6 +236,8 @@ def print_table(runs: list[Run]) -> None:
     print(f"{'seconds':<48}" + "".join(f"{column:>10}" for column in columns))
     for phase in PHASES:
         row(f"  {phase}", [run.phases[phase] for run in runs])
+        if phase == "optimisation":
+            scale_rows(runs, row)
     row("  outside phases (start-up, clients, last msg)", [run.outside for run in runs])
     row(
         "beside them: AWS clients, the images (a thread)",

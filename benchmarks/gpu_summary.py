@@ -41,6 +41,17 @@ def _ms_per_iteration(row: dict[str, Any]) -> float:
     return 1000 * row["seconds"] / row["iterations"]
 
 
+def _scales(scales: list[dict[str, Any]]) -> str:
+    """Each scale's setup (targets, eager warm-up, capture, kernels loaded on first use) and pace."""
+
+    def one(scale: dict[str, Any]) -> str:
+        size = "x".join(str(side) for side in scale["size"])
+        pace = "" if scale.get("msPerIteration") is None else f" + {scale['msPerIteration']:.2f} ms/it"
+        return f"{size}: {scale['setup']:.2f} s{pace}"
+
+    return "; ".join(one(scale) for scale in scales)
+
+
 def engine_rows(engine: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     if not engine or not engine.get("sizes"):
         return [("engine benchmark", "not run or failed (see bench.txt)", "")]
@@ -69,6 +80,8 @@ def engine_rows(engine: dict[str, Any] | None) -> list[tuple[str, str, str]]:
                 "< 1.2 s",
             )
         )
+    if preset_defaults and preset_defaults.get("scales"):
+        out.append(("  scale by scale: setup + pace", _scales(preset_defaults["scales"]), ""))
     if old:
         out.append(("  the same with the old CUDA defaults (TF32, eager)", f"{old['seconds']:.2f} s", ""))
     one_product = _row(rows, "standard preset 3x200, defaults, history products as one GEMM")
@@ -106,6 +119,16 @@ def job_rows(job: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     ]
     for phase in runs[0]["phases"]:
         out.append((f"  {phase}", f"median {statistics.median(run['phases'][phase] for run in runs):.2f} s", ""))
+    if all(run.get("scales") for run in runs):  # medians, scale by scale: a fresh process's per size
+        medians = [
+            {
+                "size": scale["size"],
+                "setup": statistics.median(run["scales"][index]["setup"] for run in runs),
+                "msPerIteration": statistics.median(run["scales"][index]["msPerIteration"] or 0.0 for run in runs),
+            }
+            for index, scale in enumerate(runs[0]["scales"])
+        ]
+        out.append(("  optimisation scale by scale: setup + pace (medians)", _scales(medians), ""))
     for name in runs[0].get("background", {}):
         seconds = statistics.median(run["background"][name] for run in runs)
         out.append((f"  beside them: {name} (a thread)", f"median {seconds:.2f} s", ""))

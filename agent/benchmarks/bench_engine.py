@@ -85,6 +85,17 @@ class Row:
     iterations: int
     loss: float  # the reference objective on the 8-bit result (the engine's own at --large)
     peak_gib: float | None
+    scales: tuple[dict[str, Any], ...] = ()  # the engine's, scale by scale (ScaleTiming.summary)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a measured piece of work hands back: its iterations, its image (scored) or its own
+    loss, and for the engine each scale's setup and pace."""
+
+    iterations: int
+    result: Image.Image | float
+    scales: tuple[dict[str, Any], ...] = ()
 
 
 def _sync(device: torch.device) -> None:
@@ -92,7 +103,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-Work = Callable[[], tuple[int, Image.Image | float]]
+Work = Callable[[], Outcome]
 
 
 def _measured(device: torch.device, label: str, work: Work, scorer: Scorer | None = None) -> Row:
@@ -101,12 +112,13 @@ def _measured(device: torch.device, label: str, work: Work, scorer: Scorer | Non
         torch.cuda.reset_peak_memory_stats(device)
     _sync(device)
     start = time.perf_counter()
-    iterations, outcome = work()
+    outcome = work()
     _sync(device)
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    loss = scorer.score(outcome) if isinstance(outcome, Image.Image) and scorer else float(outcome)
-    return Row(label, seconds, iterations, loss, peak)
+    result = outcome.result
+    loss = scorer.score(result) if isinstance(result, Image.Image) and scorer else float(result)
+    return Row(label, seconds, outcome.iterations, loss, peak, outcome.scales)
 
 
 @contextlib.contextmanager
@@ -117,9 +129,10 @@ def plain_fp32() -> Iterator[None]:
 
 
 def engine_run(content: Image.Image, style: Image.Image, options: Options, image: bool = True) -> Work:
-    def work() -> tuple[int, Image.Image | float]:
+    def work() -> Outcome:
         result = run(content, style, options)
-        return result.iterations, result.image if image else result.loss
+        scales = tuple(timing.summary() for timing in result.scales)
+        return Outcome(result.iterations, result.image if image else result.loss, scales)
 
     return work
 
@@ -144,10 +157,10 @@ def bench(
     def engine(options: Options) -> Work:
         return engine_run(content_image, style_image, options)
 
-    def reference() -> tuple[int, Image.Image]:
+    def reference() -> Outcome:
         with plain_fp32():
             image, _ = reference_stylize(scorer.content, scorer.style, iterations)
-        return iterations, to_image(from_caffe(image))
+        return Outcome(iterations, to_image(from_caffe(image)))
 
     rows = [_measured(device, f"reference {width}x{height}, 1 scale", reference, scorer)]
     rows += single_scale(size, iterations, device, [variant for variant in variants if not variant.last], scorer)
@@ -232,7 +245,21 @@ def print_rows(rows: list[Row], reference: Row | None, loss: str = "score") -> N
         peak = f"{row.peak_gib:9.2f}" if row.peak_gib is not None else f"{'':9}"
         it_s = row.iterations / row.seconds
         print(f"{row.label:58} {row.seconds:8.2f} {it_s:8.1f} {row.loss:11.5g} {speed_up} {ratio} {peak}")
+        if len(row.scales) > 1:
+            print(f"  {scale_line(row.scales)}")
     sys.stdout.flush()
+
+
+def scale_line(scales: tuple[dict[str, Any], ...]) -> str:
+    """A multi-scale run, scale by scale: each size's setup (targets, eager warm-up, capture,
+    kernels loaded on first use) and its iterations' steady pace."""
+
+    def one(scale: dict[str, Any]) -> str:
+        size = "x".join(str(side) for side in scale["size"])
+        pace = "" if scale["msPerIteration"] is None else f" + {scale['msPerIteration']:.2f} ms/it"
+        return f"{size}: setup {scale['setup']:.3f} s{pace}"
+
+    return "scales: " + "; ".join(one(scale) for scale in scales)
 
 
 def reached_quality(ladder: list[Row], reference: Row) -> Row | None:

@@ -49,11 +49,48 @@ ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass(frozen=True)
+class ScaleTiming:
+    """Where one scale's time went. Each time is read on the host's clock right after the host
+    waited for the device (the loss reads), so on a GPU it is the device's time too."""
+
+    size: tuple[int, int]
+    iterations: int
+    seconds: float  # the whole scale: its targets, its start image, the iterations, its final loss
+    first_read: float  # from the scale's start until the first losses reached the host
+    first_iterations: int  # how many iterations those first losses were
+    last_read: float  # from the scale's start until the last losses reached the host
+
+    @property
+    def per_iteration(self) -> float | None:
+        """Seconds per iteration at the scale's steady pace: between its first and last reads."""
+        steady = self.iterations - self.first_iterations
+        return (self.last_read - self.first_read) / steady if steady > 0 else None
+
+    @property
+    def setup(self) -> float:
+        """What the scale cost beyond its iterations at that pace: the targets, the start image and
+        the first iterations' extra (eager warm-up, CUDA graph capture, kernels loaded on first use)."""
+        pace = self.per_iteration
+        return self.first_read - self.first_iterations * pace if pace is not None else self.first_read
+
+    def summary(self) -> dict[str, object]:
+        """For a log line or a JSON file: size, seconds, setup, milliseconds per iteration."""
+        pace = self.per_iteration
+        return {
+            "size": list(self.size),
+            "seconds": round(self.seconds, 4),
+            "setup": round(self.setup, 4),
+            "msPerIteration": None if pace is None else round(1000 * pace, 4),
+        }
+
+
+@dataclass(frozen=True)
 class Result:
     image: Image.Image
     loss: float  # objective of the returned image at the final scale
     iterations: int
     seconds: float  # wall time of the optimisation, image preparation included
+    scales: tuple[ScaleTiming, ...] = ()  # coarse to fine
 
 
 @functools.lru_cache(maxsize=4)
@@ -108,7 +145,8 @@ def run(
     started = time.perf_counter()
     with _job(content, styles, options or Options(), progress, init_image) as job:
         image, loss = job.run()
-    return Result(image=image, loss=loss, iterations=job.total, seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return Result(image=image, loss=loss, iterations=job.total, seconds=seconds, scales=tuple(job.timings))
 
 
 @contextlib.contextmanager
@@ -189,6 +227,7 @@ class _Job:
             side = _style_side(options.style_scale, self.sizes[0])
             _check_thickness(f"style image {number}", style.size, fit_size(*style.size, side))
         self.done = 0
+        self.timings: list[ScaleTiming] = []
         self.model = _network(options, device, settings)
         self.dtype = next(self.model.parameters()).dtype
 
@@ -260,11 +299,14 @@ class _Job:
     def _optimise_scale(
         self, index: int, size: tuple[int, int], previous: torch.Tensor | None
     ) -> tuple[torch.Tensor, float]:
+        started = time.perf_counter()
+        reads: list[tuple[float, int]] = []  # (seconds since the start, iterations) at each read
         objective, seen_content = self.scale_objective(size)
         start = self._initial(seen_content) if previous is None else resize_tensor(previous, size)
         image = start.detach().clone().contiguous().requires_grad_(True)
 
         def report(losses: list[float]) -> None:
+            reads.append((time.perf_counter() - started, len(losses)))
             for loss in losses:
                 self.done += 1
                 if self.progress is not None:
@@ -278,4 +320,7 @@ class _Job:
         iterations.run(report)
         with torch.no_grad():
             final_loss = float(objective(image))
+        (first_read, first_iterations), (last_read, _) = reads[0], reads[-1]
+        seconds = time.perf_counter() - started
+        self.timings.append(ScaleTiming(size, o.iterations, seconds, first_read, first_iterations, last_read))
         return image.detach(), final_loss

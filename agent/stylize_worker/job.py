@@ -360,6 +360,8 @@ class Worker:
             "progressMessages": reporter.sent,
             "thumbnails": reporter.thumbnails,
             "loss": result.loss if math.isfinite(result.loss) else None,  # NaN is not JSON
+            # each scale's setup and pace: what a fresh process pays per image size (bench_job)
+            "scales": [timing.summary() for timing in result.scales],
         }
 
 

@@ -28,7 +28,7 @@ def bench(*args: str) -> str:
 
 
 def test_the_ablation_prints_the_reference_each_variant_the_preset_and_the_time_to_quality():
-    out = bench("--variants", "fp32", "bf16", "tf32_graph", "defaults", "--preset-iterations", "2", "--large", "64")
+    out = bench("--variants", "fp32", "bf16", "tf32_graph", "defaults", "--preset-iterations", "2", "--large", "96")
     assert "skipped on the CPU (they need CUDA): tf32_graph" in out
     rows = {}
     for label in (
@@ -54,9 +54,14 @@ def test_the_ablation_prints_the_reference_each_variant_the_preset_and_the_time_
     scales = len(preset("preview", size=64).scale_sizes())  # at 64 px its three scales are one
     assert int(summary.group(2)) == scales * int(rungs[-1][0])
     assert re.search(r"per iteration at full size \(defaults, 1 scale\): \d+\.\dx faster", out), out
-    # the large run: the standard preset at --large, without a reference to compare with
-    large = r"^standard preset at 64 px, 3x2, the defaults\s+\d+\.\d+\s+\d+\.\d+\s+\S+\s*$"
+    # the large run: the standard preset at --large, without a reference to compare with, and at
+    # 96 px its three scales, each with its setup and its pace
+    large = r"^standard preset at 96 px, 3x2, the defaults\s+\d+\.\d+\s+\d+\.\d+\s+\S+\s*$"
     assert re.search(large, out, re.M), out
+    scale = r"(\d+x\d+): setup -?\d+\.\d+ s \+ \d+\.\d+ ms/it"
+    by_scale = re.search(rf"^standard preset at 96 px, .*\n  scales: {scale}; {scale}; {scale}$", out, re.M)
+    assert by_scale, out
+    assert by_scale.groups() == ("64x43", "68x45", "96x64")
 
 
 def test_an_unknown_variant_is_a_clear_error():

@@ -1,5 +1,7 @@
 """The engine end to end on tiny images: it optimises, is reproducible, and honours its options."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from styletransfer.device import (
     resolve_precision,
     settings_for,
 )
-from styletransfer.engine import feature_model
+from styletransfer.engine import ScaleTiming, feature_model
 from styletransfer.images import resized, to_tensor
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
 from styletransfer.reference import reference_loss, reference_stylize, reference_targets, reference_vgg
@@ -54,6 +56,43 @@ def test_progress_reports_every_iteration_over_all_scales(content, style):
     assert [p.scale for p in reports] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert [max(p.size) for p in reports[::3]] == [64, 68, 96]  # never below 64 px, ends at 96
     assert all(np.isfinite(p.loss) for p in reports)
+
+
+def test_each_scale_says_where_its_time_went(content, style):
+    sleeps = {2: 0.2}  # a slow iteration 2 of scale 1: the steady pace must not count it as setup
+
+    def slow_host(p: Progress) -> None:
+        time.sleep(sleeps.get(p.iteration, 0.0))
+
+    result = run(content, style, Options(size=96, iterations=4, scales=3), progress=slow_host)
+    assert [timing.size for timing in result.scales] == [(64, 43), (68, 45), (96, 64)]
+    assert sum(timing.seconds for timing in result.scales) <= result.seconds
+    for timing in result.scales:
+        assert timing.iterations == 4
+        assert timing.first_iterations == 1  # on a CPU every iteration's loss is read at once
+        assert 0 < timing.first_read <= timing.last_read <= timing.seconds
+        assert timing.per_iteration is not None
+        assert timing.per_iteration > 0
+    first = result.scales[0]
+    assert first.per_iteration >= 0.2 / 3  # the sleep falls between the first and the last reads
+    assert first.summary() == {
+        "size": [64, 43],
+        "seconds": round(first.seconds, 4),
+        "setup": round(first.first_read - first.per_iteration, 4),
+        "msPerIteration": round(1000 * first.per_iteration, 4),
+    }
+
+
+def test_a_scale_timing_splits_setup_from_the_steady_pace():
+    # 200 iterations, the first 20 read 0.5 s in, the last at 2.3 s: 10 ms each after the first
+    # read, so the first read held 0.2 s of iterations and 0.3 s of setup
+    timing = ScaleTiming((512, 384), 200, seconds=2.35, first_read=0.5, first_iterations=20, last_read=2.3)
+    assert timing.per_iteration == pytest.approx(0.01)
+    assert timing.setup == pytest.approx(0.3)
+    one = ScaleTiming((64, 43), 1, seconds=0.2, first_read=0.15, first_iterations=1, last_read=0.15)
+    assert one.per_iteration is None
+    assert one.setup == 0.15  # with no steady pace, all of it
+    assert one.summary()["msPerIteration"] is None
 
 
 def test_same_seed_same_result_and_other_seed_differs(content, style):

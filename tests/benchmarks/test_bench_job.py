@@ -33,13 +33,16 @@ def test_the_benchmark_runs_a_whole_job_and_prints_every_phase():
         ("download_wait", 0),  # none when the thread had the images before torch was imported
         ("decode", 0.001),
         ("optimisation", 0.001),
+        (r"scale 1 \(64x4\d\): setup", -1.0),  # setup minus a slow first iteration's excess may dip below 0
+        ("scale 1: ms per iteration", 0.001),
         ("encode_upload", 0.001),
         (r"outside phases \(start-up, clients, last msg\)", 0.001),
         (r"beside them: AWS clients, the images \(a thread\)", 0.001),
         ("total from process start", 0.001),
         ("wall, Popen to exit", 0.001),
     ):
-        found = re.search(rf"^\s*{label}\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$", out, re.M)
+        number = NUMBER if least >= 0 else r"(-?\d+\.\d+)"
+        found = re.search(rf"^\s*{label}\s+{number}\s+{number}\s+{number}$", out, re.M)
         assert found, f"no row for {label}:\n{out}"
         assert all(float(value) >= least for value in found.groups()), found.group(0)
     total = re.search(rf"^total from process start\s+{NUMBER}", out, re.M)

@@ -159,6 +159,10 @@ def test_a_job_runs_end_to_end(world: World, capsys: pytest.CaptureFixture[str])
     assert timings["background"]["clients_download"] > 0  # in a thread, beside the model's warm-up
     assert timings["total"] >= timings["phases"]["optimisation"] > 0
     assert timings["iterations"] == total
+    [scale] = timings["scales"]  # at 64 px the preview's three scales are one
+    assert scale["size"] == [64, 43]  # the result's size (assert_result_is_there)
+    assert 0 < scale["seconds"] <= timings["phases"]["optimisation"]
+    assert scale["msPerIteration"] > 0
     assert out.err == ""
     assert "error" not in world.jobs.get(JOB_ID)
 
