@@ -13,8 +13,6 @@ from botocore.exceptions import ClientError
 from .runner import ROOT, Runner
 
 DOCKERFILE = "agent/Dockerfile"
-# What agent/Dockerfile copies (agent/Dockerfile.dockerignore lets only these in), and itself.
-CONTEXT = ("agent/styletransfer", "agent/stylize_worker")
 PLATFORM = "linux/amd64"  # Batch's g5/g6 instances; an arm64 laptop would otherwise build arm64
 KEEP_IMAGES = 10
 
@@ -37,10 +35,16 @@ LIFECYCLE_POLICY = {
 }  # fmt: skip
 
 
+def context_folders(root: Path = ROOT) -> list[str]:
+    """What agent/Dockerfile copies: the folders its .dockerignore lets in (after a leading `*`)."""
+    lines = (root / f"{DOCKERFILE}.dockerignore").read_text().split()
+    return [line[1:] for line in lines if line.startswith("!")]
+
+
 def build_files(root: Path = ROOT) -> list[Path]:
     """The files the image is built from, in a stable order (bytecode caches left out)."""
     files = [root / DOCKERFILE, root / f"{DOCKERFILE}.dockerignore"]
-    for folder in CONTEXT:
+    for folder in context_folders(root):
         files += sorted(
             p for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
         )

@@ -125,6 +125,21 @@ def test_the_image_tag_changes_with_the_workers_code_and_nothing_else(tmp_path: 
     assert image.image_tag(root) != tag
 
 
+def test_the_image_tag_covers_every_folder_the_image_copies(tmp_path: Path):
+    """safeimage lives in the Lambda layer but the worker's image copies it: a change there is a
+    new image too."""
+    assert image.context_folders() == ["agent/styletransfer", "agent/stylize_worker", "layers/common/safeimage"]
+    root = copy_build_context(tmp_path)
+    tag = image.image_tag(root)
+    reading = root / "layers/common/safeimage/__init__.py"
+    reading.write_text(reading.read_text() + "\n# a change\n")
+    assert image.image_tag(root) != tag
+    (root / "layers/common/styleservice").mkdir(parents=True)
+    (root / "layers/common/styleservice/jobs.py").write_text("# not in the image")
+    reading.write_text(reading.read_text().removesuffix("\n# a change\n"))
+    assert image.image_tag(root) == tag
+
+
 def test_the_repository_is_made_once_with_its_lifecycle_policy(runner: Runner, aws: Any):
     uri = image.ensure_repository(runner, "demo", "123456789012")
     assert uri == f"123456789012.dkr.ecr.{REGION}.amazonaws.com/demo-worker"
