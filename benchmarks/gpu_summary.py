@@ -84,9 +84,13 @@ def engine_rows(engine: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         out.append(("  scale by scale: setup + pace", _scales(preset_defaults["scales"]), ""))
     if old:
         out.append(("  the same with the old CUDA defaults (TF32, eager)", f"{old['seconds']:.2f} s", ""))
-    one_product = _row(rows, "standard preset 3x200, defaults, history products as one GEMM")
-    if one_product:
-        out.append(("  the same with the L-BFGS history products as one GEMM", f"{one_product['seconds']:.2f} s", ""))
+    for variant, label in (  # the defaults but for one change each (bench_engine's VARIANTS)
+        ("defaults, history products as one GEMM", "the L-BFGS history products as one GEMM"),
+        ("defaults, Gram products straight from bf16", "the Gram products straight from bf16 (gram_bf16)"),
+        ("defaults, 1 eager iteration before capture", "1 eager iteration before capture, not 3 (warmup_1)"),
+    ):
+        if changed := _row(rows, f"standard preset 3x200, {variant}"):
+            out.append((f"  the same with {label}", f"{changed['seconds']:.2f} s", ""))
     reached = figures.get("reached")
     if reached:
         out.append(

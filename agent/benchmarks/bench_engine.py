@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import platform
 import sys
@@ -50,6 +51,9 @@ class Variant:
     cuda_only: bool = False  # no effect or not available on a CPU
     preset: bool = False  # also measured with the preset
     last: bool = False  # measured after everything else (its compilation takes minutes on a GPU)
+    # (module, name, value): constants set for this variant's runs only. Choices that are not
+    # Options are timed this way on a GPU before they become defaults.
+    patches: tuple[tuple[str, str, Any], ...] = ()
 
 
 # Every variant but "defaults" states its settings in full, so that the rows do not move when the
@@ -73,6 +77,22 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("defaults", "the defaults", {}, preset=True),
     # The defaults but for one change each, to measure that change where the target is timed.
     Variant("one_product", "defaults, history products as one GEMM", {"history_chunk": 0}, cuda_only=True, preset=True),
+    Variant(
+        "gram_bf16",
+        "defaults, Gram products straight from bf16",
+        {},
+        cuda_only=True,
+        preset=True,
+        patches=(("styletransfer.losses", "GRAM_FROM_LOW_PRECISION", True),),
+    ),
+    Variant(
+        "warmup_1",
+        "defaults, 1 eager iteration before capture",
+        {},
+        cuda_only=True,
+        preset=True,
+        patches=(("styletransfer.iterations", "WARMUP", 1),),
+    ),
 )
 CPU_DEFAULT = ("fp32", "channels_last", "bf16", "defaults")
 LARGE = ("tf32", "defaults")  # the old and the new CUDA defaults at --large
@@ -121,6 +141,17 @@ def _measured(device: torch.device, label: str, work: Work, scorer: Scorer | Non
     return Row(label, seconds, outcome.iterations, loss, peak, outcome.scales)
 
 
+def _attempt(device: torch.device, label: str, work: Work, scorer: Scorer | None = None) -> Row | None:
+    """A variant's row; if it fails, a line that says so, and the benchmark goes on to the next
+    (a GPU session is short: one broken variant must not cost the others' figures)."""
+    try:
+        return _measured(device, label, work, scorer)
+    except Exception as failure:  # e.g. a CUDA error in a variant that was never run on a GPU
+        reason = (str(failure).splitlines() or [""])[0][:200]
+        print(f"{label}: failed ({type(failure).__name__}: {reason})", flush=True)
+        return None
+
+
 @contextlib.contextmanager
 def plain_fp32() -> Iterator[None]:
     """The reference as written: fp32 convolutions (torch enables TF32 for cuDNN by default)."""
@@ -128,9 +159,31 @@ def plain_fp32() -> Iterator[None]:
         yield
 
 
-def engine_run(content: Image.Image, style: Image.Image, options: Options, image: bool = True) -> Work:
+@contextlib.contextmanager
+def patched(patches: tuple[tuple[str, str, Any], ...]) -> Iterator[None]:
+    """A variant's module constants, set for one run and then put back."""
+    saved = []
+    try:
+        for module_name, name, value in patches:
+            module = importlib.import_module(module_name)
+            saved.append((module, name, getattr(module, name)))
+            setattr(module, name, value)
+        yield
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)
+
+
+def engine_run(
+    content: Image.Image,
+    style: Image.Image,
+    options: Options,
+    image: bool = True,
+    patches: tuple[tuple[str, str, Any], ...] = (),
+) -> Work:
     def work() -> Outcome:
-        result = run(content, style, options)
+        with patched(patches):
+            result = run(content, style, options)
         scales = tuple(timing.summary() for timing in result.scales)
         return Outcome(result.iterations, result.image if image else result.loss, scales)
 
@@ -154,8 +207,8 @@ def bench(
     scorer = Scorer(content_image, style_image, size, device=device)
     width, height = fit_size(*content_image.size, size)
 
-    def engine(options: Options) -> Work:
-        return engine_run(content_image, style_image, options)
+    def engine(variant: Variant, options: Options) -> Work:
+        return engine_run(content_image, style_image, options.replace(**variant.changes), patches=variant.patches)
 
     def reference() -> Outcome:
         with plain_fp32():
@@ -167,10 +220,8 @@ def bench(
     name, tuned = standard_shape(device, size, preset_iterations)
     label = f"{name} preset {tuned.scales}x{tuned.iterations}"
     for variant in variants:
-        if variant.preset:
-            rows.append(
-                _measured(device, f"{label}, {variant.label}", engine(tuned.replace(**variant.changes)), scorer)
-            )
+        if variant.preset and (row := _attempt(device, f"{label}, {variant.label}", engine(variant, tuned), scorer)):
+            rows.append(row)
     return rows, scorer
 
 
@@ -182,8 +233,9 @@ def single_scale(
     single = Options(size=size, iterations=iterations, scales=1, device=str(device))
     rows = []
     for variant in variants:
-        work = engine_run(content_image, style_image, single.replace(**variant.changes))
-        rows.append(_measured(device, f"engine {variant.label}", work, scorer))
+        work = engine_run(content_image, style_image, single.replace(**variant.changes), patches=variant.patches)
+        if row := _attempt(device, f"engine {variant.label}", work, scorer):
+            rows.append(row)
     return rows
 
 

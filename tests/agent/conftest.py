@@ -112,3 +112,17 @@ def compiled_and_eager(
 @pytest.fixture
 def compiled_vs_eager():
     return compiled_and_eager
+
+
+def engine_at_same_image(
+    content: Image.Image, style: Image.Image, options: Options, seed: int = 5
+) -> tuple[float, torch.Tensor]:
+    """(loss, gradient) of the engine's objective at the content image plus fixed noise: called
+    twice with one setting changed between the calls, the same image through two paths."""
+    with final_objective(content, style, options) as (objective, start):
+        return _loss_and_gradient(objective, _noisy(start, seed))
+
+
+@pytest.fixture
+def at_same_image():
+    return engine_at_same_image
