@@ -9,7 +9,7 @@ trajectories are never compared: rounding alone makes them diverge."""
 
 import pytest
 import torch
-from styletransfer import Options, run
+from styletransfer import Options, iterations, run
 from styletransfer.images import resized, to_image, to_tensor
 from styletransfer.iterations import ScaleIterations
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
@@ -70,10 +70,13 @@ def test_compiled_objective_computes_the_eager_one(content, style, compiled_vs_e
     assert float(cosine) > 0.9999
 
 
-def test_cuda_graph_replays_what_eager_runs(content, style):
+@pytest.mark.parametrize("warmup", [iterations.WARMUP, 1], ids=["default_warmup", "warmup_1"])
+def test_cuda_graph_replays_what_eager_runs(content, style, monkeypatch, warmup):
     """Same settings (the defaults but for the capture), deterministic cuDNN: the replayed graph
     computes what the eager iterations compute, and keeps optimising (a replay that read stale
-    buffers would repeat one loss or diverge)."""
+    buffers would repeat one loss or diverge). Also with one eager iteration before the capture
+    (bench_engine's warmup_1), which must capture as soundly before it can become the default."""
+    monkeypatch.setattr(iterations, "WARMUP", warmup)
     eager_losses: list[float] = []
     graph_losses: list[float] = []
     options = TINY.replace(iterations=30)
