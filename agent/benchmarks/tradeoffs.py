@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from unittest import mock
 
 import torch
 from PIL import Image
@@ -68,17 +69,6 @@ def round_mantissa(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def style_gradient(low_precision: bool) -> Iterator[None]:
-    """losses.LOW_PRECISION_STYLE_GRADIENT set as a variant asks, whatever the default."""
-    default = losses_module.LOW_PRECISION_STYLE_GRADIENT
-    losses_module.LOW_PRECISION_STYLE_GRADIENT = low_precision
-    try:
-        yield
-    finally:
-        losses_module.LOW_PRECISION_STYLE_GRADIENT = default
-
-
-@contextlib.contextmanager
 def gram_inputs_rounded(bits: int | None) -> Iterator[None]:
     """The objective's Gram matrices from features rounded as tensor cores read them (the gradient
     passes straight through the rounding). The objective's style terms go through
@@ -92,11 +82,8 @@ def gram_inputs_rounded(bits: int | None) -> Iterator[None]:
         f = features.float()
         return exact(f + (round_mantissa(f.detach(), bits) - f).detach(), target_gram, weight)
 
-    losses_module.style_loss = style_loss
-    try:
+    with mock.patch.object(losses_module, "style_loss", style_loss):
         yield
-    finally:
-        losses_module.style_loss = exact
 
 
 def pairs(count: int) -> list[tuple[str, Image.Image, Image.Image]]:
@@ -148,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             for variant in variants:
                 options = base.replace(**settings, history=variant.history)
                 started = time.perf_counter()
-                with gram_inputs_rounded(variant.gram_bits), style_gradient(variant.low_precision_style_gradient):
+                # the style gradient's precision as the variant asks, whatever the default
+                style_gradient = variant.low_precision_style_gradient
+                with (
+                    gram_inputs_rounded(variant.gram_bits),
+                    mock.patch.object(losses_module, "LOW_PRECISION_STYLE_GRADIENT", style_gradient),
+                ):
                     result = run(content, style, options)  # its PIL image was read back: the GPU is done
                 score = scorer.score(result.image)
                 baseline = baseline or score
