@@ -1,15 +1,19 @@
-"""What the route functions' tests share: the images their event files carry, the objects those
-files name (seeded into moto), reading a route's answer, and the check that a refused request
-started nothing."""
+"""What the route functions' tests share: the images their event files carry (and a PNG that lies
+about its size), the objects those files name (seeded into moto), reading a route's answer, and
+the check that a refused request started nothing."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
+import struct
+import zlib
 from typing import Any
 
 import pytest
+from PIL import Image
 from styleservice.jobs import Jobs
 
 from .local_aws import EVENTS, LocalAws, event
@@ -21,6 +25,17 @@ PNG = base64.b64decode(
 WEBP = base64.b64decode(
     "UklGRkQAAABXRUJQVlA4IDgAAADQAQCdASoIAAgAAsBMJbACdAD0MaxAAAD+8ad5vDCBK46si+GWLKzuoS7Rv/N9T+hHeP9O5VwAAA=="
 )
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header says width x height (its CRC fixed, so only the size is wrong)."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)
 
 
 def jpeg() -> bytes:

@@ -5,8 +5,6 @@ photo the worker paints."""
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -17,20 +15,13 @@ from styleservice.images import check_image
 from styleservice.protocol import ProtocolError
 from styletransfer.images import ImageError, open_image
 
+from .routes_support import png_claiming
+
 
 def encoded(image: Image.Image, image_format: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, image_format, **options)
     return buffer.getvalue()
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 1x1 PNG whose header says width x height (its CRC fixed, so only the size is wrong)."""
-    data = bytearray(encoded(Image.new("L", (1, 1)), "PNG"))
-    ihdr = data.index(b"IHDR")
-    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
-    return bytes(data)
 
 
 def photo(image_format: str = "PNG") -> bytes:

@@ -28,6 +28,7 @@ from .routes_support import (
     job_items,
     jpeg,
     keys_under,
+    png_claiming,
     refusal,
     seed,
     with_body,
@@ -249,23 +250,6 @@ def test_an_upload_over_the_size_limit_is_refused(seeded: LocalAws):
     text = refusal(seeded.invoke(FUNCTION, "transfer_style/upload_image.json"))
     assert text == f"image: the upload is {len(PNG) + 2048} bytes, over the limit of 1024"
     assert_nothing_started(seeded)
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A 1x1 PNG whose header says width x height (its CRC fixed, so only the size is wrong)."""
-    import io
-    import struct
-    import zlib
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("L", (1, 1)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = data.index(b"IHDR")
-    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
-    return bytes(data)
 
 
 def data_url_of(data: bytes, content_type: str) -> str:
