@@ -124,14 +124,17 @@ def job_rows(job: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     for phase in runs[0]["phases"]:
         out.append((f"  {phase}", f"median {statistics.median(run['phases'][phase] for run in runs):.2f} s", ""))
     if all(run.get("scales") for run in runs):  # medians, scale by scale: a fresh process's per size
-        medians = [
-            {
-                "size": scale["size"],
-                "setup": statistics.median(run["scales"][index]["setup"] for run in runs),
-                "msPerIteration": statistics.median(run["scales"][index]["msPerIteration"] or 0.0 for run in runs),
-            }
-            for index, scale in enumerate(runs[0]["scales"])
-        ]
+        medians = []
+        for index, scale in enumerate(runs[0]["scales"]):
+            paces = [run["scales"][index]["msPerIteration"] for run in runs]
+            medians.append(
+                {
+                    "size": scale["size"],
+                    "setup": statistics.median(run["scales"][index]["setup"] for run in runs),
+                    # no pace where a run had none (one iteration a scale), as bench_job prints it
+                    "msPerIteration": None if None in paces else statistics.median(paces),
+                }
+            )
         out.append(("  optimisation scale by scale: setup + pace (medians)", _scales(medians), ""))
     for name in runs[0].get("background", {}):
         seconds = statistics.median(run["background"][name] for run in runs)

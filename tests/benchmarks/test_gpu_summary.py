@@ -109,3 +109,15 @@ def test_a_missing_part_is_a_row_that_says_so(tmp_path):
     assert "| GPU tests (tests/agent/test_gpu.py) | not run | all pass |" in table
     assert "| engine benchmark | not run or failed (see bench.txt) |  |" in table
     assert "| whole job | not run or failed (see job.txt) |  |" in table
+
+
+def test_a_scale_without_a_steady_pace_shows_none(tmp_path):
+    """One iteration a scale has no pace between reads: the median says nothing rather than 0 ms."""
+    runs = [
+        {"total": 1.0, "phases": {"optimisation": 0.5}, "background": {}, "scales": [_scale([64, 43], 0.2, 3.0)]},
+        {"total": 1.0, "phases": {"optimisation": 0.5}, "background": {}, "scales": [_scale([64, 43], 0.3, 3.0)]},
+    ]
+    runs[1]["scales"][0]["msPerIteration"] = None
+    (tmp_path / "job.json").write_text(json.dumps({"job": "preview, 64 px", "runs": runs}))
+    line = "|   optimisation scale by scale: setup + pace (medians) | 64x43: 0.25 s |  |"
+    assert line in _summary(tmp_path).splitlines()
