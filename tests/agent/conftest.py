@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -14,6 +17,19 @@ from styletransfer import Options
 from styletransfer.engine import final_objective
 from styletransfer.reference import Scorer, fp32, reference_loss
 from styletransfer.samples import stained_glass, swirls
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "agent" / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """agent/benchmarks/<name>.py (a script, not a package) as the module `name`."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def photo_like(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:

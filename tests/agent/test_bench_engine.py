@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
 import subprocess
 import sys
@@ -13,14 +12,11 @@ import pytest
 import torch
 from styletransfer import iterations, preset
 
+from .conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "agent" / "benchmarks" / "bench_engine.py"
-spec = importlib.util.spec_from_file_location("bench_engine", BENCH)
-assert spec is not None
-assert spec.loader is not None
-bench_engine = importlib.util.module_from_spec(spec)
-sys.modules["bench_engine"] = bench_engine  # dataclasses look their module up
-spec.loader.exec_module(bench_engine)
+bench_engine = load_benchmark("bench_engine")
 ROW = r"^{label}\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\S+)\s+(\d+\.\d+)x\s+(\d+\.\d+)\s*$"
 
 

@@ -3,21 +3,13 @@ it claims to change (and nothing else), or its study measures nothing."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from styletransfer.losses import gram, style_loss, total_loss
 
-PATH = Path(__file__).resolve().parents[2] / "agent" / "benchmarks" / "tradeoffs.py"
-spec = importlib.util.spec_from_file_location("tradeoffs", PATH)
-assert spec is not None
-assert spec.loader is not None
-tradeoffs = importlib.util.module_from_spec(spec)
-sys.modules["tradeoffs"] = tradeoffs  # its dataclasses look their module up there
-spec.loader.exec_module(tradeoffs)
+from .conftest import load_benchmark
+
+tradeoffs = load_benchmark("tradeoffs")
 
 
 def test_round_mantissa_rounds_to_nearest_even():
