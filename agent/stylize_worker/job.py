@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .cuda_start import CudaStart
+
 if TYPE_CHECKING:  # the heavy imports happen inside main(), where their time is measured
     from PIL import Image
     from styletransfer import Options, Progress
@@ -46,6 +48,7 @@ THUMBNAIL_INTERVAL = 5.0
 THUMBNAIL_SIDE = 192
 THUMBNAIL_QUALITY = 70
 THUMBNAIL_MAX_BYTES = 24 * 1024
+EARLY_CUDA_VARIABLE = "STYLIZE_EARLY_CUDA"  # "0": PyTorch starts CUDA after its import (see main)
 DEFAULT_PRESET = "auto"  # standard on a GPU, preview on a CPU (styletransfer.preset)
 MAX_IMAGE_BYTES = 50 * 1024 * 1024  # the routes accept far less; anything larger is not a photo
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -420,6 +423,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     """Run the job that `environ` (default: os.environ) describes; the process's exit status."""
     environ = os.environ if environ is None else environ
     timings = Timings()
+    # CUDA's driver and context in a thread while PyTorch imports (cuda_start); "0" leaves CUDA's
+    # start to PyTorch, after the import (bench_job's comparison)
+    cuda = CudaStart() if environ.get(EARLY_CUDA_VARIABLE, "1") != "0" else None
     job_id: str | None = None
     summary: dict[str, Any] = {}
     try:
@@ -434,6 +440,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     except Exception as failure:
         status, reason = EXIT_FAILED, unexpected_reason(failure)
         log("unexpected failure", jobId=job_id, traceback=traceback.format_exc())  # for operators only
+    if cuda is not None:
+        timings.background["cuda_start"] = cuda.seconds  # None only while it is still in the driver
+        summary["cudaStart"] = cuda.outcome
     log(
         "stylize-worker timings",
         jobId=job_id,

@@ -157,6 +157,7 @@ def test_a_job_runs_end_to_end(world: World, capsys: pytest.CaptureFixture[str])
     assert set(timings["phases"]) == phases
     assert all(seconds >= 0 for seconds in timings["phases"].values())
     assert timings["background"]["clients_download"] > 0  # in a thread, beside the model's warm-up
+    assert timings["cudaStart"] != "running"  # begun at main's first line: over long before the job is
     assert timings["total"] >= timings["phases"]["optimisation"] > 0
     assert timings["iterations"] == total
     [scale] = timings["scales"]  # at 64 px the preview's three scales are one
@@ -167,7 +168,13 @@ def test_a_job_runs_end_to_end(world: World, capsys: pytest.CaptureFixture[str])
     assert "error" not in world.jobs.get(JOB_ID)
 
 
-def test_the_module_runs_as_batch_starts_it(world: World, aws: LocalAws):
+def with_driver(env: dict[str, str], driver: Path, calls: Path) -> dict[str, str]:
+    """`env` with the stand-in CUDA driver where the worker looks for libcuda.so.1, logging to `calls`."""
+    search = os.pathsep.join(filter(None, [str(driver.parent), env.get("LD_LIBRARY_PATH")]))
+    return {**env, "LD_LIBRARY_PATH": search, "FAKE_CUDA_CALLS": str(calls)}
+
+
+def test_the_module_runs_as_batch_starts_it(world: World, aws: LocalAws, fake_cuda_driver: Path, tmp_path: Path):
     world.put(CONTENT_KEY, content_image())
     world.put(STYLE_KEY, style_image())
     env = {
@@ -178,9 +185,16 @@ def test_the_module_runs_as_batch_starts_it(world: World, aws: LocalAws):
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
+    env.pop("STYLIZE_EARLY_CUDA", None)  # the default: CUDA's start in a thread from the first line
+    calls = tmp_path / "driver-calls.txt"
 
     done = subprocess.run(
-        [sys.executable, "-m", "stylize_worker"], env=env, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "stylize_worker"],
+        env=with_driver(env, fake_cuda_driver, calls),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
     assert done.returncode == EXIT_OK, done.stderr
@@ -188,6 +202,33 @@ def test_the_module_runs_as_batch_starts_it(world: World, aws: LocalAws):
     assert world.messages()[-1] == {"type": "completed", "requestId": JOB_ID, "resultKey": OUTPUT_KEY}
     timings = timings_line(done.stdout)
     assert timings["total"] > timings["phases"]["imports"] > 0  # a cold process pays for torch's import
+    # the driver (here the stand-in) found by its name, started and its context retained beside the
+    # import; the CPU build of torch never asks for it, and the job runs as it would without it
+    assert calls.read_text() == "cuInit(0) cuDeviceGet(0) cuDevicePrimaryCtxRetain(7)"
+    assert timings["cudaStart"] == "ready"
+    assert timings["background"]["cuda_start"] >= 0
+    assert timings["device"] == "cpu"
+
+
+def test_early_cuda_0_leaves_cudas_start_to_pytorch(fake_cuda_driver: Path, tmp_path: Path):
+    calls = tmp_path / "driver-calls.txt"
+    env = {**os.environ, "STYLIZE_EARLY_CUDA": "0"}
+    env.pop("JOB_JSON", None)  # a job that fails at once, before any import: what matters is what ran
+
+    done = subprocess.run(
+        [sys.executable, "-m", "stylize_worker"],
+        env=with_driver(env, fake_cuda_driver, calls),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == EXIT_BAD_INPUT, done.stderr
+    timings = timings_line(done.stdout)
+    assert not calls.exists()  # the driver was never called
+    assert "cudaStart" not in timings
+    assert "cuda_start" not in timings["background"]
 
 
 def assert_failed(world: World, capsys: pytest.CaptureFixture[str], reason: str) -> None:
