@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import platform
 import statistics
@@ -50,6 +51,15 @@ from styletransfer.options import PRESETS
 from styletransfer.samples import benchmark_pair
 
 PHASES = ("imports", "model", "download_wait", "decode", "optimisation", "encode_upload")
+BACKGROUND = {  # the worker's threads (its timings' "background"), as the table names them
+    "cuda_start": "CUDA's start",
+    "clients_download": "AWS clients, the images",
+}
+# --variant: the worker with one setting changed, run alternately with the defaults (the page cache
+# warms as runs go on, so alternating keeps the comparison fair): name -> (what it is, environment)
+VARIANTS = {
+    "late_cuda": ("CUDA started by PyTorch after its import", {"STYLIZE_EARLY_CUDA": "0"}),
+}
 TIMINGS_MESSAGE = "stylize-worker timings"
 STYLE = "swirls"
 
@@ -149,9 +159,11 @@ class Stack:
         return f"{image.width}x{image.height} {image.format}, {len(body)} bytes"
 
 
-def run_worker(stack: Stack, options: dict[str, Any], cuda_visible: str | None, timeout: float) -> Run:
+def run_worker(
+    stack: Stack, options: dict[str, Any], cuda_visible: str | None, timeout: float, settings: dict[str, str]
+) -> Run:
     job = stack.new_job(options)
-    env = stack.environment(job, cuda_visible)
+    env = {**stack.environment(job, cuda_visible), **settings}
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "stylize_worker"],
@@ -239,10 +251,11 @@ def print_table(runs: list[Run]) -> None:
         if phase == "optimisation":
             scale_rows(runs, row)
     row("  outside phases (start-up, clients, last msg)", [run.outside for run in runs])
-    row(
-        "beside them: AWS clients, the images (a thread)",
-        [run.timings["background"]["clients_download"] for run in runs],
-    )
+    for name, label in BACKGROUND.items():
+        if all(name in run.timings["background"] for run in runs):
+            # None: the thread was still at work when the worker wrote its line
+            seconds = [run.timings["background"][name] for run in runs]
+            row(f"beside them: {label} (a thread)", [math.nan if value is None else value for value in seconds])
     row("total from process start", [run.total for run in runs])
     row("wall, Popen to exit", [run.wall for run in runs])
     row("  wall minus total (spawn, exit)", [run.wall - run.total for run in runs])
@@ -257,35 +270,74 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="worker runs, each a fresh process (default 1)")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one run may take (default 1200)")
     parser.add_argument("--json", type=Path, help="also write each run's timings to this JSON file")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        choices=sorted(VARIANTS),
+        default=[],
+        help="also run the worker with one setting changed, alternately with the defaults: "
+        + "; ".join(f"{name}: {description}" for name, (description, _) in VARIANTS.items()),
+    )
     args = parser.parse_args(argv)
     cuda_visible = cuda_visible_for(args.device)
     options = {"preset": args.preset, "size": args.size}
+    arms = {"defaults": {}, **{name: VARIANTS[name][1] for name in args.variant}}
 
     print(device_line(args.device))
-    print(f"job: preset {args.preset}, size {args.size}, {args.repeat} run(s), each a fresh process", flush=True)
-    runs: list[Run] = []
+    print(
+        f"job: preset {args.preset}, size {args.size}, {args.repeat} run(s) of {', '.join(arms)}, each a fresh process",
+        flush=True,
+    )
+    runs: dict[str, list[Run]] = {arm: [] for arm in arms}
     with start_moto() as server:
         stack = Stack(server)
         for _ in range(args.repeat):
-            try:
-                runs.append(run_worker(stack, options, cuda_visible, args.timeout))
-            except WorkerError as failure:
-                print(f"bench_job: {failure}", file=sys.stderr)
-                print(failure.stderr.rstrip(), file=sys.stderr)
-                if failure.stdout.strip():  # its log lines: an unexpected failure's traceback is there
-                    print("worker's stdout (last lines):", failure.stdout.rstrip()[-4000:], sep="\n", file=sys.stderr)
-                return failure.returncode if failure.returncode > 0 else 1
-    summary = runs[-1].timings
+            for arm, settings in arms.items():
+                try:
+                    runs[arm].append(run_worker(stack, options, cuda_visible, args.timeout, settings))
+                except WorkerError as failure:
+                    print(f"bench_job: {arm}: {failure}", file=sys.stderr)
+                    print(failure.stderr.rstrip(), file=sys.stderr)
+                    if failure.stdout.strip():  # its log lines: an unexpected failure's traceback is there
+                        print(
+                            "worker's stdout (last lines):", failure.stdout.rstrip()[-4000:], sep="\n", file=sys.stderr
+                        )
+                    return failure.returncode if failure.returncode > 0 else 1
+    defaults = runs.pop("defaults")
+    summary = defaults[-1].timings
     print(
         f"worker: device {summary.get('device')}, {summary.get('iterations')} iterations, "
-        f"result in S3: {runs[-1].result}"
+        f"CUDA's early start: {summary.get('cudaStart', 'off')}, result in S3: {defaults[-1].result}"
     )
-    print_table(runs)
+    print_table(defaults)
+    for arm, arm_runs in runs.items():
+        print(f"\nvariant {arm}: {VARIANTS[arm][0]}")
+        print_table(arm_runs)
+        print(compare(arm, arm_runs, defaults))
     if args.json:
         job = f"preset {args.preset}, {args.size} px"
-        figures = {"device": device_line(args.device), "job": job, "runs": [run.timings for run in runs]}
+        figures = {
+            "device": device_line(args.device),
+            "job": job,
+            "runs": [run.timings for run in defaults],
+            "variants": {arm: [run.timings for run in arm_runs] for arm, arm_runs in runs.items()},
+        }
         args.json.write_text(json.dumps(figures))
     return 0
+
+
+def compare(arm: str, arm_runs: list[Run], defaults: list[Run]) -> str:
+    """One line: the medians of the variant's total and model phase against the defaults'."""
+
+    def median(runs: list[Run], figure: Callable[[Run], float]) -> float:
+        return statistics.median(figure(run) for run in runs)
+
+    total = median(arm_runs, lambda run: run.total), median(defaults, lambda run: run.total)
+    model = median(arm_runs, lambda run: run.phases["model"]), median(defaults, lambda run: run.phases["model"])
+    return (
+        f"{arm} against the defaults (medians): total {total[0]:.3f} s against {total[1]:.3f} s "
+        f"({total[0] - total[1]:+.3f} s), model {model[0]:.3f} s against {model[1]:.3f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# bench_job's --variant names, as the table words them (kept here: the summary imports nothing of the benchmarks)
+VARIANTS = {"late_cuda": "CUDA started by PyTorch after its import (late_cuda)"}
+
 
 def _load(path: Path) -> Any:
     try:
@@ -137,8 +140,23 @@ def job_rows(job: dict[str, Any] | None) -> list[tuple[str, str, str]]:
             )
         out.append(("  optimisation scale by scale: setup + pace (medians)", _scales(medians), ""))
     for name in runs[0].get("background", {}):
-        seconds = statistics.median(run["background"][name] for run in runs)
-        out.append((f"  beside them: {name} (a thread)", f"median {seconds:.2f} s", ""))
+        values = [run["background"].get(name) for run in runs]
+        # None: the thread was still at work when the worker wrote its line
+        seconds = "still running" if None in values else f"median {statistics.median(values):.2f} s"
+        out.append((f"  beside them: {name} (a thread)", seconds, ""))
+    if outcomes := sorted({run["cudaStart"] for run in runs if "cudaStart" in run}):
+        out.append(("  CUDA's start beside the import", ", ".join(outcomes), ""))
+    for name, variant_runs in (job.get("variants") or {}).items():  # bench_job --variant, run alternately
+        if variant_runs:
+            total = statistics.median(run["total"] for run in variant_runs)
+            model = statistics.median(run["phases"]["model"] for run in variant_runs)
+            out.append(
+                (
+                    f"  the same with {VARIANTS.get(name, name)}",
+                    f"median {total:.2f} s ({total - statistics.median(totals):+.2f} s), model {model:.2f} s",
+                    "",
+                )
+            )
     return out
 
 

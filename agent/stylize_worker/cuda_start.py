@@ -3,7 +3,7 @@
 A fresh worker spends seconds in `import torch`, holding the interpreter, and only then starts
 CUDA: the driver's initialisation and the GPU's primary context, some 0.3 s on an H100
 (`torch.cuda.init()` and the first tensor, measured 2026-11-26). Neither needs PyTorch: they are
-two calls into the driver's library, and a call through ctypes releases the interpreter for its
+three calls into the driver's library, and a call through ctypes releases the interpreter for its
 length. So a thread makes them at the very start of the process and the import goes on beside it.
 
 PyTorch then finds the work done: the CUDA runtime uses the device's primary context, the one the

@@ -263,9 +263,10 @@ class Worker:
     """The job's steps against AWS (S3, SQS, DynamoDB through boto3).
 
     Made once PyTorch is imported: a thread then imports boto3, makes the clients and fetches the
-    job's two images while the main thread starts CUDA and puts the network on the GPU, which
-    mostly waits in CUDA's libraries and so leaves the thread the interpreter. (Started before
-    `import torch`, the thread only slowed that import, measured on an H100: both hold the GIL.)"""
+    job's two images while the main thread finishes CUDA's start (begun beside the import by
+    cuda_start) and puts the network on the GPU, which mostly waits in CUDA's libraries and so
+    leaves the thread the interpreter. (Started before `import torch`, this thread only slowed that
+    import, measured on an H100: both hold the GIL. The CUDA thread holds it only between calls.)"""
 
     def __init__(self, job: Job, environ: Mapping[str, str], timings: Timings) -> None:
         self.job = job

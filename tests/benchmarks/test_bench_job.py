@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -10,23 +11,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks" / "bench_job.py"
 NUMBER = r"(\d+\.\d+)"
+TINY_JOB = ("--preset", "preview", "--size", "64", "--device", "cpu")
 
 
-def test_the_benchmark_runs_a_whole_job_and_prints_every_phase():
+def test_the_benchmark_runs_a_whole_job_and_prints_every_phase(tmp_path: Path):
+    figures = tmp_path / "job.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--preset", "preview", "--size", "64", "--device", "cpu", "--repeat", "2"],
+        [sys.executable, str(BENCH), *TINY_JOB, "--repeat", "2", "--variant", "late_cuda", "--json", str(figures)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
         check=False,
     )
 
     assert done.returncode == 0, done.stderr
     out = done.stdout
+    defaults, _, variant = out.partition("\nvariant late_cuda: CUDA started by PyTorch after its import\n")
+    assert variant, out
     assert re.search(r"^device: CPU .*, \d+ threads; torch \S+", out, re.M), out
     # the worker said it succeeded on the CPU, and its result is in moto's S3 at 64 px (chelsea is 3:2)
-    assert re.search(r"^worker: device cpu, 60 iterations, result in S3: 64x4\d JPEG, \d+ bytes$", out, re.M), out
+    assert re.search(
+        r"^worker: device cpu, 60 iterations, CUDA's early start: no CUDA driver \(libcuda.so.1 not found\), "
+        r"result in S3: 64x4\d JPEG, \d+ bytes$",
+        out,
+        re.M,
+    ), out
     for label, least in (
         ("imports", 0.001),
         ("model", 0.001),
@@ -37,12 +47,13 @@ def test_the_benchmark_runs_a_whole_job_and_prints_every_phase():
         ("scale 1: ms per iteration", 0.001),
         ("encode_upload", 0.001),
         (r"outside phases \(start-up, clients, last msg\)", 0.001),
+        (r"beside them: CUDA's start \(a thread\)", 0),  # no driver here: over in a moment
         (r"beside them: AWS clients, the images \(a thread\)", 0.001),
         ("total from process start", 0.001),
         ("wall, Popen to exit", 0.001),
     ):
         number = NUMBER if least >= 0 else r"(-?\d+\.\d+)"
-        found = re.search(rf"^\s*{label}\s+{number}\s+{number}\s+{number}$", out, re.M)
+        found = re.search(rf"^\s*{label}\s+{number}\s+{number}\s+{number}$", defaults, re.M)
         assert found, f"no row for {label}:\n{out}"
         assert all(float(value) >= least for value in found.groups()), found.group(0)
     total = re.search(rf"^total from process start\s+{NUMBER}", out, re.M)
@@ -51,6 +62,19 @@ def test_the_benchmark_runs_a_whole_job_and_prints_every_phase():
     assert wall
     assert float(wall.group(1)) >= float(total.group(1))
     assert re.search(r"^optimisation share of total\s+\d+\.\d%\s+\d+\.\d%\s+\d+\.\d%$", out, re.M), out
+    # the variant: the same job with CUDA's start left to PyTorch (STYLIZE_EARLY_CUDA=0), its own
+    # table without that thread, then its medians against the defaults'
+    assert re.search(rf"^total from process start\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$", variant, re.M), variant
+    assert "CUDA's start" not in variant
+    assert re.search(
+        rf"^late_cuda against the defaults \(medians\): total {NUMBER} s against {NUMBER} s \([+-]\d+\.\d+ s\), "
+        rf"model {NUMBER} s against {NUMBER} s$",
+        variant,
+        re.M,
+    ), variant
+    written = json.loads(figures.read_text())
+    assert [run["cudaStart"] for run in written["runs"]] == ["no CUDA driver (libcuda.so.1 not found)"] * 2
+    assert [("cudaStart" in run) for run in written["variants"]["late_cuda"]] == [False, False]
 
 
 def test_a_failing_worker_fails_the_benchmark_with_its_reason():

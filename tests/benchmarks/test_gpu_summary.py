@@ -64,18 +64,25 @@ def test_every_figure_beside_its_target(tmp_path):
         "large": {"size": 2048, "rows": [_row("standard preset at 2048 px, 3x200, the defaults", 15.0, 600, 1.0, 8.5)]},
     }
     (tmp_path / "engine.json").write_text(json.dumps(engine))
-    phases = {"imports": 3.0, "optimisation": 2.0}
+    phases = {"imports": 3.0, "model": 0.4, "optimisation": 2.0}
     job = {
         "job": "standard, 512 px",
         "runs": [
             {
                 "total": total,
                 "phases": phases,
-                "background": {"downloads": 0.5},
+                "background": {"cuda_start": cuda, "clients_download": 0.5},
+                "cudaStart": "ready",
                 "scales": [_scale([256, 171], setup, 1.2), _scale([512, 341], 0.1, ms)],
             }
-            for total, setup, ms in ((5.5, 0.5, 2.5), (6.5, 0.7, 2.7), (5.9, 0.4, 2.6))
+            for total, setup, ms, cuda in ((5.5, 0.5, 2.5, 0.3), (6.5, 0.7, 2.7, 0.4), (5.9, 0.4, 2.6, 0.2))
         ],
+        "variants": {  # bench_job --variant late_cuda: no thread for CUDA, a longer model phase
+            "late_cuda": [
+                {"total": total, "phases": {**phases, "model": model}, "background": {"clients_download": 0.5}}
+                for total, model in ((6.2, 0.7), (6.4, 0.8), (6.0, 0.6))
+            ]
+        },
     }
     (tmp_path / "job.json").write_text(json.dumps(job))
 
@@ -99,6 +106,11 @@ def test_every_figure_beside_its_target(tmp_path):
         "|   imports | median 3.00 s |  |",
         "|   optimisation scale by scale: setup + pace (medians) | 256x171: 0.50 s + 1.20 ms/it; "
         "512x341: 0.10 s + 2.60 ms/it |  |",
+        "|   beside them: cuda_start (a thread) | median 0.30 s |  |",
+        "|   beside them: clients_download (a thread) | median 0.50 s |  |",
+        "|   CUDA's start beside the import | ready |  |",
+        "|   the same with CUDA started by PyTorch after its import (late_cuda) | median 6.20 s (+0.30 s), "
+        "model 0.70 s |  |",
     ]
     for line in expected:
         assert line in table, f"{line!r} not in:\n" + "\n".join(table)
@@ -121,3 +133,14 @@ def test_a_scale_without_a_steady_pace_shows_none(tmp_path):
     (tmp_path / "job.json").write_text(json.dumps({"job": "preview, 64 px", "runs": runs}))
     line = "|   optimisation scale by scale: setup + pace (medians) | 64x43: 0.25 s |  |"
     assert line in _summary(tmp_path).splitlines()
+
+
+def test_a_thread_still_at_work_and_a_driver_that_said_no_are_shown_as_such(tmp_path):
+    runs = [
+        {"total": 1.0, "phases": {"model": 0.1}, "background": {"cuda_start": seconds}, "cudaStart": outcome}
+        for seconds, outcome in ((0.01, "cuInit returned 100 (CUDA_ERROR_NO_DEVICE)"), (None, "running"))
+    ]
+    (tmp_path / "job.json").write_text(json.dumps({"job": "preview, 64 px", "runs": runs}))
+    table = _summary(tmp_path).splitlines()
+    assert "|   beside them: cuda_start (a thread) | still running |  |" in table
+    assert "|   CUDA's start beside the import | cuInit returned 100 (CUDA_ERROR_NO_DEVICE), running |  |" in table
