@@ -49,6 +49,7 @@ THUMBNAIL_SIDE = 192
 THUMBNAIL_QUALITY = 70
 THUMBNAIL_MAX_BYTES = 24 * 1024
 EARLY_CUDA_VARIABLE = "STYLIZE_EARLY_CUDA"  # "0": PyTorch starts CUDA after its import (see main)
+CUDA_START_WAIT = 10.0  # seconds the worker waits, at its end, for a CUDA start still in the driver
 DEFAULT_PRESET = "auto"  # standard on a GPU, preview on a CPU (styletransfer.preset)
 MAX_IMAGE_BYTES = 50 * 1024 * 1024  # the routes accept far less; anything larger is not a photo
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -442,7 +443,10 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         status, reason = EXIT_FAILED, unexpected_reason(failure)
         log("unexpected failure", jobId=job_id, traceback=traceback.format_exc())  # for operators only
     if cuda is not None:
-        timings.background["cuda_start"] = cuda.seconds  # None only while it is still in the driver
+        # Not to exit while the driver is inside a call (its teardown would race its start): the
+        # thread is long done in any job that ran, so this waits only for one that failed at once.
+        cuda.join(timeout=CUDA_START_WAIT)
+        timings.background["cuda_start"] = cuda.seconds  # None only if it is still in the driver
         summary["cudaStart"] = cuda.outcome
     log(
         "stylize-worker timings",

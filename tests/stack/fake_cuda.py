@@ -1,7 +1,8 @@
 """A stand-in for the CUDA driver's library (libcuda.so.1), for stylize_worker.cuda_start's tests:
 a small C library, compiled with the machine's C compiler, that exports the driver calls the
 worker's thread makes, records them (in memory, and in the file FAKE_CUDA_CALLS names, for a
-worker process), and can hold cuInit until the test lets it go. The real driver is outside this
+worker process), and can hold cuInit until the test lets it go (or, for a worker process, for
+FAKE_CUDA_INIT_MS milliseconds). The real driver is outside this
 process's boundary and this machine has none; on a GPU, benchmarks/bench_job.py times the real one."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SOURCE = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
@@ -48,6 +50,8 @@ int cuInit(unsigned int flags) {
     char call[32];
     snprintf(call, sizeof call, "cuInit(%u) ", flags);
     record(call);
+    const char *delay = getenv("FAKE_CUDA_INIT_MS"); /* a slow driver, for a worker process */
+    if (delay) usleep(1000 * atoi(delay));
     struct timespec give_up;
     clock_gettime(CLOCK_REALTIME, &give_up);
     give_up.tv_sec += 10; /* a held interpreter must fail the test, not hang it */

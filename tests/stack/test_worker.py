@@ -231,6 +231,30 @@ def test_early_cuda_0_leaves_cudas_start_to_pytorch(fake_cuda_driver: Path, tmp_
     assert "cuda_start" not in timings["background"]
 
 
+def test_a_job_that_fails_at_once_waits_for_the_driver_before_it_exits(fake_cuda_driver: Path, tmp_path: Path):
+    """A process must not exit while the driver is inside a call: its teardown would race its start.
+    Here cuInit takes 1.5 s and the job fails in its first milliseconds (no JOB_JSON)."""
+    calls = tmp_path / "driver-calls.txt"
+    env = {**os.environ, "FAKE_CUDA_INIT_MS": "1500"}
+    env.pop("JOB_JSON", None)
+    env.pop("STYLIZE_EARLY_CUDA", None)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "stylize_worker"],
+        env=with_driver(env, fake_cuda_driver, calls),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == EXIT_BAD_INPUT, done.stderr
+    timings = timings_line(done.stdout)
+    assert timings["cudaStart"] == "ready"  # it waited for the thread: every call made and returned
+    assert calls.read_text() == "cuInit(0) cuDeviceGet(0) cuDevicePrimaryCtxRetain(7)"
+    assert timings["background"]["cuda_start"] >= 1.5
+
+
 def assert_failed(world: World, capsys: pytest.CaptureFixture[str], reason: str) -> None:
     """The reason is on the job item and is stderr's one line; nothing was written or announced."""
     error = world.jobs.get(JOB_ID)["error"]
