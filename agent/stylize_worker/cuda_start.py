@@ -31,13 +31,15 @@ class DriverError(Exception):
 class CudaStart:
     """A daemon thread that initialises the driver and retains device 0's primary context.
 
-    `outcome` is "running", then "ready" or why not; `seconds` is set when the thread ends. The
-    context is never released: the worker runs one job and exits, and PyTorch uses the context."""
+    `outcome` is "running", then "ready" or why not; `seconds` is set when the thread ends, and
+    `context` (the CUcontext's address) once it is retained. The context is never released: the
+    worker runs one job and exits, and PyTorch uses the context."""
 
     def __init__(self, library: str = DRIVER_LIBRARY) -> None:
         self.library = library
         self.outcome = "running"
         self.seconds: float | None = None
+        self.context: int | None = None
         self._thread = threading.Thread(target=self._start, name="cuda-start", daemon=True)
         self._thread.start()
 
@@ -50,6 +52,7 @@ class CudaStart:
             _check(driver, driver.cuDeviceGet(ctypes.byref(device), DEVICE), "cuDeviceGet")
             context = ctypes.c_void_p()
             _check(driver, driver.cuDevicePrimaryCtxRetain(ctypes.byref(context), device), "cuDevicePrimaryCtxRetain")
+            self.context = context.value
             self.outcome = "ready"
         except OSError:  # no driver library: a CPU machine
             self.outcome = f"no CUDA driver ({self.library} not found)"

@@ -39,6 +39,7 @@ def test_it_initialises_the_driver_and_retains_the_first_devices_primary_context
     assert start.outcome == "ready"
     # device 0 is the engine's "cuda"; the context retained is that device's (7 from cuDeviceGet)
     assert driver.fake_calls().decode() == "cuInit(0) cuDeviceGet(0) cuDevicePrimaryCtxRetain(7)"
+    assert start.context == 0x1000  # the context the driver handed back
     assert start.seconds is not None
     assert start.seconds >= 0
 
@@ -70,6 +71,7 @@ def test_a_driver_error_is_named_and_ends_the_start(driver: ctypes.CDLL, fake_cu
     start = finished(CudaStart(library=str(fake_cuda_driver)))
 
     assert start.outcome == "cuInit returned 100 (CUDA_ERROR_NO_DEVICE)"
+    assert start.context is None
     assert driver.fake_calls().decode() == "cuInit(0) "  # no context asked of a driver that failed
 
 
