@@ -168,10 +168,26 @@ def test_a_job_runs_end_to_end(world: World, capsys: pytest.CaptureFixture[str])
     assert "error" not in world.jobs.get(JOB_ID)
 
 
-def with_driver(env: dict[str, str], driver: Path, calls: Path) -> dict[str, str]:
-    """`env` with the stand-in CUDA driver where the worker looks for libcuda.so.1, logging to `calls`."""
+def worker_process(env: dict[str, str], driver: Path, calls: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m stylize_worker` in `env`, with the stand-in CUDA driver where the worker looks for
+    libcuda.so.1 (tests/stack/fake_cuda.py), logging its calls to `calls`."""
     search = os.pathsep.join(filter(None, [str(driver.parent), env.get("LD_LIBRARY_PATH")]))
-    return {**env, "LD_LIBRARY_PATH": search, "FAKE_CUDA_CALLS": str(calls)}
+    return subprocess.run(
+        [sys.executable, "-m", "stylize_worker"],
+        env={**env, "LD_LIBRARY_PATH": search, "FAKE_CUDA_CALLS": str(calls)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def failing_at_once(driver: Path, calls: Path, **settings: str) -> dict[str, Any]:
+    """The timings line of a worker process whose job fails in its first moments (no JOB_JSON)."""
+    env = {name: value for name, value in os.environ.items() if name not in ("JOB_JSON", "STYLIZE_EARLY_CUDA")}
+    done = worker_process({**env, **settings}, driver, calls, timeout=120)
+    assert done.returncode == EXIT_BAD_INPUT, done.stderr
+    return timings_line(done.stdout)
 
 
 def test_the_module_runs_as_batch_starts_it(world: World, aws: LocalAws, fake_cuda_driver: Path, tmp_path: Path):
@@ -188,14 +204,7 @@ def test_the_module_runs_as_batch_starts_it(world: World, aws: LocalAws, fake_cu
     env.pop("STYLIZE_EARLY_CUDA", None)  # the default: CUDA's start in a thread from the first line
     calls = tmp_path / "driver-calls.txt"
 
-    done = subprocess.run(
-        [sys.executable, "-m", "stylize_worker"],
-        env=with_driver(env, fake_cuda_driver, calls),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = worker_process(env, fake_cuda_driver, calls, timeout=300)
 
     assert done.returncode == EXIT_OK, done.stderr
     assert_result_is_there(world)
@@ -212,20 +221,9 @@ def test_the_module_runs_as_batch_starts_it(world: World, aws: LocalAws, fake_cu
 
 def test_early_cuda_0_leaves_cudas_start_to_pytorch(fake_cuda_driver: Path, tmp_path: Path):
     calls = tmp_path / "driver-calls.txt"
-    env = {**os.environ, "STYLIZE_EARLY_CUDA": "0"}
-    env.pop("JOB_JSON", None)  # a job that fails at once, before any import: what matters is what ran
 
-    done = subprocess.run(
-        [sys.executable, "-m", "stylize_worker"],
-        env=with_driver(env, fake_cuda_driver, calls),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    timings = failing_at_once(fake_cuda_driver, calls, STYLIZE_EARLY_CUDA="0")
 
-    assert done.returncode == EXIT_BAD_INPUT, done.stderr
-    timings = timings_line(done.stdout)
     assert not calls.exists()  # the driver was never called
     assert "cudaStart" not in timings
     assert "cuda_start" not in timings["background"]
@@ -235,21 +233,9 @@ def test_a_job_that_fails_at_once_waits_for_the_driver_before_it_exits(fake_cuda
     """A process must not exit while the driver is inside a call: its teardown would race its start.
     Here cuInit takes 1.5 s and the job fails in its first milliseconds (no JOB_JSON)."""
     calls = tmp_path / "driver-calls.txt"
-    env = {**os.environ, "FAKE_CUDA_INIT_MS": "1500"}
-    env.pop("JOB_JSON", None)
-    env.pop("STYLIZE_EARLY_CUDA", None)
 
-    done = subprocess.run(
-        [sys.executable, "-m", "stylize_worker"],
-        env=with_driver(env, fake_cuda_driver, calls),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    timings = failing_at_once(fake_cuda_driver, calls, FAKE_CUDA_INIT_MS="1500")
 
-    assert done.returncode == EXIT_BAD_INPUT, done.stderr
-    timings = timings_line(done.stdout)
     assert timings["cudaStart"] == "ready"  # it waited for the thread: every call made and returned
     assert calls.read_text() == "cuInit(0) cuDeviceGet(0) cuDevicePrimaryCtxRetain(7)"
     assert timings["background"]["cuda_start"] >= 1.5
