@@ -1,4 +1,4 @@
-"""Small patches that close four gaps of moto 5.2.5, so that the real state machine can run a
+"""Small patches that close five gaps of moto 5.2.5, so that the real state machine can run a
 Batch job and invoke a function locally, and the bucket is as strict as S3. Each one refuses any
 other moto version: they patch private code.
 
@@ -32,6 +32,12 @@ lambda_invoker
     process and environment), with the function's name taken from its ARN, and reports a failed
     invocation as Lambda does (FunctionError), so the state's Retry and Catch apply. With no
     invoker registered moto's own path runs (and fails: it has no such function).
+batch_threads
+    moto's server answers each request on a thread of its own, and its Batch backend walks its
+    table of jobs in DescribeJobs while a SubmitJob on another thread may add to it: now and then
+    "dictionary changed size during iteration", a 500 that botocore retries, and a traceback in the
+    stack's log (seen in the end-to-end tests, where several jobs start at once). The fix gives the
+    table one lock, held by SubmitJob, DescribeJobs and the backend's reset.
 s3_presigned
     moto stores a browser-based POST upload whatever its policy says and serves a presigned GET
     whose signature was tampered with. The fix checks both as S3 does (stylelocal.s3_auth: the
@@ -43,6 +49,7 @@ s3_presigned
 from __future__ import annotations
 
 import copy
+import functools
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -243,6 +250,26 @@ def _install_batch_runner() -> Callable[[], None]:
     )
 
 
+# --- batch_threads ------------------------------------------------------------------------------
+
+_batch_table_lock = threading.RLock()
+
+
+def _install_batch_threads() -> Callable[[], None]:
+    from moto.batch.models import BatchBackend
+
+    def holding_the_table(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with _batch_table_lock:
+                return method(self, *args, **kwargs)
+
+        return call
+
+    methods = ("submit_job", "describe_jobs", "reset")  # what adds to the table, and what walks it
+    return _patch(BatchBackend, {name: holding_the_table(vars(BatchBackend)[name]) for name in methods})
+
+
 # --- lambda_invoker -----------------------------------------------------------------------------
 
 # (function name, event) -> (the function's result or error payload, whether it failed)
@@ -330,6 +357,7 @@ def _install_s3_presigned() -> Callable[[], None]:
 FIXES: dict[str, Callable[[], Callable[[], None]]] = {
     "batch_integration": _install_batch_integration,
     "batch_runner": _install_batch_runner,
+    "batch_threads": _install_batch_threads,
     "lambda_invoker": _install_lambda_invoker,
     "s3_presigned": _install_s3_presigned,
 }

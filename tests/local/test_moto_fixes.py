@@ -4,14 +4,18 @@ then together on the template's state machine."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
+import boto3
 import moto as moto_package
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from moto.batch.models import Job
 from stylelocal import moto_fixes
-from stylelocal.aws import LocalAws
+from stylelocal.aws import FAKE_CREDENTIALS, REGION, LocalAws
 from stylelocal.batch import EXITED
 
 from .conftest import history, job_item, messages, new_job, records, run_execution, wait_for_execution
@@ -98,7 +102,13 @@ def test_installing_is_idempotent_and_uninstalling_restores_moto_exactly(fixes):
     moto_fixes.uninstall()
     originals = {name: vars(Job).get(name) for name in ("run", "describe", "describe_short", "terminate", "status")}
     assert originals["status"] is None  # moto's Job inherits status from ManagedState
-    assert moto_fixes.install() == ["batch_integration", "batch_runner", "lambda_invoker", "s3_presigned"]
+    assert moto_fixes.install() == [
+        "batch_integration",
+        "batch_runner",
+        "batch_threads",
+        "lambda_invoker",
+        "s3_presigned",
+    ]
     assert moto_fixes.install() == []
     assert vars(Job)["run"] is not originals["run"]
     moto_fixes.uninstall()
@@ -239,6 +249,56 @@ def test_describing_a_job_does_not_grow_its_environment(aws, fixes):
     moto_fixes.install(["batch_runner"])
     patched = [len(batch.describe_jobs(jobs=[job_id])["jobs"][0]["container"]["environment"]) for _ in range(3)]
     assert patched[0] == patched[1] == patched[2]
+
+
+# --- batch_threads -------------------------------------------------------------------------------
+
+
+def describe_while_a_job_lands(aws: LocalAws) -> tuple[Exception | None, threading.Event]:
+    """DescribeJobs (one attempt: no retries to hide a 500) during which, while moto walks the
+    table, another thread submits a job, waited for up to half a second. Returns DescribeJobs'
+    error (None: it answered) and the event set once the submission is done."""
+    batch = boto3.client(
+        "batch",
+        region_name=REGION,
+        endpoint_url=aws.endpoint,
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+        **{name.lower(): value for name, value in FAKE_CREDENTIALS.items()},
+    )
+    started, landed = threading.Event(), threading.Event()
+    describe = vars(Job)["describe"]
+
+    def describe_as_a_job_lands(job: Any) -> Any:
+        if not started.is_set():  # the first job described: moto is walking the table
+            started.set()
+            threading.Thread(target=lambda: (submit(aws, name="landing"), landed.set())).start()
+            landed.wait(0.5)  # with the fix it cannot land before DescribeJobs is done
+        return describe(job)
+
+    Job.describe = describe_as_a_job_lands  # type: ignore[method-assign]
+    try:
+        batch.describe_jobs(jobs=[submit(aws, name="first"), submit(aws, name="second")])
+        return None, landed
+    except ClientError as failure:
+        return failure, landed
+    finally:
+        Job.describe = describe  # type: ignore[method-assign]
+
+
+def test_without_the_threads_fix_a_job_submitted_mid_describe_breaks_it_and_with_it_waits(aws, fixes):
+    moto_fixes.uninstall(["batch_threads"])
+    failure, landed = describe_while_a_job_lands(aws)
+    assert isinstance(failure, ClientError)  # moto's 500: dictionary changed size during iteration
+    assert failure.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert landed.wait(10)
+
+    moto_fixes.install(["batch_threads"])
+    failure, landed = describe_while_a_job_lands(aws)
+    assert failure is None
+    assert landed.wait(10)  # the submission waited for the table, then went through
+    names = [job["jobName"] for job in batch_jobs(aws)]
+    assert names.count("landing") == 2  # one from each half
+    assert names.count("first") == names.count("second") == 2
 
 
 # --- together --------------------------------------------------------------------------------
