@@ -91,6 +91,12 @@ class WorkerError(Exception):
         super().__init__(f"the worker exited with status {returncode}")
         self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
 
+    @property
+    def reason(self) -> str:
+        """The status and the last line of stderr (the worker's "stylize-worker: error: ...")."""
+        last = self.stderr.strip().splitlines()[-1:] or ["(nothing on stderr)"]
+        return f"{self}: {last[0]}"
+
 
 class Stack:
     """moto with the template's resources, the images the jobs read, and the worker's environment."""
@@ -289,31 +295,32 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     runs: dict[str, list[Run]] = {arm: [] for arm in arms}
+    failed: dict[str, WorkerError] = {}  # an arm stops at its first failure; the others go on
     with start_moto() as server:
         stack = Stack(server)
         for _ in range(args.repeat):
             for arm, settings in arms.items():
+                if arm in failed:
+                    continue
                 try:
                     runs[arm].append(run_worker(stack, options, cuda_visible, args.timeout, settings))
                 except WorkerError as failure:
-                    print(f"bench_job: {arm}: {failure}", file=sys.stderr)
-                    print(failure.stderr.rstrip(), file=sys.stderr)
-                    if failure.stdout.strip():  # its log lines: an unexpected failure's traceback is there
-                        print(
-                            "worker's stdout (last lines):", failure.stdout.rstrip()[-4000:], sep="\n", file=sys.stderr
-                        )
-                    return failure.returncode if failure.returncode > 0 else 1
+                    failed[arm] = failure
+                    report_failure(arm, failure)
     defaults = runs.pop("defaults")
-    summary = defaults[-1].timings
-    print(
-        f"worker: device {summary.get('device')}, {summary.get('iterations')} iterations, "
-        f"CUDA's early start: {summary.get('cudaStart', 'off')}, result in S3: {defaults[-1].result}"
-    )
-    print_table(defaults)
+    if defaults:
+        summary = defaults[-1].timings
+        print(
+            f"worker: device {summary.get('device')}, {summary.get('iterations')} iterations, "
+            f"CUDA's early start: {summary.get('cudaStart', 'off')}, result in S3: {defaults[-1].result}"
+        )
+        print_table(defaults)
     for arm, arm_runs in runs.items():
-        print(f"\nvariant {arm}: {VARIANTS[arm][0]}")
-        print_table(arm_runs)
-        print(compare(arm, arm_runs, defaults))
+        if arm_runs:
+            print(f"\nvariant {arm}: {VARIANTS[arm][0]}")
+            print_table(arm_runs)
+            if defaults:
+                print(compare(arm, arm_runs, defaults))
     if args.json:
         job = f"preset {args.preset}, {args.size} px"
         figures = {
@@ -321,9 +328,20 @@ def main(argv: list[str] | None = None) -> int:
             "job": job,
             "runs": [run.timings for run in defaults],
             "variants": {arm: [run.timings for run in arm_runs] for arm, arm_runs in runs.items()},
+            "failed": {arm: failure.reason for arm, failure in failed.items()},
         }
         args.json.write_text(json.dumps(figures))
+    if failed:
+        first = next(iter(failed.values()))
+        return first.returncode if first.returncode > 0 else 1
     return 0
+
+
+def report_failure(arm: str, failure: WorkerError) -> None:
+    print(f"bench_job: {arm}: {failure}", file=sys.stderr)
+    print(failure.stderr.rstrip(), file=sys.stderr)
+    if failure.stdout.strip():  # its log lines: an unexpected failure's traceback is there
+        print("worker's stdout (last lines):", failure.stdout.rstrip()[-4000:], sep="\n", file=sys.stderr)
 
 
 def compare(arm: str, arm_runs: list[Run], defaults: list[Run]) -> str:

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 # bench_job's --variant names, as the table words them (kept here: the summary imports nothing of the benchmarks)
-VARIANTS = {"late_cuda": "CUDA started by PyTorch after its import (late_cuda)"}
+VARIANTS = {
+    "defaults": "the defaults",
+    "late_cuda": "CUDA started by PyTorch after its import (late_cuda)",
+}
 
 
 def _load(path: Path) -> Any:
@@ -113,17 +116,42 @@ def engine_rows(engine: dict[str, Any] | None) -> list[tuple[str, str, str]]:
 
 
 def job_rows(job: dict[str, Any] | None) -> list[tuple[str, str, str]]:
-    if not job or not job.get("runs"):
+    if not job or not (job.get("runs") or any((job.get("variants") or {}).values())):
         return [("whole job", "not run or failed (see job.txt)", "")]
     runs = job["runs"]
     totals = [run["total"] for run in runs]
-    out = [
-        (
-            f"whole job ({job.get('job', '')}), from process start",
-            f"median {statistics.median(totals):.2f} s (runs: {', '.join(f'{t:.2f}' for t in totals)})",
-            "< 6 s",
-        )
-    ]
+    title = f"whole job ({job.get('job', '')}), from process start"
+    if runs:
+        out = [
+            (
+                title,
+                f"median {statistics.median(totals):.2f} s (runs: {', '.join(f'{t:.2f}' for t in totals)})",
+                "< 6 s",
+            )
+        ]
+        out += _phase_rows(runs)
+    else:  # the defaults failed; a variant's runs may still say something
+        out = [(title, "failed (see job.txt)", "< 6 s")]
+    for name, variant_runs in (job.get("variants") or {}).items():  # bench_job --variant, run alternately
+        if variant_runs:
+            total = statistics.median(run["total"] for run in variant_runs)
+            model = statistics.median(run["phases"]["model"] for run in variant_runs)
+            change = f" ({total - statistics.median(totals):+.2f} s)" if totals else ""
+            out.append(
+                (
+                    f"  the same with {VARIANTS.get(name, name)}",
+                    f"median {total:.2f} s{change}, model {model:.2f} s",
+                    "",
+                )
+            )
+    for name, reason in (job.get("failed") or {}).items():  # bench_job stops an arm at its first failure
+        out.append((f"  {VARIANTS.get(name, name)}: failed", reason, ""))
+    return out
+
+
+def _phase_rows(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The phases' medians, the optimisation scale by scale, the threads and CUDA's start."""
+    out = []
     for phase in runs[0]["phases"]:
         out.append((f"  {phase}", f"median {statistics.median(run['phases'][phase] for run in runs):.2f} s", ""))
     if all(run.get("scales") for run in runs):  # medians, scale by scale: a fresh process's per size
@@ -146,17 +174,6 @@ def job_rows(job: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         out.append((f"  beside them: {name} (a thread)", seconds, ""))
     if outcomes := sorted({run["cudaStart"] for run in runs if "cudaStart" in run}):
         out.append(("  CUDA's start beside the import", ", ".join(outcomes), ""))
-    for name, variant_runs in (job.get("variants") or {}).items():  # bench_job --variant, run alternately
-        if variant_runs:
-            total = statistics.median(run["total"] for run in variant_runs)
-            model = statistics.median(run["phases"]["model"] for run in variant_runs)
-            out.append(
-                (
-                    f"  the same with {VARIANTS.get(name, name)}",
-                    f"median {total:.2f} s ({total - statistics.median(totals):+.2f} s), model {model:.2f} s",
-                    "",
-                )
-            )
     return out
 
 

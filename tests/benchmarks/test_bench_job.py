@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.stack import fake_cuda
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks" / "bench_job.py"
@@ -89,3 +92,30 @@ def test_a_failing_worker_fails_the_benchmark_with_its_reason():
 
     assert done.returncode == 2  # the worker's status for bad input
     assert "stylize-worker: error: invalid options: size must be between 64 and 4096" in done.stderr
+
+
+def test_an_arm_that_fails_does_not_cost_the_others_their_figures(tmp_path: Path):
+    """On a GPU session there is one try: if the defaults' workers crash (here a stand-in CUDA driver
+    aborts the process in cuInit, which only the defaults' early start calls), the late_cuda runs
+    still come out, in the table and the JSON, and the failure is said, with a failing status."""
+    driver = fake_cuda.build(tmp_path)
+    figures = tmp_path / "job.json"
+    search = os.pathsep.join(filter(None, [str(driver.parent), os.environ.get("LD_LIBRARY_PATH")]))
+    done = subprocess.run(
+        [sys.executable, str(BENCH), *TINY_JOB, "--repeat", "2", "--variant", "late_cuda", "--json", str(figures)],
+        cwd=ROOT,
+        env={**os.environ, "LD_LIBRARY_PATH": search, "FAKE_CUDA_ABORT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+    assert done.returncode == 1  # the defaults' worker died of SIGABRT
+    assert "bench_job: defaults: the worker exited with status -6" in done.stderr
+    assert "variant late_cuda: CUDA started by PyTorch after its import" in done.stdout
+    assert re.search(rf"^total from process start\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}$", done.stdout, re.M)
+    written = json.loads(figures.read_text())
+    assert written["runs"] == []
+    assert len(written["variants"]["late_cuda"]) == 2  # the arm went on after the other's failure
+    assert written["failed"]["defaults"].startswith("the worker exited with status -6")

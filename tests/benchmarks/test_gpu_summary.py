@@ -144,3 +144,22 @@ def test_a_thread_still_at_work_and_a_driver_that_said_no_are_shown_as_such(tmp_
     table = _summary(tmp_path).splitlines()
     assert "|   beside them: cuda_start (a thread) | still running |  |" in table
     assert "|   CUDA's start beside the import | cuInit returned 100 (CUDA_ERROR_NO_DEVICE), running |  |" in table
+
+
+def test_when_the_defaults_failed_the_variant_and_the_reason_are_still_rows(tmp_path):
+    variant = [{"total": total, "phases": {"model": 0.7}, "background": {}} for total in (6.1, 6.3)]
+    reason = "the worker exited with status -6: (nothing on stderr)"
+    job = {
+        "job": "preset standard, 512 px",
+        "runs": [],
+        "variants": {"late_cuda": variant},
+        "failed": {"defaults": reason},
+    }
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    table = _summary(tmp_path).splitlines()
+    assert "| whole job (preset standard, 512 px), from process start | failed (see job.txt) | < 6 s |" in table
+    assert (
+        "|   the same with CUDA started by PyTorch after its import (late_cuda) | median 6.20 s, model 0.70 s |  |"
+        in table
+    )
+    assert f"|   the defaults: failed | {reason} |  |" in table

@@ -2,7 +2,7 @@
 a small C library, compiled with the machine's C compiler, that exports the driver calls the
 worker's thread makes, records them (in memory, and in the file FAKE_CUDA_CALLS names, for a
 worker process), and can hold cuInit until the test lets it go (or, for a worker process, for
-FAKE_CUDA_INIT_MS milliseconds). The real driver is outside this
+FAKE_CUDA_INIT_MS milliseconds, or abort the process there with FAKE_CUDA_ABORT set). The real driver is outside this
 process's boundary and this machine has none; on a GPU, benchmarks/bench_job.py times the real one."""
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ int cuInit(unsigned int flags) {
     record(call);
     const char *delay = getenv("FAKE_CUDA_INIT_MS"); /* a slow driver, for a worker process */
     if (delay) usleep(1000 * atoi(delay));
+    if (getenv("FAKE_CUDA_ABORT")) abort(); /* a driver that brings the process down */
     struct timespec give_up;
     clock_gettime(CLOCK_REALTIME, &give_up);
     give_up.tv_sec += 10; /* a held interpreter must fail the test, not hang it */
