@@ -3,6 +3,8 @@ Artistic Style Transfer", 2016): style the luminance, keep the content's chroma.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 # NTSC YIQ: Y is luminance, I and Q carry the colour.
@@ -13,7 +15,13 @@ _RGB_TO_YIQ = torch.tensor(
         [0.211456, -0.522591, 0.311135],
     ]
 )
-_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+
+@functools.cache
+def _yiq_to_rgb_matrix() -> torch.Tensor:
+    # on first use, not at import: the first linalg call loads LAPACK, which every job (a fresh
+    # process) would pay for at `import styletransfer` while only preserve_colors jobs need it
+    return torch.linalg.inv(_RGB_TO_YIQ)
 
 
 def _apply(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -25,7 +33,7 @@ def rgb_to_yiq(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def yiq_to_rgb(yiq: torch.Tensor) -> torch.Tensor:
-    return _apply(_YIQ_TO_RGB, yiq)
+    return _apply(_yiq_to_rgb_matrix(), yiq)
 
 
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
