@@ -1,6 +1,7 @@
 """The whole job, as AWS Batch runs it: a fresh `python -m stylize_worker` process against moto.
 
     python benchmarks/bench_job.py [--preset standard] [--size 512] [--device auto] [--repeat 1]
+                                   [--variant late_cuda] [--json FILE]
 
 In this process: a moto server holding the template's resources (stylelocal: `start_moto`,
 `LocalAws.create()`), a fixed content/style pair in the images bucket (scikit-image's chelsea
@@ -14,6 +15,10 @@ the time outside the phases (interpreter start-up, boto3 clients, the "completed
 total from process start, the wall time from just before Popen to the process's exit, and the
 optimisation's share of the total: the parts around the optimisation should not dwarf it (the
 aim: a 512 px `standard` job under 6 s from process start on an H100).
+
+--variant NAME: also `--repeat` workers with one setting changed (VARIANTS), each run right after
+one of the defaults', with their own table and a line comparing the medians. A worker that fails
+ends its own kind of run only; the others go on, and the exit status says so.
 
 --device: the worker has no option for the device (the engine picks CUDA when it is visible), so
 `cpu` runs it with CUDA_VISIBLE_DEVICES="" and `cuda:N` with GPU N alone visible, as the local
