@@ -253,6 +253,9 @@ export function ago(ms, now = Date.now()) {
 /** A style's name for people: "stained-glass" → "Stained Glass". */
 export const styleTitle = (name) => name.split("-").map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join(" ");
 
+/** "the Stained Glass style", but "The Starry Night style": a painting's title has its own article. */
+export const inStyle = (title) => `${/^the /i.test(title) ? title : `the ${title}`} style`;
+
 /** Marks the header's indicator when the page cannot even find the service (config.json unreadable). */
 export function showUnavailable(indicator) {
   indicator.dataset.state = "reconnecting";

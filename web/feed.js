@@ -2,9 +2,11 @@
 // rotates. Loaded with LIST_IMAGES and kept current by the public TRANSFER_STYLE_COMPLETED
 // broadcast; after a reconnect (API Gateway closes idle connections after 10 minutes and every
 // connection after 2 hours) LIST_IMAGES is read again, to fill in what was missed meanwhile.
+// Paintings are named by their titles from LIST_STYLES, as on the request page; until those
+// arrive (or if they never do) a style is named from its name ("starry-night": "Starry Night").
 
 import {
-  ServiceClient, ServiceError, ago, showConnection, showUnavailable, styleTitle, websocketUrl,
+  ServiceClient, ServiceError, ago, inStyle, showConnection, showUnavailable, styleTitle, websocketUrl,
 } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -22,6 +24,8 @@ let paused = matchMedia("(prefers-reduced-motion: reduce)").matches;
 let holding = false;  // pointer or focus on the featured pair
 let rotation = null;
 
+const titles = new Map();  // style name → its title from LIST_STYLES ("The Starry Night")
+const titleOf = (name) => titles.get(name) ?? styleTitle(name);
 const valid = (image) => image && typeof image.jobId === "string" && typeof image.input === "string" &&
   typeof image.result === "string" && typeof image.style === "string";
 
@@ -32,13 +36,13 @@ function element(tag, properties = {}, ...children) {
 }
 
 function tile(image) {
-  const title = styleTitle(image.style);
+  const title = titleOf(image.style);
   const time = element("time", { dateTime: new Date(image.completedAt).toISOString(), textContent: ago(image.completedAt) });
   time.dataset.ms = image.completedAt;
   const button = element("button", { type: "button", className: "tile", title: "Show it large" },
     element("span", { className: "tile-pair" },
       element("img", { src: image.input, alt: "A photo", loading: "lazy", decoding: "async" }),
-      element("img", { src: image.result, alt: `The photo, repainted in the ${title} style`, loading: "lazy",
+      element("img", { src: image.result, alt: `The photo, repainted in ${inStyle(title)}`, loading: "lazy",
         decoding: "async" })));
   button.addEventListener("click", () => {
     feature(image.jobId);
@@ -80,12 +84,10 @@ async function feature(jobId, { fresh = false } = {}) {
   // load both images before showing them, so the pair changes at once
   await Promise.allSettled([image.input, image.result].map((src) => Object.assign(new Image(), { src }).decode()));
   if (featured !== jobId) return;
-  const title = styleTitle(image.style);
   $("featured-before").src = image.input;
   $("featured-before").alt = "A photo";
   $("featured-after").src = image.result;
-  $("featured-after").alt = `The photo, repainted in the ${title} style`;
-  $("featured-caption").textContent = `After: ${title} · ${ago(image.completedAt)}`;
+  label(image);
   $("featured-new").hidden = !fresh;
   const slide = $("featured-slide");
   slide.dataset.jobId = jobId;
@@ -95,8 +97,33 @@ async function feature(jobId, { fresh = false } = {}) {
   const ring = order.slice(0, FEATURED_MAX);
   const position = ring.indexOf(jobId);
   $("featured-position").textContent = position >= 0 ? `${position + 1} of ${ring.length}` : "";
-  $("featured-slide").setAttribute("aria-label", `${position + 1} of ${ring.length}: ${title}`);
   for (const item of $("gallery").children) item.classList.toggle("current", item.dataset.jobId === jobId);
+}
+
+/** The featured pair's words: its style's title in the caption, the image's text and the slide's label. */
+function label(image) {
+  const title = titleOf(image.style);
+  const ring = order.slice(0, FEATURED_MAX);
+  $("featured-after").alt = `The photo, repainted in ${inStyle(title)}`;
+  $("featured-caption").textContent = `After: ${title} · ${ago(image.completedAt)}`;
+  $("featured-slide").setAttribute("aria-label", `${ring.indexOf(image.jobId) + 1} of ${ring.length}: ${title}`);
+}
+
+/** The paintings' titles (LIST_STYLES), then every shown name in their words. */
+async function loadTitles() {
+  let styles;
+  try {
+    ({ styles } = await client.request({ action: "LIST_STYLES" }, "STYLES"));
+  } catch {
+    return;  // the names' own words stay: a Feed without titles is still a Feed
+  }
+  for (const style of styles) if (typeof style.title === "string") titles.set(style.name, style.title);
+  for (const item of [...$("gallery").children]) {
+    const fresh = tile(images.get(item.dataset.jobId));
+    fresh.classList.toggle("current", item.classList.contains("current"));
+    item.replaceWith(fresh);
+  }
+  if (featured && $("featured-slide").dataset.jobId === featured) label(images.get(featured));
 }
 
 function step(by) {
@@ -192,5 +219,9 @@ client.addEventListener("push", ({ detail: { event, data } }) => {
   restartRotation();
   updateShell();
 });
-client.addEventListener("status", () => { if (client.status === "connected") load(); });
+client.addEventListener("status", () => {
+  if (client.status !== "connected") return;
+  load();
+  if (!titles.size) loadTitles();
+});
 client.connect();

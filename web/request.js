@@ -5,7 +5,7 @@
 // the result in pixels (the preview preset's is 256), so a job on a CPU takes seconds.
 
 import {
-  ServiceClient, ServiceError, decode, imageField, showConnection, showUnavailable, shrink, styleTitle, thumbnail,
+  ServiceClient, ServiceError, decode, imageField, inStyle, showConnection, showUnavailable, shrink, styleTitle, thumbnail,
   websocketUrl,
 } from "./client.js";
 
@@ -253,9 +253,7 @@ function finish(url) {
   remember(null);
   view("done");
   message("Done!", 1);
-  // "in the Stained Glass style", but "in The Starry Night style" (a painting's title has its own article)
-  const named = style && (/^the /i.test(style) ? style : `the ${style}`);
-  $("after").alt = named ? `Your photo, repainted in ${named} style` : "Your photo, repainted";
+  $("after").alt = style ? `Your photo, repainted in ${inStyle(style)}` : "Your photo, repainted";
   $("after-caption").textContent = style ? `After: ${style}` : "After";
   $("after").onload = () => { $("after").hidden = false; $("painting").hidden = true; showSketch(null); };
   $("after").onerror = () => fail("The painting is ready, but this page could not show it. Use the download link to open it.");

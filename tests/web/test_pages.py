@@ -479,6 +479,34 @@ def test_the_feed_starts_empty_then_rotates_its_results(stack: Running, pages) -
     assert len(feed.actions("LIST_IMAGES")) == 1
 
 
+def test_the_feed_names_a_painting_by_its_title_once_it_has_the_titles(stack: Running, pages) -> None:
+    """As the request page does, the Feed names a painting by its title from LIST_STYLES ("The
+    Starry Night"); until the titles come it names it from the style's name, then renames it."""
+    job_id, now = "3" * 32, int(time.time() * 1000)
+
+    def service(ws: WebSocketRoute, message: dict[str, Any]) -> None:
+        if message["action"] == "LIST_IMAGES":  # LIST_STYLES is answered by the test, later
+            images = [public_image(stack, job_id, "starry-night", now)]
+            ws.send(json.dumps({"event": "IMAGES", "data": {"images": images, "cursor": None}}))
+
+    feed = pages(FEED, mock=service)
+    page = feed_loaded(feed)
+    item = page.locator(f'#gallery li[data-job-id="{job_id}"]')
+    expect(item.locator(".style-name")).to_have_text("Starry Night")
+    expect(page.locator("#featured-caption")).to_have_text("After: Starry Night · just now")
+    assert len(feed.actions("LIST_STYLES")) == 1
+
+    painting = {"name": "starry-night", "title": "The Starry Night", "artist": "Vincent van Gogh", "year": "1889"}
+    feed.push("STYLES", {"styles": [painting, {"name": "waves"}]})
+
+    expect(item.locator(".style-name")).to_have_text("The Starry Night")
+    assert item.locator("img").nth(1).get_attribute("alt") == "The photo, repainted in The Starry Night style"
+    expect(item).to_have_class(re.compile(r"\bcurrent\b"))  # still marked as the one shown large
+    expect(page.locator("#featured-caption")).to_have_text("After: The Starry Night · just now")
+    expect(page.locator("#featured-after")).to_have_attribute("alt", "The photo, repainted in The Starry Night style")
+    assert feed.errors == []
+
+
 def test_a_failed_job_a_lost_connection_and_a_refusal_each_say_so(stack: Running, pages) -> None:
     job_id = "f" * 32
     answer: dict[str, str] = {"TRANSFER_STYLE": "accept"}
