@@ -25,10 +25,10 @@ from .browser import launch
 OUT = ROOT / "web" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-JOBS = [  # photo, style, strength, keep colours
-    ("coffee.jpg", data.coffee, "mosaic", 0.6, False),
-    ("astronaut.jpg", data.astronaut, "swirls", 0.5, True),
-    ("chelsea.jpg", data.chelsea, "stained-glass", 0.7, False),
+JOBS = [  # photo, style (the catalogue's paintings), strength, keep colours
+    ("coffee.jpg", data.coffee, "the-great-wave", 0.6, False),
+    ("astronaut.jpg", data.astronaut, "the-scream", 0.6, False),
+    ("chelsea.jpg", data.chelsea, "starry-night", 0.5, False),
 ]
 
 
