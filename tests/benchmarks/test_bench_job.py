@@ -100,11 +100,10 @@ def test_an_arm_that_fails_does_not_cost_the_others_their_figures(tmp_path: Path
     still come out, in the table and the JSON, and the failure is said, with a failing status."""
     driver = fake_cuda.build(tmp_path)
     figures = tmp_path / "job.json"
-    search = os.pathsep.join(filter(None, [str(driver.parent), os.environ.get("LD_LIBRARY_PATH")]))
     done = subprocess.run(
         [sys.executable, str(BENCH), *TINY_JOB, "--repeat", "2", "--variant", "late_cuda", "--json", str(figures)],
         cwd=ROOT,
-        env={**os.environ, "LD_LIBRARY_PATH": search, "FAKE_CUDA_ABORT": "1"},
+        env={**fake_cuda.in_front(driver, os.environ), "FAKE_CUDA_ABORT": "1"},
         capture_output=True,
         text=True,
         timeout=240,

@@ -7,8 +7,10 @@ process's boundary and this machine has none; on a GPU, benchmarks/bench_job.py 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 SONAME = "libcuda.so.1"  # the name the worker opens: a directory holding this on LD_LIBRARY_PATH stands in
@@ -84,6 +86,12 @@ int cuGetErrorName(int error, const char **name) {
     return 0;
 }
 """
+
+
+def in_front(driver: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with `driver` (built by `build`) where a process looks for libcuda.so.1 first."""
+    search = os.pathsep.join(filter(None, [str(driver.parent), env.get("LD_LIBRARY_PATH")]))
+    return {**env, "LD_LIBRARY_PATH": search}
 
 
 def build(directory: Path) -> Path:

@@ -20,6 +20,7 @@ from PIL import Image
 from styleservice.jobs import Jobs
 from stylize_worker.job import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, ProgressReporter, engine_options, main
 
+from . import fake_cuda
 from .local_aws import LocalAws
 from .template import ROOT
 
@@ -171,10 +172,9 @@ def test_a_job_runs_end_to_end(world: World, capsys: pytest.CaptureFixture[str])
 def worker_process(env: dict[str, str], driver: Path, calls: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     """`python -m stylize_worker` in `env`, with the stand-in CUDA driver where the worker looks for
     libcuda.so.1 (tests/stack/fake_cuda.py), logging its calls to `calls`."""
-    search = os.pathsep.join(filter(None, [str(driver.parent), env.get("LD_LIBRARY_PATH")]))
     return subprocess.run(
         [sys.executable, "-m", "stylize_worker"],
-        env={**env, "LD_LIBRARY_PATH": search, "FAKE_CUDA_CALLS": str(calls)},
+        env={**fake_cuda.in_front(driver, env), "FAKE_CUDA_CALLS": str(calls)},
         capture_output=True,
         text=True,
         timeout=timeout,
