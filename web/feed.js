@@ -94,19 +94,19 @@ async function feature(jobId, { fresh = false } = {}) {
   slide.classList.remove("enter");
   void slide.offsetWidth;  // restart the fade-in
   slide.classList.add("enter");
-  const ring = order.slice(0, FEATURED_MAX);
-  const position = ring.indexOf(jobId);
-  $("featured-position").textContent = position >= 0 ? `${position + 1} of ${ring.length}` : "";
   for (const item of $("gallery").children) item.classList.toggle("current", item.dataset.jobId === jobId);
 }
 
-/** The featured pair's words: its style's title in the caption, the image's text and the slide's label. */
+/** The featured pair's words: its style's title in the caption and the image's text, its place in
+ * the rotation, and the slide's label. */
 function label(image) {
   const title = titleOf(image.style);
   const ring = order.slice(0, FEATURED_MAX);
+  const position = ring.indexOf(image.jobId);
   $("featured-after").alt = `The photo, repainted in ${inStyle(title)}`;
   $("featured-caption").textContent = `After: ${title} · ${ago(image.completedAt)}`;
-  $("featured-slide").setAttribute("aria-label", `${ring.indexOf(image.jobId) + 1} of ${ring.length}: ${title}`);
+  $("featured-position").textContent = position >= 0 ? `${position + 1} of ${ring.length}` : "";
+  $("featured-slide").setAttribute("aria-label", `${position + 1} of ${ring.length}: ${title}`);
 }
 
 /** The paintings' titles (LIST_STYLES), then every shown name in their words. */
