@@ -94,6 +94,21 @@ VARIANTS: tuple[Variant, ...] = (
         preset=True,
         patches=(("styletransfer.iterations", "WARMUP", 1),),
     ),
+    Variant(
+        "candidates",
+        "defaults, gram_bf16 and warmup_1 together",
+        {},
+        cuda_only=True,
+        preset=True,
+        patches=(("styletransfer.losses", "GRAM_FROM_LOW_PRECISION", True), ("styletransfer.iterations", "WARMUP", 1)),
+    ),
+    Variant(
+        "sequential",
+        "defaults, each scale made ready between scales",
+        {"prepare_ahead": False},
+        cuda_only=True,
+        preset=True,
+    ),
 )
 CPU_DEFAULT = ("fp32", "channels_last", "bf16", "defaults")
 LARGE = ("tf32", "defaults")  # the old and the new CUDA defaults at --large

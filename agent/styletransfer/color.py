@@ -24,16 +24,23 @@ def _yiq_to_rgb_matrix() -> torch.Tensor:
     return torch.linalg.inv(_RGB_TO_YIQ)
 
 
+@functools.cache
+def _on(inverse: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # Copied to each device once: a copy from the host waits for the GPU, and the engine prepares
+    # a scale's targets while the GPU still runs the previous scale.
+    return (_yiq_to_rgb_matrix() if inverse else _RGB_TO_YIQ).to(dtype=dtype, device=device)
+
+
 def _apply(matrix: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,njhw->nihw", matrix.to(image), image)
+    return torch.einsum("ij,njhw->nihw", matrix, image)
 
 
 def rgb_to_yiq(rgb: torch.Tensor) -> torch.Tensor:
-    return _apply(_RGB_TO_YIQ, rgb)
+    return _apply(_on(False, rgb.dtype, rgb.device), rgb)
 
 
 def yiq_to_rgb(yiq: torch.Tensor) -> torch.Tensor:
-    return _apply(_yiq_to_rgb_matrix(), yiq)
+    return _apply(_on(True, yiq.dtype, yiq.device), yiq)
 
 
 def luminance(rgb: torch.Tensor) -> torch.Tensor:

@@ -131,6 +131,14 @@ def resolve_capture(requested: str, device: torch.device) -> str:
     return "cuda_graph" if device.type == "cuda" else "none"
 
 
+def resolve_prepare_ahead(requested: bool | None, capture: str) -> bool:
+    """None prepares each scale ahead where iterations are replayed as CUDA graphs: there the host
+    only launches graphs and waits, so it can make the next scale ready (targets, warm-up, capture:
+    work that otherwise ran between scales while the GPU idled) while the GPU works. On a CPU the
+    same work would only change places."""
+    return capture == "cuda_graph" if requested is None else requested
+
+
 # Pixels per chunk of the L-BFGS history products on CUDA: at 512 px (590k values) 288 small
 # products, more than an H100 has multiprocessors (132), each reading 40 x 2048 values.
 HISTORY_CHUNK_ON_CUDA = 2048

@@ -24,6 +24,7 @@ from .device import (
     pick_device,
     resolve_capture,
     resolve_precision,
+    resolve_prepare_ahead,
     settings_for,
 )
 from .images import fit_size, resize_tensor, resized, to_image, to_tensor
@@ -59,12 +60,18 @@ class ScaleTiming:
     first_read: float  # from the scale's start until the first losses reached the host
     first_iterations: int  # how many iterations those first losses were
     last_read: float  # from the scale's start until the last losses reached the host
+    # On CUDA, the device's own seconds from the first read to the last iteration: the host's
+    # clock would also count what the host did meanwhile (preparing the next scale).
+    steady_seconds: float | None = None
 
     @property
     def per_iteration(self) -> float | None:
-        """Seconds per iteration at the scale's steady pace: between its first and last reads."""
+        """Seconds per iteration at the scale's steady pace: after its first read."""
         steady = self.iterations - self.first_iterations
-        return (self.last_read - self.first_read) / steady if steady > 0 else None
+        if steady <= 0:
+            return None
+        seconds = self.last_read - self.first_read if self.steady_seconds is None else self.steady_seconds
+        return seconds / steady
 
     @property
     def setup(self) -> float:
@@ -230,12 +237,19 @@ class _Job:
         self.timings: list[ScaleTiming] = []
         self.model = _network(options, device, settings)
         self.dtype = next(self.model.parameters()).dtype
+        self.ahead = resolve_prepare_ahead(options.prepare_ahead, self.capture)
+        # Every scale's style images go to the device now: a copy from the host waits for the
+        # device, and later scales' targets are made while it works (prepare_ahead).
+        self._styles_at: dict[int, list[torch.Tensor]] = {}
+        for size in self.sizes:
+            self._styles_at[_style_side(options.style_scale, size)] = self._style_images(size)
 
     def run(self) -> tuple[Image.Image, float]:
         image = None
         loss = float("nan")
+        ready = self._prepare(self.sizes[0]) if self.ahead else None
         for index, size in enumerate(self.sizes, start=1):
-            image, loss = self._optimise_scale(index, size, image)
+            image, loss, ready = self._optimise_scale(index, size, image, ready)
         assert image is not None
         rgb = from_caffe(image)
         if self.options.preserve_colors:
@@ -258,8 +272,7 @@ class _Job:
     def _targets(self, size: tuple[int, int]) -> tuple[torch.Tensor, dict, dict]:
         """The content image at this scale, its relu4_2 features and the blended style Grams."""
         content = resize_tensor(self.content, size)
-        style_side = _style_side(self.options.style_scale, size)
-        style_images = [to_tensor(resized(style, style_side)).to(self.device) for style in self.styles]
+        style_images = self._style_images(size)
         if self.options.preserve_colors:
             style_images = [color.match_luminance(style, content) for style in style_images]
             seen_content = color.luminance(content)
@@ -272,6 +285,12 @@ class _Job:
             name: blended_gram([gram(features[name]) for features in per_style], self.blend) for name in STYLE_LAYERS
         }
         return seen_content, content_targets, style_targets
+
+    def _style_images(self, size: tuple[int, int]) -> list[torch.Tensor]:
+        """The style images on the device at their size for this scale (each made once)."""
+        side = _style_side(self.options.style_scale, size)
+        made = self._styles_at.pop(side, None)
+        return made if made is not None else [to_tensor(resized(style, side)).to(self.device) for style in self.styles]
 
     def _initial(self, seen_content: torch.Tensor) -> torch.Tensor:
         if self.init_image is not None:
@@ -296,14 +315,40 @@ class _Job:
 
         return objective, seen_content
 
+    def _iterations(self, objective: Objective, image: torch.Tensor) -> ScaleIterations:
+        o = self.options
+        return ScaleIterations(
+            objective, image, o.iterations, o.optimizer, o.learning_rate, self.capture, o.history, o.history_chunk
+        )
+
+    def _prepare(self, size: tuple[int, int]) -> _Ready:
+        """A scale made ready before its start image exists: its targets, and its iterations
+        warmed up (on the content image) and captured. Waits for nothing on the device."""
+        objective, seen_content = self.scale_objective(size)
+        image = torch.zeros_like(seen_content).requires_grad_(True)
+        iterations = self._iterations(objective, image)
+        iterations.prepare(probe=to_caffe(seen_content))
+        return _Ready(objective, seen_content, iterations)
+
     def _optimise_scale(
-        self, index: int, size: tuple[int, int], previous: torch.Tensor | None
-    ) -> tuple[torch.Tensor, float]:
+        self, index: int, size: tuple[int, int], previous: torch.Tensor | None, ready: _Ready | None
+    ) -> tuple[torch.Tensor, float, _Ready | None]:
+        """Runs one scale, from `ready` when it was prepared ahead; returns its result, its final
+        loss (the last scale's only: no one reads the others') and the next scale made ready."""
         started = time.perf_counter()
         reads: list[tuple[float, int]] = []  # (seconds since the start, iterations) at each read
-        objective, seen_content = self.scale_objective(size)
+        if ready is not None:
+            objective, seen_content = ready.objective, ready.seen_content
+        else:
+            objective, seen_content = self.scale_objective(size)
         start = self._initial(seen_content) if previous is None else resize_tensor(previous, size)
-        image = start.detach().clone().contiguous().requires_grad_(True)
+        if ready is not None:
+            iterations = ready.iterations
+            iterations.begin(start)
+            image = iterations.image
+        else:
+            image = start.detach().clone().contiguous().requires_grad_(True)
+            iterations = self._iterations(objective, image)
 
         def report(losses: list[float]) -> None:
             reads.append((time.perf_counter() - started, len(losses)))
@@ -313,14 +358,31 @@ class _Job:
                     snapshot = functools.partial(self._picture, image)
                     self.progress(Progress(self.done, self.total, loss, index, len(self.sizes), size, snapshot))
 
-        o = self.options
-        iterations = ScaleIterations(
-            objective, image, o.iterations, o.optimizer, o.learning_rate, self.capture, o.history, o.history_chunk
-        )
-        iterations.run(report)
-        with torch.no_grad():
-            final_loss = float(objective(image))
+        last = index == len(self.sizes)
+        upcoming: list[_Ready] = []
+
+        def prepare_next() -> None:  # while the GPU runs this scale's iterations
+            upcoming.append(self._prepare(self.sizes[index]))
+
+        steady = iterations.run(report, prepare_next if self.ahead and not last else None)
+        final_loss = float("nan")
+        if last:
+            with torch.no_grad():
+                final_loss = float(objective(image))
         (first_read, first_iterations), (last_read, _) = reads[0], reads[-1]
         seconds = time.perf_counter() - started
-        self.timings.append(ScaleTiming(size, o.iterations, seconds, first_read, first_iterations, last_read))
-        return image.detach(), final_loss
+        o = self.options
+        self.timings.append(
+            ScaleTiming(size, o.iterations, seconds, first_read, first_iterations, last_read, steady_seconds=steady)
+        )
+        return image.detach(), final_loss, upcoming[0] if upcoming else None
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """One scale made ready ahead (`_Job._prepare`): its objective, the content as the optimiser
+    sees it there, and its iterations, warmed up and captured, waiting for their start image."""
+
+    objective: Objective
+    seen_content: torch.Tensor
+    iterations: ScaleIterations

@@ -71,8 +71,16 @@ class LBFGS:
         self.gamma = torch.ones((), **small)  # initial inverse Hessian scale, sᵀy / yᵀy
         self.iteration = torch.zeros((), **small)
         self.slots = torch.arange(m, device=x.device)
-        self.pair_rows = torch.tensor([0, m], device=x.device)  # a pair's rows: slot + these
-        self.discard_rows = torch.tensor([2 * m, 2 * m + 1], device=x.device)
+        # Made on the device (torch.tensor([...], device=...) would copy from the host and wait):
+        self.pair_rows = torch.arange(2, device=x.device) * m  # a pair's rows: slot + these (0, m)
+        self.discard_rows = torch.arange(2, device=x.device) + 2 * m
+
+    def reset(self) -> None:
+        """Back to the state of a new optimiser, in place (a captured graph keeps the addresses)."""
+        for state in (self.pairs, self.vectors, self.previous_grad, self.sy, self.yy, self.head, self.iteration):
+            state.zero_()
+        self.age.fill_(-1.0)
+        self.gamma.fill_(1.0)
 
     @property
     def stored(self) -> torch.Tensor:

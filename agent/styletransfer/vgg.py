@@ -7,6 +7,7 @@ so loss weights mean the same as in jcjohnson/neural-style.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import torch
@@ -18,16 +19,21 @@ from .weights import CONV_LAYERS, load_vgg19_weights
 MEAN_BGR = (103.939, 116.779, 123.68)
 
 
+@functools.cache
+def _mean(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # Made once per device: on a GPU a tensor made from host values is a copy that waits for the
+    # device, and the engine prepares each scale's targets while the GPU still runs the last one.
+    return torch.tensor(MEAN_BGR, dtype=dtype, device=device).view(1, 3, 1, 1)
+
+
 def to_caffe(rgb: torch.Tensor) -> torch.Tensor:
     """RGB 0..1 (N, 3, H, W) -> BGR 0..255 minus the mean pixel."""
-    mean = torch.tensor(MEAN_BGR, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    return rgb.flip(1) * 255.0 - mean
+    return rgb.flip(1) * 255.0 - _mean(rgb.dtype, rgb.device)
 
 
 def from_caffe(x: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`to_caffe`, clamped to the displayable range."""
-    mean = torch.tensor(MEAN_BGR, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return ((x + mean) / 255.0).flip(1).clamp(0.0, 1.0)
+    return ((x + _mean(x.dtype, x.device)) / 255.0).flip(1).clamp(0.0, 1.0)
 
 
 def _layer_sequence() -> list[str]:
