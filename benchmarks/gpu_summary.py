@@ -140,10 +140,12 @@ def job_rows(job: dict[str, Any] | None) -> list[tuple[str, str, str]]:
             total = statistics.median(run["total"] for run in variant_runs)
             model = statistics.median(run["phases"]["model"] for run in variant_runs)
             change = f" ({total - statistics.median(totals):+.2f} s)" if totals else ""
+            optimisation = [run["phases"]["optimisation"] for run in variant_runs if "optimisation" in run["phases"]]
+            also = f", optimisation {statistics.median(optimisation):.2f} s" if optimisation else ""
             out.append(
                 (
                     f"  the same with {VARIANTS.get(name, name)}",
-                    f"median {total:.2f} s{change}, model {model:.2f} s",
+                    f"median {total:.2f} s{change}, model {model:.2f} s{also}",
                     "",
                 )
             )
@@ -177,6 +179,8 @@ def _phase_rows(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
         out.append((f"  beside them: {name} (a thread)", seconds, ""))
     if outcomes := sorted({run["cudaStart"] for run in runs if "cudaStart" in run}):
         out.append(("  CUDA's start beside the import", ", ".join(outcomes), ""))
+    if said := [run["preparedAhead"] for run in runs if "preparedAhead" in run]:
+        out.append(("  each scale made ready while the one before ran", f"{sum(said)} of {len(said)} runs", ""))
     return out
 
 

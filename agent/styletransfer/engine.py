@@ -98,6 +98,7 @@ class Result:
     iterations: int
     seconds: float  # wall time of the optimisation, image preparation included
     scales: tuple[ScaleTiming, ...] = ()  # coarse to fine
+    prepared_ahead: bool = False  # each scale made ready while the previous one ran (Options.prepare_ahead)
 
 
 @functools.lru_cache(maxsize=4)
@@ -153,7 +154,7 @@ def run(
     with _job(content, styles, options or Options(), progress, init_image) as job:
         image, loss = job.run()
     seconds = time.perf_counter() - started
-    return Result(image=image, loss=loss, iterations=job.total, seconds=seconds, scales=tuple(job.timings))
+    return Result(image, loss, job.total, seconds, scales=tuple(job.timings), prepared_ahead=job.ahead)
 
 
 @contextlib.contextmanager
