@@ -326,7 +326,7 @@ class _Job:
         """A scale made ready before its start image exists: its targets, and its iterations
         warmed up (on the content image) and captured. Waits for nothing on the device."""
         objective, seen_content = self.scale_objective(size)
-        image = torch.zeros_like(seen_content).requires_grad_(True)
+        image = torch.zeros(seen_content.shape, device=self.device, requires_grad=True)  # NCHW, fp32
         iterations = self._iterations(objective, image)
         iterations.prepare(probe=to_caffe(seen_content))
         return _Ready(objective, seen_content, iterations)

@@ -107,7 +107,7 @@ class ScaleIterations:
         with torch.cuda.stream(self._side):
             for _ in range(WARMUP):
                 self.step()
-            launch = self._capture(self._side) if self.capture == "cuda_graph" else self.step
+            launch = self._capture() if self.capture == "cuda_graph" else self.step
             self.reset()
         self._prepared = launch
 
@@ -205,9 +205,9 @@ class ScaleIterations:
             self.step()  # recorded, not run
         return graph.replay
 
-    def _capture(self, stream: torch.cuda.Stream) -> Callable[[], None]:
-        """Captures one iteration on `stream`, the current one, where the warm-up ran: returns its
-        replay. Unlike `torch.cuda.graph`, which first waits for the whole device and empties the
+    def _capture(self) -> Callable[[], None]:
+        """Captures one iteration on the current stream, where the warm-up ran: returns its replay.
+        Unlike `torch.cuda.graph`, which first waits for the whole device and empties the
         allocator's cache (to give the graph more room), this waits for nothing, so the host can
         capture while the GPU still runs the previous scale."""
         graph = torch.cuda.CUDAGraph()
