@@ -58,10 +58,11 @@ class Variant:
 
 
 # Every variant but "defaults" states its settings in full, so that the rows do not move when the
-# defaults do; the history is neural-style's 100 unless a variant is about it.
-EAGER = {"capture": "none", "history": 100}
+# defaults do; the history is neural-style's 100 unless a variant is about it, and each scale is
+# made ready as it starts (as before prepare_ahead) unless a variant is about that.
+EAGER = {"capture": "none", "history": 100, "prepare_ahead": False}
 FP32 = {"precision": "fp32", **EAGER}
-GRAPH = {"capture": "cuda_graph", "history": 100}
+GRAPH = {"capture": "cuda_graph", "history": 100, "prepare_ahead": False}
 VARIANTS: tuple[Variant, ...] = (
     Variant("fp32", "fp32, NCHW, eager", {**FP32, "channels_last": False, "tf32": False}),
     Variant("channels_last", "fp32, channels-last", {**FP32, "channels_last": True, "tf32": False}),
