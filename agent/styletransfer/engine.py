@@ -324,12 +324,25 @@ class _Job:
 
     def _prepare(self, size: tuple[int, int]) -> _Ready:
         """A scale made ready before its start image exists: its targets, and its iterations
-        warmed up (on the content image) and captured. Waits for nothing on the device."""
-        objective, seen_content = self.scale_objective(size)
-        image = torch.zeros(seen_content.shape, device=self.device, requires_grad=True)  # NCHW, fp32
-        iterations = self._iterations(objective, image)
-        iterations.prepare(probe=to_caffe(seen_content))
+        warmed up (on the content image) and captured. The host waits for nothing here, and on
+        CUDA the device does not either: the work goes to a stream of its own, which need not wait
+        for the running scale, since it reads only what was on the device before the job's first
+        iteration (the images, the weights). The scale's `begin` makes the running stream wait for it."""
+        with self._aside():
+            objective, seen_content = self.scale_objective(size)
+            image = torch.zeros(seen_content.shape, device=self.device, requires_grad=True)  # NCHW, fp32
+            iterations = self._iterations(objective, image)
+            iterations.prepare(probe=to_caffe(seen_content))
         return _Ready(objective, seen_content, iterations)
+
+    @contextlib.contextmanager
+    def _aside(self) -> Iterator[None]:
+        """On CUDA, a new stream as the current one, waiting for nothing; elsewhere nothing changes."""
+        if self.device.type != "cuda":
+            yield
+            return
+        with torch.cuda.stream(torch.cuda.Stream(self.device)):
+            yield
 
     def _optimise_scale(
         self, index: int, size: tuple[int, int], previous: torch.Tensor | None, ready: _Ready | None

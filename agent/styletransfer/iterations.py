@@ -93,7 +93,9 @@ class ScaleIterations:
         """Does what comes before the first iteration without the start image: WARMUP iterations
         from `probe` (an image of the same shape), the capture when capturing, then every state put
         back as it was. Nothing here waits for the device, so it can run while the GPU is still
-        busy with earlier work. `begin` sets the start image; `run` then runs every iteration."""
+        busy with earlier work. On CUDA it runs on a side stream that waits for the current
+        stream as it is now; `begin` sets the start image and makes the current stream wait for
+        the side one; `run` then runs every iteration."""
         with torch.no_grad():
             self.image.copy_(probe)
         if self.image.device.type != "cuda":  # eager: the warm-up only, undone (what tests compare)
