@@ -64,9 +64,9 @@ BACKGROUND = {  # the worker's threads (its timings' "background"), as the table
 # warms as runs go on, so alternating keeps the comparison fair): name -> (what it is, environment)
 VARIANTS = {
     "late_cuda": ("CUDA started by PyTorch after its import", {"STYLIZE_EARLY_CUDA": "0"}),
-    "sequential": (
-        "each scale made ready between scales, not while the GPU runs the one before",
-        {"STYLIZE_PREPARE_AHEAD": "0"},
+    "ahead": (
+        "each scale made ready while the GPU runs the one before, not between scales",
+        {"STYLIZE_PREPARE_AHEAD": "1"},
     ),
 }
 TIMINGS_MESSAGE = "stylize-worker timings"

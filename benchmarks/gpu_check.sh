@@ -11,8 +11,8 @@
 # - tests: pytest tests/agent/test_gpu.py (the CPU tests run in CI);
 #   bench: agent/benchmarks/bench_engine.py (512 px, every variant, time to quality, 2048 px);
 #   job: benchmarks/bench_job.py (--preset standard --size 512 --repeat 3 --variant late_cuda
-#   --variant sequential: three fresh workers as they are, in turn with three that leave CUDA's start
-#   until after the import and three that make each scale ready between scales);
+#   --variant ahead: three fresh workers as they are, in turn with three that leave CUDA's start
+#   until after the import and three that make each scale ready while the one before runs);
 #   tradeoffs: agent/benchmarks/tradeoffs.py on the GPU (the L-BFGS history and the bf16 style
 #   gradient, 3 pairs at 512 px)
 #   and, with `all`, on the machine's spare CPU cores at the same time as the other parts
@@ -51,7 +51,7 @@ RESULTS=${OUT:-$(mktemp -d)}
 mkdir -p "$RESULTS"
 read -ra pytest_args <<<"${PYTEST_ARGS:-}"
 read -ra engine_args <<<"${BENCH_ENGINE_ARGS:-}"
-read -ra job_args <<<"${BENCH_JOB_ARGS:---preset standard --size 512 --repeat 3 --variant late_cuda --variant sequential}"
+read -ra job_args <<<"${BENCH_JOB_ARGS:---preset standard --size 512 --repeat 3 --variant late_cuda --variant ahead}"
 read -ra tradeoffs_args <<<"${TRADEOFFS_ARGS:---device cuda --size 512 --iterations 200 --pairs 3 --variants history50 history20 history10 bf16_style_gradient}"
 read -ra cpu_tradeoffs_args <<<"${CPU_TRADEOFFS_ARGS:---device cpu --size 128 --iterations 120 --pairs 3 --variants history50 history20 history10 tf32_grams history20_tf32_grams}"
 

@@ -131,12 +131,20 @@ def resolve_capture(requested: str, device: torch.device) -> str:
     return "cuda_graph" if device.type == "cuda" else "none"
 
 
+# Whether Options.prepare_ahead=None means ahead where iterations are replayed as CUDA graphs. Built
+# on 2026-11-26 in a session with no GPU: off until the GPU check has timed it (bench_engine's and
+# bench_job's `ahead` rows) and its GPU tests have passed there.
+PREPARE_AHEAD_WITH_CUDA_GRAPHS = False
+
+
 def resolve_prepare_ahead(requested: bool | None, capture: str) -> bool:
-    """None prepares each scale ahead where iterations are replayed as CUDA graphs: there the host
-    only launches graphs and waits, so it can make the next scale ready (targets, warm-up, capture:
-    work that otherwise ran between scales while the GPU idled) while the GPU works. On a CPU the
-    same work would only change places."""
-    return capture == "cuda_graph" if requested is None else requested
+    """Where iterations are replayed as CUDA graphs, the host only launches graphs and waits, so it
+    could make the next scale ready (targets, warm-up, capture: work that otherwise runs between
+    scales while the GPU idles) while the GPU works: None does so there once
+    PREPARE_AHEAD_WITH_CUDA_GRAPHS is on. On a CPU the same work would only change places."""
+    if requested is not None:
+        return requested
+    return PREPARE_AHEAD_WITH_CUDA_GRAPHS and capture == "cuda_graph"
 
 
 # Pixels per chunk of the L-BFGS history products on CUDA: at 512 px (590k values) 288 small

@@ -55,7 +55,7 @@ class Options:
     # device.resolve_history_chunk picks (chunks on CUDA, one product on a CPU).
     history_chunk: int | None = None
     # Make each scale ready (its targets, warm-up and CUDA graph) while the GPU still runs the one
-    # before, instead of between them; None: where iterations are replayed as CUDA graphs (see
+    # before, instead of between them; None: the engine's choice (off until measured on a GPU, see
     # device.resolve_prepare_ahead). Same result either way.
     prepare_ahead: bool | None = None
 

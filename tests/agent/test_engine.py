@@ -10,6 +10,7 @@ from styletransfer import Options, Progress, run, stylize
 from styletransfer.color import rgb_to_yiq
 from styletransfer.device import (
     HISTORY_CHUNK_ON_CUDA,
+    PREPARE_AHEAD_WITH_CUDA_GRAPHS,
     cpu_has_native_bf16,
     resolve_capture,
     resolve_history_chunk,
@@ -226,8 +227,10 @@ def test_the_cuda_defaults_are_the_fast_path_and_the_cpu_ones_unchanged():
     assert resolve_history_chunk(None, cpu) is None
     assert resolve_history_chunk(64, cpu) == 64
     assert resolve_capture("auto", cpu) == "none"
-    assert resolve_prepare_ahead(None, "cuda_graph")  # each scale made ready while the GPU runs the last
-    assert not resolve_prepare_ahead(None, "none")  # on a CPU it would only change places
+    # each scale made ready in turn until the GPU check has timed the other way, then ahead only
+    # where iterations are CUDA graphs (on a CPU it would only change places)
+    assert resolve_prepare_ahead(None, "cuda_graph") is PREPARE_AHEAD_WITH_CUDA_GRAPHS
+    assert not resolve_prepare_ahead(None, "none")
     assert not resolve_prepare_ahead(None, "compile")
     assert resolve_prepare_ahead(True, "none")
     assert not resolve_prepare_ahead(False, "cuda_graph")

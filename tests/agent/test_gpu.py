@@ -86,7 +86,7 @@ def test_cuda_graph_replays_what_eager_runs(content, style, monkeypatch, warmup,
     computes what the eager iterations compute, and keeps optimising (a replay that read stale
     buffers would repeat one loss or diverge). The graph is made both ways: before the start image
     (warmed up on the content, captured without waiting for the device, every state put back: the
-    default, prepare_ahead) and in the run, after real eager iterations. Also with one eager
+    prepare_ahead way) and in the run, after real eager iterations (the default). Also with one eager
     iteration before the capture (bench_engine's warmup_1), which must capture as soundly before it
     can become the default."""
     monkeypatch.setattr(iterations, "WARMUP", warmup)
@@ -104,7 +104,7 @@ def test_cuda_graph_replays_what_eager_runs(content, style, monkeypatch, warmup,
 
 
 def test_scales_prepared_ahead_start_where_the_last_scale_ended(content, style):
-    """Three scales, each made ready while the GPU ran the one before (the default), against the
+    """Three scales, each made ready while the GPU ran the one before (prepare_ahead), against the
     same made one after the other. The first scale starts from the same image, so its first losses
     agree as eager and replayed ones do; later scales start from the previous result, which rounding
     moves a little between two runs, so their first losses agree within 10% (a scale that started
@@ -156,9 +156,8 @@ def test_preparing_the_next_scale_never_waits_for_the_gpu(content, style, monkey
     monkeypatch.setattr(engine._Job, "_prepare", strict)
     for preserve_colors in (False, True):  # its colour matrices are device tensors too
         prepared.clear()
-        result = run(
-            content, style, Options(size=128, iterations=30, scales=3, device="cuda", preserve_colors=preserve_colors)
-        )
+        options = Options(size=128, iterations=30, scales=3, device="cuda", preserve_colors=preserve_colors)
+        result = run(content, style, options.replace(prepare_ahead=True))
         assert len(prepared) == 3
         assert all(timing.steady_seconds is not None for timing in result.scales)
 

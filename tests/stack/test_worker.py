@@ -173,9 +173,9 @@ def test_a_job_runs_end_to_end(world: World, capsys: pytest.CaptureFixture[str])
 def test_stylize_prepare_ahead_chooses_how_scales_are_made_ready(
     world: World, capsys: pytest.CaptureFixture[str], setting: str | None, ahead: bool
 ):
-    """STYLIZE_PREPARE_AHEAD (bench_job's `sequential` comparison) sets Options.prepare_ahead:
-    unset, the engine's choice (on a CPU, in turn); "1" each scale while the one before runs; "0"
-    between scales. The timings line says which ran, and the job comes out whole either way."""
+    """STYLIZE_PREPARE_AHEAD (bench_job's `ahead` comparison) sets Options.prepare_ahead: unset,
+    the engine's choice (in turn, on a CPU); "1" each scale while the one before runs; "0" between
+    scales. The timings line says which ran, and the job comes out whole either way."""
     world.put(CONTENT_KEY, content_image())
     world.put(STYLE_KEY, style_image())
     env = world.environment(job_input(options={"preset": "preview", "size": 96}))  # 64, 68, 96 px
