@@ -321,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = defaults[-1].timings
         print(
             f"worker: device {summary.get('device')}, {summary.get('iterations')} iterations, "
-            f"CUDA's early start: {summary.get('cudaStart', 'off')}, result in S3: {defaults[-1].result}"
+            f"CUDA's early start: {summary.get('cudaStart', 'off')}, "
+            f"scales made ready ahead: {'yes' if summary.get('preparedAhead') else 'no'}, "
+            f"result in S3: {defaults[-1].result}"
         )
         print_table(defaults)
     for arm, arm_runs in runs.items():
@@ -354,16 +356,17 @@ def report_failure(arm: str, failure: WorkerError) -> None:
 
 
 def compare(arm: str, arm_runs: list[Run], defaults: list[Run]) -> str:
-    """One line: the medians of the variant's total and model phase against the defaults'."""
+    """One line: the medians of the variant's total, model and optimisation against the defaults'."""
 
-    def median(runs: list[Run], figure: Callable[[Run], float]) -> float:
-        return statistics.median(figure(run) for run in runs)
+    def medians(figure: Callable[[Run], float]) -> str:
+        ours, theirs = (statistics.median(figure(run) for run in runs) for runs in (arm_runs, defaults))
+        return f"{ours:.3f} s against {theirs:.3f} s"
 
-    total = median(arm_runs, lambda run: run.total), median(defaults, lambda run: run.total)
-    model = median(arm_runs, lambda run: run.phases["model"]), median(defaults, lambda run: run.phases["model"])
+    total = [statistics.median(run.total for run in runs) for runs in (arm_runs, defaults)]
     return (
-        f"{arm} against the defaults (medians): total {total[0]:.3f} s against {total[1]:.3f} s "
-        f"({total[0] - total[1]:+.3f} s), model {model[0]:.3f} s against {model[1]:.3f} s"
+        f"{arm} against the defaults (medians): total {medians(lambda run: run.total)} "
+        f"({total[0] - total[1]:+.3f} s), model {medians(lambda run: run.phases['model'])}, "
+        f"optimisation {medians(lambda run: run.phases['optimisation'])}"
     )
 
 

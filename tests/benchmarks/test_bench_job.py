@@ -20,23 +20,30 @@ TINY_JOB = ("--preset", "preview", "--size", "64", "--device", "cpu")
 def test_the_benchmark_runs_a_whole_job_and_prints_every_phase(tmp_path: Path):
     figures = tmp_path / "job.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH), *TINY_JOB, "--repeat", "2", "--variant", "late_cuda", "--json", str(figures)],
+        [
+            *(sys.executable, str(BENCH), *TINY_JOB, "--repeat", "2"),
+            *("--variant", "late_cuda", "--variant", "ahead", "--json", str(figures)),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=300,
         check=False,
     )
 
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    defaults, _, variant = out.partition("\nvariant late_cuda: CUDA started by PyTorch after its import\n")
+    defaults, _, variants = out.partition("\nvariant late_cuda: CUDA started by PyTorch after its import\n")
+    variant, _, ahead = variants.partition(
+        "\nvariant ahead: each scale made ready while the GPU runs the one before, not between scales\n"
+    )
     assert variant, out
+    assert ahead, out
     assert re.search(r"^device: CPU .*, \d+ threads; torch \S+", out, re.M), out
     # the worker said it succeeded on the CPU, and its result is in moto's S3 at 64 px (chelsea is 3:2)
     assert re.search(
         r"^worker: device cpu, 60 iterations, CUDA's early start: no CUDA driver \(libcuda.so.1 not found\), "
-        r"result in S3: 64x4\d JPEG, \d+ bytes$",
+        r"scales made ready ahead: no, result in S3: 64x4\d JPEG, \d+ bytes$",
         out,
         re.M,
     ), out
@@ -71,13 +78,18 @@ def test_the_benchmark_runs_a_whole_job_and_prints_every_phase(tmp_path: Path):
     assert "CUDA's start" not in variant
     assert re.search(
         rf"^late_cuda against the defaults \(medians\): total {NUMBER} s against {NUMBER} s \([+-]\d+\.\d+ s\), "
-        rf"model {NUMBER} s against {NUMBER} s$",
+        rf"model {NUMBER} s against {NUMBER} s, optimisation {NUMBER} s against {NUMBER} s$",
         variant,
         re.M,
     ), variant
+    # the other variant: each scale made ready ahead (STYLIZE_PREPARE_AHEAD=1, forced on this CPU),
+    # run in turn with the other two, and its own comparison
+    assert re.search(r"^ahead against the defaults \(medians\): total .* optimisation .* s$", ahead, re.M), ahead
     written = json.loads(figures.read_text())
     assert [run["cudaStart"] for run in written["runs"]] == ["no CUDA driver (libcuda.so.1 not found)"] * 2
     assert [("cudaStart" in run) for run in written["variants"]["late_cuda"]] == [False, False]
+    assert [run["preparedAhead"] for run in written["runs"]] == [False, False]
+    assert [run["preparedAhead"] for run in written["variants"]["ahead"]] == [True, True]
 
 
 def test_a_failing_worker_fails_the_benchmark_with_its_reason():
