@@ -23,6 +23,15 @@ VARIANTS = {
     "ahead": "each scale made ready while the one before runs (ahead)",
 }
 
+# bench_engine's preset rows of the defaults with something changed: its label -> the table's words
+PRESET_VARIANTS = (
+    ("defaults, history products as one GEMM", "the L-BFGS history products as one GEMM"),
+    ("defaults, Gram products straight from bf16", "the Gram products straight from bf16 (gram_bf16)"),
+    ("defaults, 1 eager iteration before capture", "1 eager iteration before capture, not 3 (warmup_1)"),
+    ("defaults, each scale made ready while the one before runs", VARIANTS["ahead"]),
+    ("defaults, gram_bf16, warmup_1 and ahead together", "gram_bf16, warmup_1 and ahead together (candidates)"),
+)
+
 
 def _load(path: Path) -> Any:
     try:
@@ -91,13 +100,7 @@ def engine_rows(engine: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         out.append(("  scale by scale: setup + pace", _scales(preset_defaults["scales"]), ""))
     if old:
         out.append(("  the same with the old CUDA defaults (TF32, eager)", f"{old['seconds']:.2f} s", ""))
-    for variant, label in (  # the defaults but for one change each (bench_engine's VARIANTS)
-        ("defaults, history products as one GEMM", "the L-BFGS history products as one GEMM"),
-        ("defaults, Gram products straight from bf16", "the Gram products straight from bf16 (gram_bf16)"),
-        ("defaults, 1 eager iteration before capture", "1 eager iteration before capture, not 3 (warmup_1)"),
-        ("defaults, each scale made ready while the one before runs", VARIANTS["ahead"]),
-        ("defaults, gram_bf16, warmup_1 and ahead together", "gram_bf16, warmup_1 and ahead together (candidates)"),
-    ):
+    for variant, label in PRESET_VARIANTS:
         if changed := _row(rows, f"standard preset 3x200, {variant}"):
             out.append((f"  the same with {label}", f"{changed['seconds']:.2f} s", ""))
     reached = figures.get("reached")
