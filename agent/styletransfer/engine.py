@@ -248,7 +248,7 @@ class _Job:
     def run(self) -> tuple[Image.Image, float]:
         image = None
         loss = float("nan")
-        ready = self._prepare(self.sizes[0]) if self.ahead else None
+        ready = None
         for index, size in enumerate(self.sizes, start=1):
             image, loss, ready = self._optimise_scale(index, size, image, ready)
         assert image is not None
@@ -351,6 +351,8 @@ class _Job:
         loss (the last scale's only: no one reads the others') and the next scale made ready."""
         started = time.perf_counter()
         reads: list[tuple[float, int]] = []  # (seconds since the start, iterations) at each read
+        if ready is None and self.ahead:  # the first scale: made ready the same way, with nothing to overlap
+            ready = self._prepare(size)
         if ready is not None:
             objective, seen_content = ready.objective, ready.seen_content
         else:
