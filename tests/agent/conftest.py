@@ -21,15 +21,20 @@ from styletransfer.samples import stained_glass, swirls
 BENCHMARKS = Path(__file__).resolve().parents[2] / "agent" / "benchmarks"
 
 
-def load_benchmark(name: str) -> ModuleType:
-    """agent/benchmarks/<name>.py (a script, not a package) as the module `name`."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+def load_script(path: Path) -> ModuleType:
+    """A script (not in a package) as the module named after its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
+    sys.modules[path.stem] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """agent/benchmarks/<name>.py as the module `name`."""
+    return load_script(BENCHMARKS / f"{name}.py")
 
 
 def photo_like(width: int = 96, height: int = 64, seed: int = 0) -> Image.Image:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
-from tests.agent.conftest import load_benchmark
+from tests.agent.conftest import load_benchmark, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = ROOT / "benchmarks" / "gpu_summary.py"
@@ -28,16 +26,6 @@ def _row(label: str, seconds: float, iterations: int, loss: float, peak: float |
 
 def _scale(size: list[int], setup: float, ms: float) -> dict:
     return {"size": size, "seconds": setup + 0.2 * ms, "setup": setup, "msPerIteration": ms}
-
-
-def _module(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _summary(directory: Path) -> str:
@@ -197,9 +185,9 @@ def test_the_summary_names_every_variant_the_benchmarks_run():
     """The summary imports nothing of the benchmarks (it must come out even when they fail), so it
     keeps their names itself: each of its rows must be one that the benchmarks write, and each
     variant they run must have its row, or a measured figure would silently be left out."""
-    summary = _module(SUMMARY)
+    summary = load_script(SUMMARY)
     bench_engine = load_benchmark("bench_engine")
-    bench_job = _module(ROOT / "benchmarks" / "bench_job.py")
+    bench_job = load_script(ROOT / "benchmarks" / "bench_job.py")
     changed_defaults = {v.label for v in bench_engine.VARIANTS if v.preset and v.label.startswith("defaults, ")}
     assert {label for label, _ in summary.PRESET_VARIANTS} == changed_defaults
     assert set(summary.VARIANTS) == {"defaults", *bench_job.VARIANTS}
