@@ -346,3 +346,40 @@ def test_the_next_scale_is_made_ready_while_this_one_runs(content, style, monkey
     events.clear()
     run(content, style, options.replace(prepare_ahead=False), lambda p: events.append((p.scale, p.iteration)))
     assert not [event for event in events if event[0] == "prepare"]  # made as each scale starts
+
+
+def test_preparing_a_scale_reads_nothing_back_from_its_tensors(content, style, monkeypatch):
+    """On a GPU the next scale is made ready while the device works, and reading a tensor's value
+    would make the host wait for it. This CPU canary fails on any such read in that preparation
+    (item, tolist, float, int, bool, numpy, cpu); test_gpu.py checks the real thing with torch's
+    sync debug mode, which also sees copies from the host."""
+    reads: list[str] = []
+    preparing = False
+
+    def reading(name: str):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            if preparing:
+                reads.append(name)
+            return original(self, *args, **kwargs)
+
+        return read
+
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "numpy", "cpu"):
+        monkeypatch.setattr(torch.Tensor, name, reading(name))
+    prepare = _Job._prepare
+
+    def watched(job, size):
+        nonlocal preparing
+        preparing = True
+        try:
+            return prepare(job, size)
+        finally:
+            preparing = False
+
+    monkeypatch.setattr(_Job, "_prepare", watched)
+    for changes in ({}, {"preserve_colors": True}):
+        options = Options(size=96, iterations=3, scales=3, precision="fp32", prepare_ahead=True, **changes)
+        assert run(content, style, options).iterations == 9
+    assert reads == []
