@@ -108,11 +108,16 @@ def test_every_figure_beside_its_target(tmp_path):
         "|   scale by scale: setup + pace | 256x171: 0.05 s + 1.20 ms/it; 362x241: 0.04 s + 1.80 ms/it; "
         "512x341: 0.03 s + 2.50 ms/it |  |",
         "|   the same with the old CUDA defaults (TF32, eager) | 6.50 s |  |",
-        "|   the same with the L-BFGS history products as one GEMM | 1.25 s |  |",
-        "|   the same with the Gram products straight from bf16 (gram_bf16) | 1.05 s |  |",
-        "|   the same with 1 eager iteration before capture, not 3 (warmup_1) | 1.08 s |  |",
-        "|   the same with each scale made ready while the one before runs (ahead) | 1.00 s |  |",
-        "|   the same with gram_bf16, warmup_1 and ahead together (candidates) | 0.92 s |  |",
+        "|   the same with the L-BFGS history products as one GEMM | 1.25 s (+13.6% time, +1.2% score vs the "
+        "defaults) |  |",
+        "|   the same with the Gram products straight from bf16 (gram_bf16) | 1.05 s (-4.5% time, +0.0% score vs the "
+        "defaults) |  |",
+        "|   the same with 1 eager iteration before capture, not 3 (warmup_1) | 1.08 s (-1.8% time, +0.6% score vs the "
+        "defaults) |  |",
+        "|   the same with each scale made ready while the one before runs (ahead) | 1.00 s (-9.1% time, +0.0% score "
+        "vs the defaults) |  |",
+        "|   the same with gram_bf16, warmup_1 and ahead together (candidates) | 0.92 s (-16.4% time, +0.2% score vs "
+        "the defaults) |  |",
         "| time to the reference's quality (500 its, 14.0 s) | 0.70 s, 300 its: 20.0x faster | >= 10x |",
         "| standard preset at 2048 px, 3x200, the defaults | 15.0 s, peak 8.5 GiB | fits |",
         "| whole job (standard, 512 px), from process start | median 5.90 s (runs: 5.50, 6.50, 5.90) | < 6 s |",
