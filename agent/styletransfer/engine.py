@@ -244,6 +244,11 @@ class _Job:
         self._styles_at: dict[int, list[torch.Tensor]] = {}
         for size in self.sizes:
             self._styles_at[_style_side(options.style_scale, size)] = self._style_images(size)
+        # What was asked of the device before the first iteration (the weights' layout, these
+        # copies): scales prepared ahead wait for it, and for nothing that came after.
+        self._inputs_on_device = torch.cuda.Event() if device.type == "cuda" else None
+        if self._inputs_on_device is not None:
+            self._inputs_on_device.record()
 
     def run(self) -> tuple[Image.Image, float]:
         image = None
@@ -325,9 +330,9 @@ class _Job:
     def _prepare(self, size: tuple[int, int]) -> _Ready:
         """A scale made ready before its start image exists: its targets, and its iterations
         warmed up (on the content image) and captured. The host waits for nothing here, and on
-        CUDA the device does not either: the work goes to a stream of its own, which need not wait
-        for the running scale, since it reads only what was on the device before the job's first
-        iteration (the images, the weights). The scale's `begin` makes the running stream wait for it."""
+        CUDA the device does not either: the work goes to a stream of its own, which waits only for
+        what was asked of the device before the job's first iteration (the images, the weights),
+        all it reads. The scale's `begin` makes the running stream wait for it."""
         with self._aside():
             objective, seen_content = self.scale_objective(size)
             image = torch.zeros(seen_content.shape, device=self.device, requires_grad=True)  # NCHW, fp32
@@ -337,11 +342,14 @@ class _Job:
 
     @contextlib.contextmanager
     def _aside(self) -> Iterator[None]:
-        """On CUDA, a new stream as the current one, waiting for nothing; elsewhere nothing changes."""
-        if self.device.type != "cuda":
+        """On CUDA, a new stream as the current one, waiting only for the job's inputs to be on the
+        device, not for any iteration; elsewhere nothing changes."""
+        if self._inputs_on_device is None:
             yield
             return
-        with torch.cuda.stream(torch.cuda.Stream(self.device)):
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_event(self._inputs_on_device)
+        with torch.cuda.stream(stream):
             yield
 
     def _optimise_scale(
