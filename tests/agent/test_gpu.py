@@ -109,8 +109,8 @@ def test_scales_prepared_ahead_start_where_the_last_scale_ended(content, style):
     agree as eager and replayed ones do. Later scales start from the previous result, which rounding
     moves between two runs (L-BFGS's final losses spread by several percent between runs that
     differ by rounding alone), so their first losses agree within 30%: a scale that started from its
-    warm-up's probe, the content image, would start several times higher. Every scale keeps
-    optimising, and no replay repeats a loss (stale buffers)."""
+    warm-up's probe, the content image, would start at least twice as high (30 iterations halve the
+    loss: the test above). Every scale keeps optimising, and no replay repeats a loss (stale buffers)."""
     options = Options(size=128, iterations=30, scales=3, device="cuda")
     losses: dict[bool, dict[int, list[float]]] = {True: {}, False: {}}
     for ahead in (False, True):
