@@ -358,15 +358,17 @@ def report_failure(arm: str, failure: WorkerError) -> None:
 def compare(arm: str, arm_runs: list[Run], defaults: list[Run]) -> str:
     """One line: the medians of the variant's total, model and optimisation against the defaults'."""
 
-    def medians(figure: Callable[[Run], float]) -> str:
-        ours, theirs = (statistics.median(figure(run) for run in runs) for runs in (arm_runs, defaults))
-        return f"{ours:.3f} s against {theirs:.3f} s"
+    def medians(figure: Callable[[Run], float]) -> tuple[float, float]:
+        return statistics.median(map(figure, arm_runs)), statistics.median(map(figure, defaults))
 
-    total = [statistics.median(run.total for run in runs) for runs in (arm_runs, defaults)]
+    total, model, optimisation = (
+        medians(figure)
+        for figure in (lambda run: run.total, lambda run: run.phases["model"], lambda run: run.phases["optimisation"])
+    )
     return (
-        f"{arm} against the defaults (medians): total {medians(lambda run: run.total)} "
-        f"({total[0] - total[1]:+.3f} s), model {medians(lambda run: run.phases['model'])}, "
-        f"optimisation {medians(lambda run: run.phases['optimisation'])}"
+        f"{arm} against the defaults (medians): total {total[0]:.3f} s against {total[1]:.3f} s "
+        f"({total[0] - total[1]:+.3f} s), model {model[0]:.3f} s against {model[1]:.3f} s, "
+        f"optimisation {optimisation[0]:.3f} s against {optimisation[1]:.3f} s"
     )
 
 

@@ -63,6 +63,9 @@ class Variant:
 EAGER = {"capture": "none", "history": 100, "prepare_ahead": False}
 FP32 = {"precision": "fp32", **EAGER}
 GRAPH = {"capture": "cuda_graph", "history": 100, "prepare_ahead": False}
+# Choices that are not Options, as Variant.patches
+GRAM_BF16 = ("styletransfer.losses", "GRAM_FROM_LOW_PRECISION", True)
+WARMUP_1 = ("styletransfer.iterations", "WARMUP", 1)
 VARIANTS: tuple[Variant, ...] = (
     Variant("fp32", "fp32, NCHW, eager", {**FP32, "channels_last": False, "tf32": False}),
     Variant("channels_last", "fp32, channels-last", {**FP32, "channels_last": True, "tf32": False}),
@@ -85,7 +88,7 @@ VARIANTS: tuple[Variant, ...] = (
         {},
         cuda_only=True,
         preset=True,
-        patches=(("styletransfer.losses", "GRAM_FROM_LOW_PRECISION", True),),
+        patches=(GRAM_BF16,),
     ),
     Variant(
         "warmup_1",
@@ -93,7 +96,7 @@ VARIANTS: tuple[Variant, ...] = (
         {},
         cuda_only=True,
         preset=True,
-        patches=(("styletransfer.iterations", "WARMUP", 1),),
+        patches=(WARMUP_1,),
     ),
     Variant(
         "candidates",
@@ -101,7 +104,7 @@ VARIANTS: tuple[Variant, ...] = (
         {"prepare_ahead": True},
         cuda_only=True,
         preset=True,
-        patches=(("styletransfer.losses", "GRAM_FROM_LOW_PRECISION", True), ("styletransfer.iterations", "WARMUP", 1)),
+        patches=(GRAM_BF16, WARMUP_1),
     ),
     Variant(
         "ahead",

@@ -50,7 +50,7 @@ THUMBNAIL_QUALITY = 70
 THUMBNAIL_MAX_BYTES = 24 * 1024
 EARLY_CUDA_VARIABLE = "STYLIZE_EARLY_CUDA"  # "0": PyTorch starts CUDA after its import (see main)
 # Options.prepare_ahead for bench_job's comparison: "0" each scale made ready between scales, "1"
-# while the device runs the one before; unset, the engine's choice (ahead where it replays CUDA graphs)
+# while the device runs the one before; unset, the engine's choice (device.resolve_prepare_ahead)
 PREPARE_AHEAD_VARIABLE = "STYLIZE_PREPARE_AHEAD"
 CUDA_START_WAIT = 10.0  # seconds the worker waits, at its end, for a CUDA start still in the driver
 DEFAULT_PRESET = "auto"  # standard on a GPU, preview on a CPU (styletransfer.preset)
