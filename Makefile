@@ -135,7 +135,9 @@ bench-preview: $(INSTALLED)
 # import: no pydantic or powertools (styleservice is not imported), no cfn-lint, docker or
 # aws-xray-sdk (moto's server imports them only for services the runs never call); cffi and
 # pycparser for cryptography, which moto imports. werkzeug is on that machine but pinned here for
-# Flask; sortedcontainers is hypothesis's, in case it is missing. Checked on an H100 on 2026-11-26.
+# Flask; sortedcontainers is hypothesis's, in case it is missing. Checked on an H100 on 2026-11-26,
+# and in every test run: tests/benchmarks/test_gpu_check.py runs the whole check here with only
+# these wheels and the machine's packages (benchmarks/gpu_machine_packages.txt).
 # Options: make gpu-wheels GPU_WHEELS_DIR=/tmp/whl GPU_WHEELS_PYTHON=3.11 (e.g. to try them here)
 GPU_WHEELS_DIR ?= .whl
 GPU_WHEELS_PYTHON ?= 3.12
