@@ -296,6 +296,11 @@ class _Job:
         """The style images on the device at their size for this scale (each made once)."""
         side = _style_side(self.options.style_scale, size)
         made = self._styles_at.pop(side, None)
+        if made is not None and self.device.type == "cuda":
+            # Copied on the job's stream, read on the current one (a scale prepared aside): once
+            # dropped, their memory must not go back to the job's stream while reads of them wait here.
+            for image in made:
+                image.record_stream(torch.cuda.current_stream(self.device))
         return made if made is not None else [to_tensor(resized(style, side)).to(self.device) for style in self.styles]
 
     def _initial(self, seen_content: torch.Tensor) -> torch.Tensor:
@@ -332,7 +337,7 @@ class _Job:
         warmed up (on the content image) and captured. The host waits for nothing here, and on
         CUDA the device does not either: the work goes to a stream of its own, which waits only for
         what was asked of the device before the job's first iteration (the images, the weights),
-        all it reads. The scale's `begin` makes the running stream wait for it."""
+        all it reads. The running stream waits for it (`ScaleIterations.join`) before it reads any of it."""
         with self._aside():
             objective, seen_content = self.scale_objective(size)
             image = torch.zeros(seen_content.shape, device=self.device, requires_grad=True)  # NCHW, fp32
@@ -363,6 +368,8 @@ class _Job:
             ready = self._prepare(size)
         if ready is not None:
             objective, seen_content = ready.objective, ready.seen_content
+            # Made on the preparation's streams: this one waits for them before the start reads them.
+            ready.iterations.join()
         else:
             objective, seen_content = self.scale_objective(size)
         start = self._initial(seen_content) if previous is None else resize_tensor(previous, size)

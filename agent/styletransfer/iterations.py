@@ -95,8 +95,8 @@ class ScaleIterations:
         from `probe` (an image of the same shape), the capture when capturing, then every state put
         back as it was. Nothing here waits for the device, so it can run while the GPU is still
         busy with earlier work. On CUDA it runs on a side stream that waits for the current
-        stream as it is now; `begin` sets the start image and makes the current stream wait for
-        the side one; `run` then runs every iteration."""
+        stream as it is now; `join` makes a stream wait for it, `begin` joins and sets the start
+        image; `run` then runs every iteration."""
         with torch.no_grad():
             self.image.copy_(probe)
         if self.image.device.type == "cuda":
@@ -110,12 +110,19 @@ class ScaleIterations:
             self.reset()
         self._prepared = launch
 
-    def begin(self, start: torch.Tensor) -> None:
-        """Sets the start image of a scale made ready by `prepare`."""
+    def join(self) -> None:
+        """Makes the current stream wait for everything `prepare` queued, and for what its own
+        stream had queued before it (on CUDA): what the preparation made may then be read there.
+        Elsewhere there is nothing to wait for."""
         if self._prepared is None:
-            raise RuntimeError("begin() comes after prepare()")
+            raise RuntimeError("join() and begin() come after prepare()")
         if self._side is not None:
             torch.cuda.current_stream(self.image.device).wait_stream(self._side)
+
+    def begin(self, start: torch.Tensor) -> None:
+        """Sets the start image of a scale made ready by `prepare` (after `join`: the warm-up wrote
+        the image on the preparation's stream)."""
+        self.join()
         with torch.no_grad():
             self.image.copy_(start)
 

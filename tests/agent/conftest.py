@@ -111,7 +111,7 @@ def compare_at_same_image(content: Image.Image, style: Image.Image, options: Opt
         reference = reference_loss(*args)
         (reference_grad,) = torch.autograd.grad(reference, reference_image)
     cosine = float(torch.nn.functional.cosine_similarity(engine_grad.flatten(), reference_grad.flatten(), dim=0))
-    return SameImage(engine_loss, float(reference), cosine, float(engine_grad.norm() / reference_grad.norm()))
+    return SameImage(engine_loss, float(reference.detach()), cosine, float(engine_grad.norm() / reference_grad.norm()))
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ scales' starts within a wide margin that only a wrong start would leave), and lo
 losses, scored by one objective, with a stated margin. Two short L-BFGS trajectories are never
 compared for their outcome: rounding alone makes them diverge."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -130,6 +131,31 @@ def test_scales_prepared_ahead_start_where_the_last_scale_ended(content, style):
         assert len(ahead[scale]) == 30
         assert ahead[scale][-1] < ahead[scale][0]
         assert len(set(ahead[scale])) == 30
+
+
+def test_a_scale_prepared_ahead_starts_from_what_its_preparation_made_even_when_that_lags(content, style, monkeypatch):
+    """The first scale's start image is made from the content image at that scale, which its
+    preparation made on a stream of its own. Here every preparation's stream first spins the GPU
+    for a while (torch.cuda._sleep), so a start read before the running stream waits for that one
+    would read memory not yet written: the first loss would not be the in-turn job's."""
+    from styletransfer import engine
+
+    aside = engine._Job._aside
+
+    @contextlib.contextmanager
+    def lagging(job):
+        with aside(job):
+            torch.cuda._sleep(200_000_000)  # about 0.1 s at the H100's clock
+            yield
+
+    first: dict[bool, list[float]] = {True: [], False: []}
+    options = Options(size=128, iterations=10, scales=2, device="cuda")  # init from the content
+    monkeypatch.setattr(engine._Job, "_aside", lagging)
+    for made_ahead in (False, True):
+        run(content, style, options.replace(prepare_ahead=made_ahead), lambda p, a=made_ahead: first[a].append(p.loss))
+    print({made_ahead: losses[0] for made_ahead, losses in first.items()})
+    assert first[True][0] == pytest.approx(first[False][0], rel=1e-5)
+    assert len(first[True]) == len(first[False]) == 20
 
 
 def test_preparing_the_next_scale_never_waits_for_the_gpu(content, style, monkeypatch):

@@ -125,9 +125,12 @@ def test_a_scale_prepared_on_a_probe_runs_as_a_new_one_from_its_start(optimizer)
     assert torch.equal(image, new_image)
 
 
-def test_begin_needs_prepare():
-    with pytest.raises(RuntimeError, match=r"begin\(\) comes after prepare\(\)"):
-        ScaleIterations(lambda x: x.sum(), torch.zeros(3, requires_grad=True), 2).begin(torch.ones(3))
+def test_join_and_begin_need_prepare():
+    unprepared = ScaleIterations(lambda x: x.sum(), torch.zeros(3, requires_grad=True), 2)
+    with pytest.raises(RuntimeError, match=r"join\(\) and begin\(\) come after prepare\(\)"):
+        unprepared.begin(torch.ones(3))
+    with pytest.raises(RuntimeError, match=r"join\(\) and begin\(\) come after prepare\(\)"):
+        unprepared.join()
 
 
 @pytest.mark.parametrize(("iterations", "first_batch"), [(17, 5), (4, 4)])
