@@ -30,6 +30,8 @@ TINY = {
     "BENCH_ENGINE_ARGS": "--sizes 64 --iterations 4 --variants defaults --preset-iterations 4 --large 0",
     "BENCH_JOB_ARGS": "--preset preview --size 64 --device cpu --repeat 1 --variant ahead",
     "TRADEOFFS_ARGS": "--device cpu --size 64 --iterations 4 --pairs 1 --variants history20",
+    # the CPU study beside the other parts, where a machine has 8 cores or more
+    "CPU_TRADEOFFS_ARGS": "--device cpu --size 64 --iterations 4 --pairs 1 --variants history10",
 }
 
 
