@@ -76,6 +76,8 @@ def make(job_id: str) -> dict[str, Any]:
         CacheControl="public, max-age=31536000, immutable",  # one key per job: never changes
     )
     if not jobs.set_preview(job_id, key):
+        # Counted: a rising count means the worker now beats the preview and it could be dropped.
+        metrics.add_metric(name="PreviewTooLate", unit=MetricUnit.Count, value=1)
         logger.info("the job ended before its preview was ready", extra={"jobId": job_id})
         return {"previewKey": key, "pushed": False}
     url = job_image_url(s3, key, private)

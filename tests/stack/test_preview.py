@@ -120,12 +120,16 @@ def test_the_preview_follows_the_options(stack: Stack):
     assert stack.image(f"public/preview/{other}.jpg").size == (512, 341)  # no size: at most 512 px
 
 
-def test_a_job_that_ended_gets_no_preview_push(stack: Stack):
+def test_a_job_that_ended_gets_no_preview_push(stack: Stack, capsys):
     stack.job()
     stack.jobs.mark_failed(JOB_ID, "the style transfer job failed; please try again")
     assert stack.aws.invoke("PreviewFunction", "preview/job.json")["pushed"] is False
     assert stack.server.messages("requester=") == []
     assert "preview" not in stack.get_job()
+    # counted, in the metrics' own format (EMF on stdout)
+    metric = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"PreviewTooLate"' in line]
+    assert [found["PreviewTooLate"] for found in metric] == [[1.0]]
+    assert metric[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "StyleTransfer"
 
 
 @pytest.mark.parametrize(
