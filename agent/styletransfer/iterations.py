@@ -19,7 +19,8 @@ engine does that for the next scale while the GPU still runs this one (`Options.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import torch
@@ -42,6 +43,21 @@ def check_capture(capture: str, device: torch.device) -> None:
         raise ValueError(f"capture must be one of {', '.join(CAPTURES)}, not {capture!r}")
     if capture == "cuda_graph" and device.type != "cuda":
         raise ValueError(f"capture 'cuda_graph' needs a CUDA device, and this job runs on {device}")
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off, for a capture. A CUDA graph that only the collector
+    can free (one left in a reference cycle) is destroyed whenever the collector runs, and a
+    capture allocates enough objects to run it; destroying a graph while a stream captures is not
+    allowed, and it invalidates the capture (pytorch/pytorch#161037). Found later, outside."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class ScaleIterations:
@@ -207,7 +223,7 @@ class ScaleIterations:
         graph = torch.cuda.CUDAGraph()
         # Captured on the warm-up's stream: the BLAS handles made there are reused, not created
         # mid-capture (what torch.cuda.make_graphed_callables does too).
-        with torch.cuda.graph(graph, stream=side):
+        with collector_paused(), torch.cuda.graph(graph, stream=side):
             self.step()  # recorded, not run
         return graph.replay
 
@@ -217,9 +233,10 @@ class ScaleIterations:
         allocator's cache (to give the graph more room), this waits for nothing, so the host can
         capture while the GPU still runs the previous scale."""
         graph = torch.cuda.CUDAGraph()
-        graph.capture_begin()
-        try:
-            self.step()  # recorded, not run
-        finally:
-            graph.capture_end()
+        with collector_paused():
+            graph.capture_begin()
+            try:
+                self.step()  # recorded, not run
+            finally:
+                graph.capture_end()
         return graph.replay

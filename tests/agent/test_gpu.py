@@ -10,7 +10,9 @@ losses, scored by one objective, with a stated margin. Two short L-BFGS trajecto
 compared for their outcome: rounding alone makes them diverge."""
 
 import contextlib
+import gc
 import json
+import math
 import os
 import subprocess
 import sys
@@ -156,6 +158,49 @@ def test_a_scale_prepared_ahead_starts_from_what_its_preparation_made_even_when_
     print({made_ahead: losses[0] for made_ahead, losses in first.items()})
     assert first[True][0] == pytest.approx(first[False][0], rel=1e-5)
     assert len(first[True]) == len(first[False]) == 20
+
+
+class _Cycle:
+    """Holds what it is given, and itself: only the cyclic garbage collector can free it."""
+
+    def __init__(self, held: object) -> None:
+        self.held = held
+        self.me = self
+
+
+@pytest.mark.parametrize("ahead", [True, False], ids=["prepared", "in_run"])
+def test_a_stray_graph_in_a_cycle_waits_until_the_capture_ends(content, style, monkeypatch, ahead):
+    """A CUDA graph that only the cyclic collector can free (captured earlier, left in a reference
+    cycle) must not be destroyed while a scale's graph is captured: that is not allowed while a
+    stream captures, and it would invalidate the capture. Here the cycle becomes garbage in the
+    middle of the capture, and the collector then gets a chance to run at each of 100 allocations;
+    the capture pauses it (iterations.collector_paused), so the stray goes after."""
+    stray = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(stray):
+        torch.zeros(1, device="cuda")
+    strays = [stray]
+    del stray
+    step = ScaleIterations.step
+    dropped: list[bool] = []
+
+    def step_that_drops_a_stray(self: ScaleIterations) -> None:
+        if strays and torch.cuda.is_current_stream_capturing():
+            _Cycle(strays.pop())  # garbage now, which only the collector frees
+            dropped.append(gc.isenabled())
+            threshold = gc.get_threshold()
+            gc.set_threshold(1)
+            try:
+                made = [[] for _ in range(100)]  # each new container: a collection, if the collector is on
+            finally:
+                gc.set_threshold(*threshold)
+            assert len(made) == 100
+        step(self)
+
+    monkeypatch.setattr(ScaleIterations, "step", step_that_drops_a_stray)
+    result = run(content, style, TINY.replace(prepare_ahead=ahead))
+    assert dropped == [False]  # dropped in a capture, with the collector paused
+    assert math.isfinite(result.loss)
+    gc.collect()  # now it goes, outside any capture
 
 
 def test_preparing_the_next_scale_never_waits_for_the_gpu(content, style, monkeypatch):

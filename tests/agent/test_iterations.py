@@ -1,8 +1,10 @@
 """One scale's iterations: capturable as a whole, losses reported in order and in batches."""
 
+import gc
+
 import pytest
 import torch
-from styletransfer.iterations import ScaleIterations, check_capture
+from styletransfer.iterations import ScaleIterations, check_capture, collector_paused
 from styletransfer.lbfgs import LBFGS
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
 from styletransfer.vgg import VGGFeatures
@@ -123,6 +125,22 @@ def test_a_scale_prepared_on_a_probe_runs_as_a_new_one_from_its_start(optimizer)
     prepared.run(losses.extend)
     assert losses == new_losses
     assert torch.equal(image, new_image)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_is_paused_for_a_capture_and_then_left_as_it_was(enabled):
+    """The pause that keeps a stray CUDA graph from being destroyed mid-capture (the GPU test
+    test_a_stray_graph_in_a_cycle_waits_until_the_capture_ends shows what for)."""
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert gc.isenabled() is enabled
+        with pytest.raises(RuntimeError, match="capture failed"), collector_paused():
+            raise RuntimeError("capture failed")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
 
 
 def test_join_and_begin_need_prepare():
