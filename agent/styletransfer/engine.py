@@ -241,9 +241,7 @@ class _Job:
         self.ahead = resolve_prepare_ahead(options.prepare_ahead, self.capture)
         # Every scale's style images go to the device now: a copy from the host waits for the
         # device, and later scales' targets are made while it works (prepare_ahead).
-        self._styles_at: dict[int, list[torch.Tensor]] = {}
-        for size in self.sizes:
-            self._styles_at[_style_side(options.style_scale, size)] = self._style_images(size)
+        self._styles_at = {size: self._uploaded_styles(size) for size in self.sizes}
         # What was asked of the device before the first iteration (the weights' layout, these
         # copies): scales prepared ahead wait for it, and for nothing that came after.
         self._inputs_on_device = torch.cuda.Event() if device.type == "cuda" else None
@@ -293,15 +291,21 @@ class _Job:
         return seen_content, content_targets, style_targets
 
     def _style_images(self, size: tuple[int, int]) -> list[torch.Tensor]:
-        """The style images on the device at their size for this scale (each made once)."""
-        side = _style_side(self.options.style_scale, size)
-        made = self._styles_at.pop(side, None)
-        if made is not None and self.device.type == "cuda":
+        """The style images on the device at their size for this scale: those uploaded at the
+        start, once; any later call uploads them again."""
+        made = self._styles_at.pop(size, None)
+        if made is None:
+            return self._uploaded_styles(size)
+        if self.device.type == "cuda":
             # Copied on the job's stream, read on the current one (a scale prepared aside): once
             # dropped, their memory must not go back to the job's stream while reads of them wait here.
             for image in made:
                 image.record_stream(torch.cuda.current_stream(self.device))
-        return made if made is not None else [to_tensor(resized(style, side)).to(self.device) for style in self.styles]
+        return made
+
+    def _uploaded_styles(self, size: tuple[int, int]) -> list[torch.Tensor]:
+        side = _style_side(self.options.style_scale, size)
+        return [to_tensor(resized(style, side)).to(self.device) for style in self.styles]
 
     def _initial(self, seen_content: torch.Tensor) -> torch.Tensor:
         if self.init_image is not None:

@@ -91,7 +91,7 @@ class ScaleIterations:
             self.adam = torch.optim.Adam([image], lr=learning_rate, capturable=capture == "cuda_graph")
         self.report_every = 1 if image.device.type == "cpu" else REPORT_EVERY_ON_GPU
         self._prepared: Callable[[], None] | None = None  # the launch `prepare` made ready
-        self._side: torch.cuda.Stream | None = None  # where `prepare` ran on CUDA; `begin` waits for it
+        self._side: torch.cuda.Stream | None = None  # where `prepare` ran on CUDA; `join` waits for it
 
     def step(self) -> None:
         """One iteration, with no read back to the host (so it can be captured)."""

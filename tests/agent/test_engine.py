@@ -348,6 +348,26 @@ def test_the_next_scale_is_made_ready_while_this_one_runs(content, style, monkey
     assert not [event for event in events if event[0] == "prepare"]  # made as each scale starts
 
 
+@pytest.mark.parametrize("ahead", [True, False], ids=["ahead", "in_turn"])
+def test_each_scales_style_images_are_uploaded_once_at_the_start(content, style, monkeypatch, ahead):
+    """A copy from the host waits for the device, so every scale's style images go up before the
+    first iteration, once per scale, and no scale uploads them again (prepared ahead or not)."""
+    uploads: list[tuple[int, int]] = []
+    upload = _Job._uploaded_styles
+    iterations_begun: list[int] = []
+
+    def counted(job, size):
+        uploads.append(size)
+        assert not iterations_begun, f"the styles at {size} went up after the first iteration"
+        return upload(job, size)
+
+    monkeypatch.setattr(_Job, "_uploaded_styles", counted)
+    options = Options(size=96, iterations=3, scales=3, precision="fp32", prepare_ahead=ahead)
+    run(content, style, options, lambda p: iterations_begun.append(p.iteration))
+    assert uploads == [(64, 43), (68, 45), (96, 64)]
+    assert len(iterations_begun) == 9
+
+
 def test_preparing_a_scale_reads_nothing_back_from_its_tensors(content, style, monkeypatch):
     """On a GPU the next scale is made ready while the device works, and reading a tensor's value
     would make the host wait for it. This CPU canary fails on any such read in that preparation
