@@ -22,13 +22,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.benchmarks.test_bench_job import TINY_JOB
+
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_PACKAGES = ROOT / "benchmarks" / "gpu_machine_packages.txt"
 
-# Every part, small enough for a CPU: about a minute in all on two cores.
+# Every part, small enough for a CPU: about 30 s in all on this project's 2-core machine.
 TINY = {
     "BENCH_ENGINE_ARGS": "--sizes 64 --iterations 4 --variants defaults --preset-iterations 4 --large 0",
-    "BENCH_JOB_ARGS": "--preset preview --size 64 --device cpu --repeat 1 --variant ahead",
+    "BENCH_JOB_ARGS": " ".join((*TINY_JOB, "--repeat", "1", "--variant", "ahead")),
     "TRADEOFFS_ARGS": "--device cpu --size 64 --iterations 4 --pairs 1 --variants history20",
     # the CPU study beside the other parts, where a machine has 8 cores or more
     "CPU_TRADEOFFS_ARGS": "--device cpu --size 64 --iterations 4 --pairs 1 --variants history10",
