@@ -4,9 +4,22 @@ names that are not the protocol's (issue 12): each a ProtocolError, never anothe
 from __future__ import annotations
 
 import json
+import sys
+from typing import Any
 
 import pytest
-from styleservice.protocol import GetJob, ListStyles, ProtocolError, TransferStyle, parse, printable
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from styleservice.protocol import (
+    MAX_NESTING,
+    GetJob,
+    ListStyles,
+    ProtocolError,
+    TransferStyle,
+    nesting_exceeds,
+    parse,
+    printable,
+)
 
 PNG_URL = "data:image/png;base64,iVBORw0KGgo="
 
@@ -25,6 +38,57 @@ def test_what_json_cannot_read_is_a_protocol_error(body: str, text: str):
     with pytest.raises(ProtocolError) as refused:
         parse(body, ListStyles)
     assert str(refused.value) == text
+
+
+def nested(depth: int, inner: str = "1") -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    return 0
+
+
+# strings full of what the scan must not count: brackets, quotes and backslashes, escaped by json.dumps
+TRICKY_TEXT = st.text(alphabet='[]{}"\\ab', max_size=8)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TRICKY_TEXT, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES, st.integers(min_value=0, max_value=8))
+def test_the_nesting_scan_counts_what_json_nests(value: Any, limit: int):
+    text = json.dumps(value)
+    assert nesting_exceeds(text, limit) == (depth_of(value) > limit)
+
+
+def test_the_nesting_limit_is_the_protocols_own_not_the_interpreters():
+    """The same answer whatever the recursion limit is (Hypothesis, for one, raises it while it
+    runs): deeper than MAX_NESTING is refused, MAX_NESTING itself parses."""
+    deep = '{"action": "LIST_STYLES", "x": ' + nested(MAX_NESTING) + "}"  # the object is one level more
+    shallow = '{"action": "LIST_STYLES", "x": ' + nested(MAX_NESTING - 1) + "}"
+    before = sys.getrecursionlimit()
+    try:
+        for recursion_limit in (200, before, 3000, 100_000):
+            sys.setrecursionlimit(recursion_limit)
+            with pytest.raises(ProtocolError, match="nested too deeply"):
+                parse(deep, ListStyles)
+            with pytest.raises(ProtocolError, match="unknown field x"):  # read, then refused for its field
+                parse(shallow, ListStyles)
+    finally:
+        sys.setrecursionlimit(before)
+
+
+def test_brackets_inside_strings_are_not_nesting():
+    body = json.dumps({"action": "LIST_STYLES", "x": "[" * 5000 + '\\"{' * 100})
+    with pytest.raises(ProtocolError, match="unknown field x"):
+        parse(body, ListStyles)
 
 
 def test_python_field_names_are_unknown_fields():

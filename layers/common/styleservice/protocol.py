@@ -105,14 +105,46 @@ class GetJob(_Request):
     job_token: str = Field(min_length=1, max_length=200)
 
 
+# No message of the protocol is more than three levels deep (TRANSFER_STYLE.options); this bound
+# is the protocol's own, the same in every process. (json's C parser would otherwise stop only at
+# the interpreter's recursion limit, which is global state that any library may change.)
+MAX_NESTING = 16
+_STRUCTURE = re.compile(r'[\[\]{}"\\]')  # what opens, closes, or starts/escapes a string
+
+
+def nesting_exceeds(body: str, limit: int = MAX_NESTING) -> bool:
+    """Whether the JSON text opens more than `limit` arrays and objects inside each other
+    (brackets inside strings do not count). Read before parsing, so that a deep message costs one
+    regular-expression scan and never reaches the parser's recursion."""
+    depth, in_string, escaped_at = 0, False, -1
+    for found in _STRUCTURE.finditer(body):
+        at, char = found.start(), found.group()
+        if at == escaped_at:  # the character after a backslash, e.g. \" inside a string
+            continue
+        if in_string:
+            if char == "\\":
+                escaped_at = at + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 def load_json(body: str) -> Any:
     """The JSON value of a message, or ProtocolError for anything json cannot or will not read:
-    bad syntax, nesting deeper than the interpreter's recursion limit (RecursionError), and
-    integers over Python's 4300-digit conversion limit (ValueError)."""
+    bad syntax, nesting deeper than MAX_NESTING, and integers over Python's 4300-digit
+    conversion limit (ValueError)."""
+    if nesting_exceeds(body):
+        raise ProtocolError("the message is nested too deeply")
     try:
         return json.loads(body)
-    except RecursionError:
-        raise ProtocolError("the message is nested too deeply") from None
     except ValueError as invalid:  # JSONDecodeError is a ValueError too
         if "digits" in str(invalid):
             raise ProtocolError("the message holds a number with too many digits") from None
@@ -135,8 +167,6 @@ def parse(body: str | None, model: type[_Request]) -> Any:
         raise ProtocolError("the message must be a JSON object with an 'action'")
     try:
         return model.model_validate(data)
-    except RecursionError:  # a known field holding nesting deep enough to exhaust the validator
-        raise ProtocolError("the message is nested too deeply") from None
     except ValidationError as invalid:
         first = invalid.errors(include_input=False, include_url=False)[0]
         where = printable(".".join(str(part) for part in first["loc"]) or "message", 80)
