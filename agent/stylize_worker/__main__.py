@@ -1,5 +1,5 @@
-"""`python -m stylize_worker`: one job, then exit with its status (0 done, 1 failed, 2 bad input)."""
+"""`python -m stylize_worker`: a warm worker of the pool (see serve.py); exits 0 when it leaves."""
 
-from .job import main
+from .serve import main
 
 raise SystemExit(main())

@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from styleservice import keys
+from stylejob import keys
 from styleservice.protocol import LIST_STYLES, STYLES, ListStyles, message
 from styleservice.routes import route
 from styleservice.settings import settings

@@ -21,12 +21,10 @@ at least once and batches up to 10, so:
   backwards, and the next progress or the final message supersedes it anyway.
 """
 
-# No `from __future__ import annotations`: pydantic resolves the message models' annotations from
-# the module, and a handler module is not always in sys.modules (the test harness loads it by path).
 import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -37,7 +35,8 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
+from stylejob.messages import RESULTS_MESSAGE, CompletedMessage, FailedMessage, ProgressMessage
 from styleservice.connections import Connections
 from styleservice.deliveries import Deliveries
 from styleservice.gateway import Gateway
@@ -59,39 +58,6 @@ persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
 # @connections POSTs of one broadcast run in parallel; botocore's default pool holds 10 connections.
 BROADCAST_THREADS = 10
-JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
-MAX_THUMBNAIL_CHARS = 48 * 1024
-THUMBNAIL_PATTERN = r"^data:image/jpeg;base64,[A-Za-z0-9+/]+={0,2}$"
-
-
-class _Message(BaseModel):
-    # Unknown extra fields are ignored so that a newer sender does not break this consumer.
-    model_config = ConfigDict(extra="ignore")
-    request_id: str = Field(alias="requestId", pattern=JOB_ID_PATTERN)
-
-
-class ProgressMessage(_Message):
-    type: Literal["progress"]
-    progress: float = Field(ge=0, le=1)
-    iteration: int = Field(ge=0)
-    total: int = Field(ge=1)
-    # watching it paint: a small JPEG of the painting so far (the worker sends one every few
-    # seconds at most); bounded well below the 128 KB of a WebSocket message
-    thumbnail: str | None = Field(default=None, max_length=MAX_THUMBNAIL_CHARS, pattern=THUMBNAIL_PATTERN)
-
-
-class CompletedMessage(_Message):
-    type: Literal["completed"]
-    result_key: str = Field(alias="resultKey", pattern=r"^(public|private)/output/[0-9a-f]{32}\.jpg$")
-
-
-class FailedMessage(_Message):
-    type: Literal["failed"]
-    error: str = Field(min_length=1, max_length=2000)
-
-
-Message = Annotated[ProgressMessage | CompletedMessage | FailedMessage, Field(discriminator="type")]
-MESSAGE = TypeAdapter(Message)
 
 
 class Dropped(Exception):  # noqa: N818 - not an error: a message that retrying cannot fix
@@ -265,7 +231,7 @@ def broadcast(job_id: str, retry: bool, payload: dict[str, Any]) -> int:
 def record_handler(record: SQSRecord) -> None:
     try:
         body = json.loads(record.body)
-        parsed = MESSAGE.validate_python(body)
+        parsed = RESULTS_MESSAGE.validate_python(body)
     except (json.JSONDecodeError, ValidationError) as invalid:
         logger.warning("malformed message dropped", extra={"messageId": record.message_id, "reason": str(invalid)})
         metrics.add_metric(name="MessagesDropped", unit=MetricUnit.Count, value=1)

@@ -19,7 +19,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from styleservice import keys, preview
+from stylejob import keys
+from styleservice import preview
 from styleservice.gateway import Gateway
 from styleservice.jobs import Jobs
 from styleservice.protocol import PREVIEW, for_job, message

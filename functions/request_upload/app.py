@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from styleservice import keys
+from stylejob import keys
 from styleservice.protocol import REQUEST_UPLOAD, UPLOAD_READY, ProtocolError, RequestUpload, message
 from styleservice.routes import route
 from styleservice.settings import settings

@@ -16,7 +16,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
-from styleservice import keys
+from stylejob import keys
+from stylejob.job import Job
 from styleservice.images import check_image
 from styleservice.jobs import Jobs, new_token
 from styleservice.limits import RateLimits, address_key, address_limit, check_not_busy, connection_limit
@@ -154,37 +155,23 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
         metrics.add_metric(name="TransferLimited", unit=MetricUnit.Count, value=1)
         raise
 
-    job_id = keys.new_job_id()
+    job = Job.new(private=request.is_private, content_type=image.content_type, style_key=style_key,
+                  options=request.options)  # fmt: skip
+    job_id, private = job.job_id, job.is_private
     token, token_hash = new_token()
-    private = request.is_private
-    input_key = keys.input_key(job_id, private, keys.EXTENSIONS[image.content_type])
-    output_key = keys.output_key(job_id, private)
-    options = request.options.model_dump(by_alias=True)
-    store(image, input_key)
+    store(image, job.input_key)
+    execution = job.message()
     jobs.create(
         {
-            "jobId": job_id,
+            **execution,
             "connectionId": connection_id(event),
             "tokenHash": token_hash,
-            "isPrivate": private,
-            "inputKey": input_key,
             "style": style,
-            "styleKey": style_key,
-            "outputKey": output_key,
-            "options": options,
             # TTL: every job item goes after PRIVATE_RETENTION_DAYS, unless it becomes a Feed
             # item (a public job that succeeded: marking it so removes expiresAt)
             "expiresAt": int(time.time()) + settings.private_retention_days * 86400,
         }
     )
-    execution = {
-        "jobId": job_id,
-        "inputKey": input_key,
-        "styleKey": style_key,
-        "outputKey": output_key,
-        "isPrivate": private,
-        "options": options,
-    }
     logger.append_keys(jobId=job_id)
     try:
         # name = jobId: the execution of a job is found by the job's id, and Step Functions

@@ -3,8 +3,9 @@
 moto stands in for S3, DynamoDB, SQS and Step Functions (which executes the real state machine);
 our own pieces stand in for what moto cannot do: the WebSocket API and its @connections endpoint
 (which also serves the pages and, like CloudFront, the public images), Lambda (each function in
-its own process, with its template environment), the SQS trigger of the notify function, and AWS
-Batch (which runs the real worker, on the GPU when there is one).
+its own process, with its template environment), the SQS trigger of the notify function,
+EventBridge (the scaler's schedule and the Batch events it follows) and AWS Batch (which runs the
+pool's real workers, on the GPU when there is one).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from .aws import LocalAws, start_moto
-from .batch import LocalBatch
+from .batch import LocalBatch, visible_gpus
 from .catalogue import seed_styles
 from .event_source import SqsEventSource
+from .events import LocalEvents
 from .gateway import Gateway
 from .lambdas import LambdaRuntime
 from .moto_fixes import set_lambda_invoker
@@ -39,6 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="port of the pages and WebSocket (default: %(default)s)")
     parser.add_argument("--data", type=Path, help="keep images, jobs and the gallery in this directory across restarts")
     parser.add_argument("--device", default="auto", help="where jobs run: auto, cpu, cuda, cuda:N (default: auto)")
+    parser.add_argument(
+        "--workers", type=int, metavar="N",
+        help="GPU workers that may run at once (default: one per GPU, or one on a CPU; MaxWorkers follows it "
+        "unless given); 0 starts none, as an account without GPU quota",
+    )  # fmt: skip
     parser.add_argument(
         "--access-key", default="", help="as the stack's AccessKey: clients must connect with ?key=KEY (default: none)"
     )
@@ -81,6 +88,7 @@ def fail_interrupted_jobs(aws: LocalAws) -> int:
 
 
 PREVIEW_FUNCTION = "PreviewFunction"
+TRANSIENT_TABLES = ("WorkersTable",)  # the pool of workers: none survives a restart
 
 
 def warm_quietly(runtime: LambdaRuntime, logical_id: str) -> None:
@@ -90,10 +98,12 @@ def warm_quietly(runtime: LambdaRuntime, logical_id: str) -> None:
         log.warning("could not start %s ahead of the first job", logical_id, exc_info=True)
 
 
-def apply_parameters(aws: LocalAws, args: argparse.Namespace) -> None:
+def apply_parameters(aws: LocalAws, args: argparse.Namespace, worker_slots: int) -> None:
     """The stack parameters given on the command line, as `sam deploy --parameter-overrides`
-    gives them: what !Ref of a parameter resolves to in the functions' environments."""
-    aws.refs.update({"AccessKey": args.access_key, **dict(args.parameter)})
+    gives them: what !Ref of a parameter resolves to in the functions' environments. MaxWorkers is
+    what this machine can run at once, unless given: a worker that can never get a slot would
+    only wait and time out."""
+    aws.refs.update({"AccessKey": args.access_key, "MaxWorkers": str(max(1, worker_slots)), **dict(args.parameter)})
 
 
 class Stack:
@@ -108,13 +118,16 @@ class Stack:
         args = self.args
         moto = start_moto()
         self._stops.append(moto.stop)
-        self.aws = aws = LocalAws(moto.endpoint).create()
-        apply_parameters(aws, args)  # before the functions start: they read them then
+        slots = args.workers if args.workers is not None else max(1, len(visible_gpus(args.device)))
+        self.aws = aws = LocalAws(moto.endpoint)
+        apply_parameters(aws, args, slots)  # before anything reads them (the state machine, the functions)
+        aws.create()
         if args.data:
             if restore(aws, args.data):
                 ended = fail_interrupted_jobs(aws)
                 log.info("restored %s%s", args.data, f"; {ended} unfinished job(s) marked failed" if ended else "")
-            self._stops.append(lambda: save(aws, args.data))  # runs late: after the last job stopped
+            # runs late: after the last job stopped; the pool's table is not kept (no worker survives)
+            self._stops.append(lambda: save(aws, args.data, exclude=TRANSIENT_TABLES))
         seed_styles(aws)
         runtime = LambdaRuntime(aws)
         self._stops.append(runtime.close)
@@ -129,12 +142,17 @@ class Stack:
         set_lambda_invoker(runtime.invoke_for_state_machine)
         self._stops.append(lambda: set_lambda_invoker(None))
         threading.Thread(target=warm_quietly, args=(runtime, PREVIEW_FUNCTION), daemon=True).start()
-        batch = LocalBatch(aws, device=args.device).start()
+        # EventBridge: the Batch runner's job events reach the scaler; its schedule starts after the
+        # runner, since its first run may already start MinWarmWorkers
+        events = LocalEvents(runtime, aws)
+        batch = LocalBatch(aws, device=args.device, slots=slots, on_state_change=events.publish).start()
         self._stops.append(batch.stop)
-        events = SqsEventSource(runtime, aws).start()
+        events.start()
         self._stops.append(events.stop)
+        results = SqsEventSource(runtime, aws).start()
+        self._stops.append(results.stop)
         if args.data:
-            saver = PeriodicSaver(aws, args.data).start()
+            saver = PeriodicSaver(aws, args.data, exclude=TRANSIENT_TABLES).start()
             self._stops.append(saver.stop)
         return self
 

@@ -221,8 +221,8 @@ class LocalAws:
 
     def create(self) -> LocalAws:
         """Every resource of the template that the system uses locally: tables, the bucket,
-        queues, the Batch network, roles, compute environment, job queue and job definition,
-        and the state machine. The WebSocket API, CloudFront and the layer only get the values
+        queues, the state machine, the Batch network, roles, compute environment, job queue and
+        job definition. The WebSocket API, CloudFront and the layer only get the values
         their Refs and attributes give (the local gateway and file server stand in for them)."""
         self._tables()
         self._buckets()
@@ -231,9 +231,9 @@ class LocalAws:
         self.attributes[("Distribution", "DomainName")] = "cdn.local.test"
         self.refs["CommonLayer"] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:common:1"
         self._log_groups()
-        self._batch()
         self._functions()
         self._state_machines()
+        self._batch()  # after the state machine: the worker's role names it (the task tokens it answers)
         return self
 
     @property

@@ -28,7 +28,10 @@ A job runs as Batch would run its container:
   match decides RETRY or EXIT, and when none matches the job is retried (as in Batch).
 
 The worker's output (stdout and stderr) goes to the logger `stylelocal.batch`, each line
-prefixed with the job's name (the service's jobId), so the progress of a job can be followed.
+prefixed with the job's name, so the progress of a job can be followed.
+
+Every change of a job's status is published as EventBridge's `Batch Job State Change` event
+(`on_state_change`, e.g. stylelocal.events.LocalEvents.publish), as Batch sends it to EventBridge.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from queue import Queue
 from typing import Any, Protocol
@@ -132,6 +135,23 @@ class LocalJob:
         return found
 
 
+def visible_gpus(device: str) -> list[str]:
+    """The GPU indices jobs may use ([] = CPU): device "auto" (CUDA when torch sees a GPU), "cpu",
+    "cuda" or "cuda:N" (that GPU only)."""
+    if device == "cpu":
+        return []
+    if device.startswith("cuda:"):
+        return [device.split(":", 1)[1]]
+    if device not in ("auto", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    import torch  # only here: a second of import time, and only to count GPUs
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "cuda" and count == 0:
+        raise ValueError("device cuda was asked for, but torch sees no CUDA GPU")
+    return [str(index) for index in range(count)]
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -172,9 +192,11 @@ class LocalBatch:
     aws: the LocalAws whose moto the jobs talk to (its endpoint becomes AWS_ENDPOINT_URL).
     device: "auto" (CUDA when torch sees a GPU), "cpu", "cuda" or "cuda:N" (that GPU only).
     slots: how many jobs run at once; default one per GPU (torch.cuda.device_count()), or 1 on a
-        CPU. Slot i runs with CUDA_VISIBLE_DEVICES = its GPU.
+        CPU. Slot i runs with CUDA_VISIBLE_DEVICES = its GPU. 0 runs nothing: every job waits
+        RUNNABLE, as in an account whose GPU quota is 0.
     command: replaces every job's command (for tests: a fake worker); default the job's own.
     kill_grace: seconds between SIGTERM and SIGKILL when an attempt is stopped (Batch waits 30).
+    on_state_change: called with each `Batch Job State Change` event (EventBridge's shape).
     """
 
     def __init__(
@@ -184,35 +206,21 @@ class LocalBatch:
         slots: int | None = None,
         command: Sequence[str] | None = None,
         kill_grace: float = 10.0,
+        on_state_change: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.aws = aws
         self.command = list(command) if command is not None else None
         self.kill_grace = kill_grace
-        self.gpus = self._gpus(device)
+        self.gpus = visible_gpus(device)
         self.slots = slots if slots is not None else max(1, len(self.gpus))
-        if self.slots < 1:
-            raise ValueError("slots must be at least 1")
+        if self.slots < 0:
+            raise ValueError("slots must be 0 or more")
+        self.on_state_change = on_state_change
         self._jobs: dict[str, LocalJob] = {}
         self._lock = threading.Lock()
         self._queue: Queue[LocalJob | None] = Queue()
         self._threads: list[threading.Thread] = []
         self._stopping = False
-
-    @staticmethod
-    def _gpus(device: str) -> list[str]:
-        """The GPU indices jobs may use ([] = CPU)."""
-        if device == "cpu":
-            return []
-        if device.startswith("cuda:"):
-            return [device.split(":", 1)[1]]
-        if device not in ("auto", "cuda"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
-        import torch  # only here: a second of import time, and only to count GPUs
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if device == "cuda" and count == 0:
-            raise ValueError("device cuda was asked for, but torch sees no CUDA GPU")
-        return [str(index) for index in range(count)]
 
     @property
     def device(self) -> str:
@@ -275,6 +283,7 @@ class LocalBatch:
                 self._finish(record, FAILED, STOPPED)
                 return
             record.status = RUNNABLE
+            self._changed(record)
         log.info("batch job %s (%s) submitted to %s", job.job_name, job.job_id, job.job_queue)
         self._queue.put(record)
 
@@ -331,7 +340,32 @@ class LocalBatch:
         """Ends the job (under the lock); `at` is when its last attempt stopped, if one ran."""
         job.status, job.status_reason, job.stopped_at = status, reason, at if at is not None else now_ms()
         job.process = None
+        self._changed(job)
         log.info("batch job %s %s%s", job.name, status, f": {reason}" if reason and status == FAILED else "")
+
+    def _changed(self, job: LocalJob) -> None:
+        """Publish the job's new status (under the lock: the listener only starts its work)."""
+        if self.on_state_change is None:
+            return
+        spec = job.spec
+        queue_arn = f"arn:aws:batch:{self.aws.region}:{spec.job_arn.split(':')[4]}:job-queue/{spec.job_queue}"
+        detail = {
+            "jobName": spec.job_name,
+            "jobId": spec.job_id,
+            "jobArn": spec.job_arn,
+            "jobQueue": queue_arn,
+            "createdAt": job.created_at,
+            "jobDefinition": spec.job_definition.get("jobDefinitionArn"),
+            "parameters": dict(spec.parameters),
+            **job.describe(),
+        }
+        try:
+            self.on_state_change(
+                {"detail-type": "Batch Job State Change", "source": "aws.batch", "resources": [spec.job_arn],
+                 "detail": detail}
+            )  # fmt: skip
+        except Exception:  # a listener's failure must not stop a job
+            log.exception("batch job %s: its state change was not published", job.name)
 
     def _slot(self, slot: int) -> None:
         while (job := self._queue.get()) is not None:
@@ -348,6 +382,7 @@ class LocalBatch:
             if job.status in DONE:  # terminated or stopped while it waited
                 return
             job.status, job.slot = STARTING, slot
+            self._changed(job)
             number = len(job.attempts) + 1
             attempt = Attempt()
             job.attempts.append(attempt)
@@ -378,6 +413,7 @@ class LocalBatch:
         with self._lock:
             job.process = process
             job.status = RUNNING
+            self._changed(job)
             job.started_at = attempt.started_at = now_ms()
             stop_reason = job.stop_reason
         if stop_reason is not None:  # terminated while STARTING
@@ -421,6 +457,7 @@ class LocalBatch:
                 self._finish(job, FAILED, job.stop_reason or attempt.status_reason, attempt.stopped_at)
                 return
             job.status = RUNNABLE
+            self._changed(job)
         log.info("batch job %s attempt %d failed (exit %s); retrying", job.name, number, attempt.exit_code)
         self._queue.put(job)
 

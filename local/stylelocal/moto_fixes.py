@@ -1,4 +1,4 @@
-"""Small patches that close five gaps of moto 5.2.5, so that the real state machine can run a
+"""Small patches that close six gaps of moto 5.2.5, so that the real state machine can run a
 Batch job and invoke a function locally, and the bucket is as strict as S3. Each one refuses any
 other moto version: they patch private code.
 
@@ -38,6 +38,15 @@ batch_threads
     "dictionary changed size during iteration", a 500 that botocore retries, and a traceback in the
     stack's log (seen in the end-to-end tests, where several jobs start at once). The fix gives the
     table one lock, held by SubmitJob, DescribeJobs and the backend's reset.
+task_tokens
+    Two gaps in `.waitForTaskToken`, which the worker pool's task (statemachine: PaintOnWorker)
+    meets on every job. (1) moto arms a task's heartbeat clock only after the task's SQS message
+    is sent, and until then answers SendTaskHeartbeat with InvalidToken: a worker that takes the
+    message at once (a warm one, long-polling) was told its token was stale. In AWS a token is
+    valid from the moment its task starts. The fix accepts the heartbeat of a token whose task is
+    waiting (its clock, once armed, starts from there). (2) moto's SendTaskFailure drops the
+    request's `cause`, so the worker's reason for the user never reached the state machine's
+    Catch; the fix passes it on, as AWS does.
 s3_presigned
     moto stores a browser-based POST upload whatever its policy says and serves a presigned GET
     whose signature was tampered with. The fix checks both as S3 does (stylelocal.s3_auth: the
@@ -311,6 +320,35 @@ def _install_lambda_invoker() -> Callable[[], None]:
     return _patch(lambda_eval_utils, {"_invoke_lambda_function": invoke})
 
 
+# --- task_tokens --------------------------------------------------------------------------------
+
+
+def _install_task_tokens() -> Callable[[], None]:
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+    from moto.stepfunctions.responses import StepFunctionResponse
+    from moto.core.responses import EmptyResult
+
+    def notify_heartbeat(self: Any) -> bool:
+        if self._heartbeat_endpoint is not None:
+            self._heartbeat_endpoint.notify()
+        return True  # the task waits on this token; its heartbeat clock is armed a moment later
+
+    def send_task_failure(self: Any) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    undo_endpoint = _patch(CallbackEndpoint, {"notify_heartbeat": notify_heartbeat})
+    undo_response = _patch(StepFunctionResponse, {"send_task_failure": send_task_failure})
+
+    def undo() -> None:
+        undo_endpoint()
+        undo_response()
+
+    return undo
+
+
 # --- s3_presigned -------------------------------------------------------------------------------
 
 
@@ -359,6 +397,7 @@ FIXES: dict[str, Callable[[], Callable[[], None]]] = {
     "batch_runner": _install_batch_runner,
     "batch_threads": _install_batch_threads,
     "lambda_invoker": _install_lambda_invoker,
+    "task_tokens": _install_task_tokens,
     "s3_presigned": _install_s3_presigned,
 }
 _undo: dict[str, Callable[[], None]] = {}

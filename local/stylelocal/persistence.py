@@ -37,7 +37,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,11 @@ def latest(directory: str | Path) -> Path | None:
     return snapshot
 
 
-def save(aws: Any, directory: str | Path) -> Path:
-    """Writes every S3 object of every bucket and every item of every table as a new snapshot in
-    `directory`, makes it the current one and removes the older ones. Returns the snapshot."""
+def save(aws: Any, directory: str | Path, exclude: Iterable[str] = ()) -> Path:
+    """Writes every S3 object of every bucket and every item of every table (but the tables whose
+    logical ids `exclude` names: state that must not outlive the stack, like the worker pool's) as
+    a new snapshot in `directory`, makes it the current one and removes the older ones. Returns
+    the snapshot."""
     directory = Path(directory)
     with _save_lock:
         directory.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,7 @@ def save(aws: Any, directory: str | Path) -> Path:
         partial = directory / f".{name}.partial"
         try:
             objects = _save_s3(aws, partial, previous)
-            items = _save_dynamodb(aws, partial)
+            items = _save_dynamodb(aws, partial, {aws.refs[name] for name in exclude})
             _fsync_tree(partial)
             partial.rename(directory / name)
         except BaseException:
@@ -190,11 +192,13 @@ def _store(body: Any, target: Path, unchanged: Path | None) -> None:
         shutil.copyfileobj(body, out)
 
 
-def _save_dynamodb(aws: Any, snapshot: Path) -> int:
+def _save_dynamodb(aws: Any, snapshot: Path, exclude: set[str]) -> int:
     dynamodb = aws.client("dynamodb")
     (snapshot / "dynamodb").mkdir()
     count = 0
     for table in _tables(aws):
+        if table in exclude:
+            continue
         with open(snapshot / "dynamodb" / f"{table}.jsonl", "w") as out:
             for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
                 for item in page.get("Items", []):
@@ -278,9 +282,10 @@ class PeriodicSaver:
     """Saves a snapshot every `interval` seconds in a thread; a failed save is logged, and the
     next one tries again. stop() ends the thread (it does not save: call save() for that)."""
 
-    def __init__(self, aws: Any, directory: str | Path, interval: float = 60.0) -> None:
+    def __init__(self, aws: Any, directory: str | Path, interval: float = 60.0, exclude: Iterable[str] = ()) -> None:
         self.aws = aws
         self.directory = Path(directory)
+        self.exclude = tuple(exclude)
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="snapshots", daemon=True)
@@ -297,6 +302,6 @@ class PeriodicSaver:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                save(self.aws, self.directory)
+                save(self.aws, self.directory, self.exclude)
             except Exception:
                 log.exception("could not save a snapshot to %s", self.directory)

@@ -12,7 +12,7 @@ import re
 import numpy as np
 from PIL import Image
 from stylelocal.catalogue import CATALOGUE, SIZE, STYLES, paintings, seed_styles
-from styleservice import keys
+from stylejob import keys
 from styletransfer import samples
 
 PUBLIC_DOMAIN_YEARS = 70  # life + 70 (the EU, and most of the world)

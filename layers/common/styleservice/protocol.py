@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
+from stylejob.job import JobOptions
 
 # Actions (routes)
 TRANSFER_STYLE = "TRANSFER_STYLE"
@@ -63,24 +64,12 @@ class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", alias_generator=to_camel, validate_by_name=False)
 
 
-class JobOptions(_Request):
-    """The engine's user-facing options, bounded for a shared service."""
-
-    # "auto": the preset that suits the worker's device (standard on a GPU, preview on a CPU)
-    preset: Literal["auto", "preview", "standard", "high"] = "auto"
-    size: int | None = Field(default=None, ge=64, le=2048)
-    strength: float = Field(default=0.5, ge=0.0, le=1.0)
-    preserve_colors: bool = False
-    style_scale: float = Field(default=1.0, ge=0.25, le=2.0)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-
-
 class TransferStyle(_Request):
     action: Literal["TRANSFER_STYLE"]
     image: str = Field(min_length=1, max_length=MAX_MESSAGE_BYTES)  # data URL, or an upload's key
     style: str = Field(min_length=1, max_length=200)  # a catalogue name, or an upload's key
     is_private: bool
-    options: JobOptions = JobOptions()
+    options: JobOptions = JobOptions()  # the job's own model: what the worker reads is what was checked
 
 
 class RequestUpload(_Request):

@@ -73,6 +73,43 @@ class Settings:
         """How long a job item that is not a Feed item (private, or failed) is kept."""
         return int(os.environ.get("PRIVATE_RETENTION_DAYS", "3"))
 
+    # --- the worker pool (functions/scale_workers; template parameters of the same names) ----------
+
+    @property
+    def workers_table(self) -> str:
+        return _required("WORKERS_TABLE")
+
+    @property
+    def work_queue_url(self) -> str:
+        return _required("WORK_QUEUE_URL")
+
+    @property
+    def worker_job_queue(self) -> str:
+        """The Batch job queue that runs the workers (a name or an ARN)."""
+        return _required("WORKER_JOB_QUEUE")
+
+    @property
+    def worker_job_definition(self) -> str:
+        return _required("WORKER_JOB_DEFINITION")
+
+    @property
+    def max_workers(self) -> int:
+        return int(os.environ.get("MAX_WORKERS", "4"))
+
+    @property
+    def min_warm_workers(self) -> int:
+        return int(os.environ.get("MIN_WARM_WORKERS", "0"))
+
+    @property
+    def jobs_per_worker(self) -> int:
+        return int(os.environ.get("JOBS_PER_WORKER", "4"))
+
+    @property
+    def worker_start_seconds(self) -> int:
+        """How long a worker may take to come up (an instance, the image, PyTorch) before the
+        pool counts it as failed; also how long a job waits for any worker at all."""
+        return int(os.environ.get("WORKER_START_TIMEOUT_SECONDS", "600"))
+
     # --- limits (styleservice.limits; template parameters of the same names) ----------------------
 
     @property

@@ -21,6 +21,9 @@ EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 STYLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}\.(jpg|png|webp)\Z")
 JOB_ID = re.compile(r"^[0-9a-f]{32}\Z")
+STYLE_KEY = re.compile(r"^styles/([a-z0-9][a-z0-9-]{0,39})\.jpg\Z")
+# a job's own objects: <area>/<what>/<jobId>.<ext>; (area, what, jobId, extension)
+JOB_OBJECT = re.compile(r"^(public|private)/(input|output|preview)/([0-9a-f]{32})\.(jpg|png|webp)\Z")
 
 
 def new_job_id() -> str:
@@ -38,7 +41,7 @@ CATALOGUE_KEY = "styles/catalogue.json"
 
 def style_name(key: str) -> str | None:
     """The catalogue name of a `styles/<name>.jpg` key, or None for any other key."""
-    match = re.match(r"^styles/([a-z0-9][a-z0-9-]{0,39})\.jpg\Z", key)
+    match = STYLE_KEY.match(key)
     return match.group(1) if match else None
 
 
@@ -49,6 +52,17 @@ def upload_key(content_type: str) -> str:
 def is_upload_key(key: str) -> bool:
     """True only for keys this service hands out: no prefixes, no '..', no other folders."""
     return bool(UPLOAD_KEY.match(key))
+
+
+def is_style_key(key: str) -> bool:
+    """A key a job's style image may have: a catalogue style or an upload."""
+    return bool(STYLE_KEY.match(key) or UPLOAD_KEY.match(key))
+
+
+def job_object(key: str) -> tuple[bool, str, str, str] | None:
+    """(private, what, jobId, extension) of a job's own object (input, output, preview), else None."""
+    match = JOB_OBJECT.match(key)
+    return (match.group(1) == "private", match.group(2), match.group(3), match.group(4)) if match else None
 
 
 def _area(private: bool) -> str:
