@@ -324,9 +324,9 @@ def _install_lambda_invoker() -> Callable[[], None]:
 
 
 def _install_task_tokens() -> Callable[[], None]:
+    from moto.core.responses import EmptyResult
     from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
     from moto.stepfunctions.responses import StepFunctionResponse
-    from moto.core.responses import EmptyResult
 
     def notify_heartbeat(self: Any) -> bool:
         if self._heartbeat_endpoint is not None:

@@ -11,8 +11,8 @@ import re
 
 import numpy as np
 from PIL import Image
-from stylelocal.catalogue import CATALOGUE, SIZE, STYLES, paintings, seed_styles
 from stylejob import keys
+from stylelocal.catalogue import CATALOGUE, SIZE, STYLES, paintings, seed_styles
 from styletransfer import samples
 
 PUBLIC_DOMAIN_YEARS = 70  # life + 70 (the EU, and most of the world)
