@@ -157,6 +157,9 @@ def scale(arriving: int, now: float) -> dict[str, Any]:
         started += 1
     summary = {"workers": counts, "waiting": waiting, "desired": desired, "started": started, "reaped": reaped}
     logger.info("pool scaled", extra=summary)
+    # the pool's size and its backlog at every look, for a dashboard of how the pool follows demand
+    metrics.add_metric(name="PoolWorkers", unit=MetricUnit.Count, value=sum(counts.values()) + started)
+    metrics.add_metric(name="JobsWaiting", unit=MetricUnit.Count, value=waiting - arriving)
     return summary
 
 

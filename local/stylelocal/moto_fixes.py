@@ -1,4 +1,4 @@
-"""Small patches that close six gaps of moto 5.2.5, so that the real state machine can run a
+"""Small patches that close seven gaps of moto 5.2.5, so that the real state machine can run a
 Batch job and invoke a function locally, and the bucket is as strict as S3. Each one refuses any
 other moto version: they patch private code.
 
@@ -46,7 +46,17 @@ task_tokens
     valid from the moment its task starts. The fix accepts the heartbeat of a token whose task is
     waiting (its clock, once armed, starts from there). (2) moto's SendTaskFailure drops the
     request's `cause`, so the worker's reason for the user never reached the state machine's
-    Catch; the fix passes it on, as AWS does.
+    Catch; the fix passes it on, as AWS does. (3) A task whose heartbeat lapsed failed as
+    States.Timeout (moto takes every TimeoutError for one), so a Catch could not tell "no worker
+    took the job" from "the job ran past its timeout"; the fix fails it as
+    States.HeartbeatTimeout, as AWS does.
+parallel_errors
+    A Parallel state re-raises a failed branch's error as a custom error name, which moto refuses
+    for the States.* errors ("Custom Error Names MUST NOT begin with the prefix 'States.'"): a
+    branch whose task timed out (States.HeartbeatTimeout, States.Timeout) crashed the whole
+    execution instead of reaching the Parallel's Catch, as it does in AWS. The state machine's
+    painting branch meets exactly that when no worker takes a job. The fix re-raises a States.*
+    error under its own name.
 s3_presigned
     moto stores a browser-based POST upload whatever its policy says and serves a presigned GET
     whose signature was tampered with. The fix checks both as S3 does (stylelocal.s3_auth: the
@@ -325,7 +335,13 @@ def _install_lambda_invoker() -> Callable[[], None]:
 
 def _install_task_tokens() -> Callable[[], None]:
     from moto.core.responses import EmptyResult
-    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskTimedOutEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, HeartbeatTimeoutError
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
     from moto.stepfunctions.responses import StepFunctionResponse
 
     def notify_heartbeat(self: Any) -> bool:
@@ -339,14 +355,52 @@ def _install_task_tokens() -> Callable[[], None]:
         )
         return EmptyResult()
 
-    undo_endpoint = _patch(CallbackEndpoint, {"notify_heartbeat": notify_heartbeat})
-    undo_response = _patch(StepFunctionResponse, {"send_task_failure": send_task_failure})
+    def heartbeat_timed_out(env: Any) -> Any:
+        return FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=StatesErrorNameType.StatesHeartbeatTimeout),
+            event_type=HistoryEventType.TaskTimedOut,
+            event_details=EventDetails(
+                taskTimedOutEventDetails=TaskTimedOutEventDetails(
+                    error=StatesErrorNameType.StatesHeartbeatTimeout.to_name()
+                )
+            ),
+        )
+
+    from_error = StateTask._from_error
+
+    def task_from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if isinstance(ex, HeartbeatTimeoutError):
+            return heartbeat_timed_out(env)
+        return from_error(self, env, ex)
+
+    undoes = [
+        _patch(CallbackEndpoint, {"notify_heartbeat": notify_heartbeat}),
+        _patch(StepFunctionResponse, {"send_task_failure": send_task_failure}),
+        _patch(StateTask, {"_from_error": task_from_error}),
+    ]
 
     def undo() -> None:
-        undo_endpoint()
-        undo_response()
+        for each in undoes:
+            each()
 
     return undo
+
+
+# --- parallel_errors ----------------------------------------------------------------------------
+
+
+def _install_parallel_errors() -> Callable[[], None]:
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.state.exec.state_parallel import branches_decl
+
+    def error_name(error_name: str) -> Any:
+        if error_name.startswith("States."):
+            return StatesErrorName.from_name(error_name)
+        return CustomErrorName(error_name=error_name)
+
+    return _patch(branches_decl, {"CustomErrorName": error_name})
 
 
 # --- s3_presigned -------------------------------------------------------------------------------
@@ -398,6 +452,7 @@ FIXES: dict[str, Callable[[], Callable[[], None]]] = {
     "batch_threads": _install_batch_threads,
     "lambda_invoker": _install_lambda_invoker,
     "task_tokens": _install_task_tokens,
+    "parallel_errors": _install_parallel_errors,
     "s3_presigned": _install_s3_presigned,
 }
 _undo: dict[str, Callable[[], None]] = {}

@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from . import fake_cuda
 from .local_aws import LocalAws
 
 
@@ -44,9 +42,3 @@ def aws(moto_endpoint: str) -> LocalAws:
     """The template's resources, fresh for each test."""
     requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     return LocalAws(moto_endpoint).create()
-
-
-@pytest.fixture(scope="session")
-def fake_cuda_driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A stand-in libcuda.so.1 (fake_cuda), compiled once per session."""
-    return fake_cuda.build(tmp_path_factory.mktemp("fake-cuda"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,8 @@ from styleservice.jobs import Jobs
 from ..local.stack_process import photo_png
 from .connections_server import ConnectionsServer, connections_server  # noqa: F401 - a fixture
 from .local_aws import ROOT, LocalAws, event
-from .test_template import asl, batch_tasks, executing, resources, run_job, s3_grants  # noqa: F401 - a fixture
+from .pool_hand import Hand
+from .test_template import asl, ended, executing, resources, s3_grants, start_job  # noqa: F401 - a fixture
 
 JOB_ID = event("preview/job.json")["jobId"]
 CDN = "https://cdn.local.test"
@@ -169,14 +171,17 @@ def test_the_preview_function_writes_only_previews_and_only_the_state_machine_in
     machine = resources("AWS::Serverless::StateMachine")["TransferStateMachine"]
     assert machine["DefinitionSubstitutions"]["PreviewFunctionArn"] == {"Fn::GetAtt": ["PreviewFunction", "Arn"]}
     invokes = [s for s in machine["Policies"][0]["Statement"] if "lambda:InvokeFunction" in s["Action"]]
-    assert [s["Resource"] for s in invokes] == [{"Fn::GetAtt": ["PreviewFunction", "Arn"]}]
-    step = asl()["States"]["MakePreview"]
-    assert step["Next"] == step["Catch"][0]["Next"] == "RunWorker"  # whatever happens, the painting follows
+    assert [s["Resource"] for s in invokes] == [
+        [{"Fn::GetAtt": ["PreviewFunction", "Arn"]}, {"Fn::GetAtt": ["ScaleWorkersFunction", "Arn"]}]
+    ]
+    [branch] = [b["States"] for b in asl()["States"]["Run"]["Branches"] if b["StartAt"] == "MakePreview"]
+    step = branch["MakePreview"]
+    assert step["End"] is True  # a branch of its own: the painting never waits for it
+    assert branch[step["Catch"][0]["Next"]] == {"Type": "Pass", "End": True}  # a failure ends it quietly
     assert step["Catch"][0]["ErrorEquals"] == ["States.ALL"]
     assert step["ResultPath"] is None
     assert step["Catch"][0]["ResultPath"] is None
     assert step["TimeoutSeconds"] <= 30
-    assert asl()["States"]["RecordJob"]["Next"] == "MakePreview"
 
 
 # --- its step in the state machine, executed by moto ---------------------------------------------
@@ -206,29 +211,45 @@ def lambda_tasks(history: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in history if e["type"].startswith("Task") and "lambda" in json.dumps(e, default=str)]
 
 
-def test_the_preview_comes_before_the_gpu_job(invoking: Stack):
+def test_the_preview_is_made_while_the_job_waits_for_its_worker(invoking: Stack):
     invoking.job(private=True, photo=photo_png(96, 64))
-    _, history, _ = run_job(invoking.aws, JOB_ID)
+    arn, _ = start_job(invoking.aws, JOB_ID)
+    hand = Hand(invoking.aws)
+
+    item = hand.take()  # the job is on the work queue, its worker not yet answering
+    deadline = time.monotonic() + 30
+    while not invoking.server.messages("requester="):
+        assert time.monotonic() < deadline, "no preview while the job waited"
+        time.sleep(0.1)
     assert invoking.server.messages("requester=")[0]["event"] == f"TRANSFER_STYLE_PREVIEW::{JOB_ID}"
+    assert invoking.aws.client("stepfunctions").describe_execution(executionArn=arn)["status"] == "RUNNING"
+    hand.succeed(item)
+
+    execution, history = ended(invoking.aws, arn)
+    assert execution["status"] == "SUCCEEDED"
     names = [e.get("stateEnteredEventDetails", {}).get("name") for e in history if e["type"] == "TaskStateEntered"]
-    assert names[:3] == ["RecordJob", "MakePreview", "RunWorker"]
+    assert {"RecordJob", "EnsureWorker", "MakePreview", "PaintOnWorker"} <= set(names)
+    assert names[0] == "RecordJob"
     assert "TaskSucceeded" in lambda_tasks(history)
 
 
 @pytest.mark.parametrize("cause", ["the function fails", "no function to invoke"])
 def test_a_failed_preview_never_fails_the_job(invoking: Stack, cause: str):
-    """The worker still runs, with its input untouched. (moto's Batch runs nothing here: the job
-    ends by the failure path, as in test_template's failure-path tests.)"""
+    """The worker still gets the job, its input untouched, and the job ends as the worker says."""
     if cause == "the function fails":
         invoking.job()
         invoking.s3.delete_object(Bucket=invoking.bucket, Key=f"public/input/{JOB_ID}.png")  # S3 fails it
     else:
         moto_fixes.set_lambda_invoker(None)  # moto's own Lambda: it has no such function
         invoking.job()
-    _execution, history, job = run_job(invoking.aws, JOB_ID)
+    arn, job = start_job(invoking.aws, JOB_ID)
+    hand = Hand(invoking.aws)
+
+    item = hand.take()
+    assert item.job.message() == job  # the worker's input is untouched by the preview step
+    hand.succeed(item)
+
+    execution, history = ended(invoking.aws, arn)
+    assert execution["status"] == "SUCCEEDED"
     assert "TaskFailed" in lambda_tasks(history)
-    assert len(batch_tasks(history)) == 1, "RunWorker must still run"
-    (scheduled,) = [json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in batch_tasks(history)]
-    environment = {e["Name"]: e["Value"] for e in scheduled["ContainerOverrides"]["Environment"] if "Name" in e}
-    assert json.loads(environment["JOB_JSON"]) == job  # the worker's input is untouched by the preview step
     assert invoking.server.messages("requester=") == []

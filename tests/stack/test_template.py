@@ -21,8 +21,11 @@ from typing import Any
 import pytest
 import requests
 from statelint.linter import Linter
+from stylejob.job import BAD_INPUT, TASK_ERRORS
+from workerpool import POOL_KEY, Registry
 
 from . import template
+from .pool_hand import Hand
 from .template import ROOT
 
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
@@ -131,8 +134,11 @@ def substituted_asl() -> str:
     values = {
         "JobsTable": "style-JobsTable-1ABCDEFGHIJK",
         "ResultsQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/style-ResultsQueue-1ABCDEFGHIJK",
-        "JobQueue": "style-gpu",
-        "JobDefinition": "style-worker",
+        "PreviewFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:style-PreviewFunction-1ABC",
+        "ScaleWorkersFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:style-ScaleWorkersFunction-1ABC",
+        "WorkQueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/style-WorkQueue-1ABCDEFGHIJK",
+        "WorkersTable": "style-WorkersTable-1ABCDEFGHIJK",
+        "WorkerStartTimeoutSeconds": "600",
     }
     text = ASL.read_text()
     for key, value in values.items():
@@ -140,10 +146,10 @@ def substituted_asl() -> str:
     return text
 
 
-def batch_task() -> tuple[str, dict[str, Any]]:
-    tasks = {name: state for name, state in asl()["States"].items() if "batch:submitJob" in state.get("Resource", "")}
-    assert len(tasks) == 1, f"one Batch task expected, found {sorted(tasks)}"
-    return next(iter(tasks.items()))
+def branch(first: str) -> dict[str, Any]:
+    """The states of the Run state's branch that starts with `first`."""
+    [found] = [b for b in asl()["States"]["Run"]["Branches"] if b["StartAt"] == first]
+    return found["States"]
 
 
 # --- SAM itself -------------------------------------------------------------------------------
@@ -190,35 +196,47 @@ def test_every_placeholder_of_the_definition_has_a_substitution():
     props = template.resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"]
     placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
     assert placeholders == set(props["DefinitionSubstitutions"])
-    assert props["Type"] == "STANDARD"  # batch:submitJob.sync runs only in Standard workflows
+    assert props["Type"] == "STANDARD"  # a task that waits up to an hour for its token: Standard only
 
 
-def test_the_batch_task_waits_retries_only_transient_errors_times_out_and_catches():
-    name, task = batch_task()
-    assert task["Resource"] == "arn:aws:states:::batch:submitJob.sync"
-    assert task["Parameters"]["JobName.$"] == "$.jobId"
-    assert task["Parameters"]["ContainerOverrides"]["Environment"] == [
-        {"Name": "JOB_JSON", "Value.$": "States.JsonToString($)"}
-    ]
+def test_the_job_goes_to_the_pool_with_its_token_and_a_heartbeat_while_the_preview_is_made_beside_it():
+    run = asl()["States"]["Run"]
+    assert run["Type"] == "Parallel"
+    painting, preview = branch("EnsureWorker"), branch("MakePreview")
+    ensure = painting["EnsureWorker"]
+    assert ensure["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert ensure["Parameters"]["FunctionName"] == "${ScaleWorkersFunctionArn}"
+    assert [c["Next"] for c in ensure["Catch"]] == ["PaintOnWorker"]  # the scaler failing never fails the job
+    task = painting["PaintOnWorker"]
+    assert task["Resource"] == "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
+    assert task["Parameters"] == {
+        "QueueUrl": "${WorkQueueUrl}",
+        "MessageBody": {"job.$": "$$.Execution.Input", "taskToken.$": "$$.Task.Token"},  # stylejob.job.WorkItem
+    }
+    assert task["HeartbeatSecondsPath"] == "$.limits.heartbeatSeconds"
+    limits = asl()["States"]["Limits"]["Parameters"]
+    assert limits == {"heartbeatSeconds.$": "States.StringToJson('${WorkerStartTimeoutSeconds}')"}
     assert 0 < task["TimeoutSeconds"] <= 24 * 3600
-    assert task["ResultPath"].startswith("$."), "the job's result must not replace the execution's input"
     retried = {error for retrier in task["Retry"] for error in retrier["ErrorEquals"]}
-    assert retried, f"{name} retries nothing"
-    assert all(error.startswith("Batch.") for error in retried), retried  # never States.Timeout/ALL/TaskFailed
-    assert all(retrier.get("BackoffRate", 1) > 1 for retrier in task["Retry"])
-    assert [c["ErrorEquals"] for c in task["Catch"]] == [["States.ALL"]]
+    assert retried == {"SQS.SdkClientException", "SQS.AmazonSQSException"}  # never a worker's answer or a timeout
+    assert all(next_state.get("Catch") for next_state in preview.values() if next_state["Type"] == "Task")
+    assert run["ResultPath"].startswith("$."), "the job's result must not replace the execution's input"
 
 
-def test_the_failure_path_reads_the_reason_notifies_and_marks_the_job_failed():
+def test_every_failure_of_the_painting_ends_with_a_reason_for_the_user():
     states = asl()["States"]
-    read = states[batch_task()[1]["Catch"][0]["Next"]]
-    assert read["Resource"] == "arn:aws:states:::dynamodb:getItem"
-    assert read["Parameters"]["ConsistentRead"] is True
+    catches = {error: catch["Next"] for catch in states["Run"]["Catch"] for error in catch["ErrorEquals"]}
+    for error in TASK_ERRORS:  # the worker's reasons, as stylejob names them
+        assert catches[error] == "WorkerReason"
+    assert states["WorkerReason"]["Parameters"] == {"text.$": "$.failure.Cause"}
+    assert catches["States.HeartbeatTimeout"] == "ReadPool"
+    assert states["ReadPool"]["Parameters"]["Key"] == {"workerId": {"S": POOL_KEY}}
+    assert catches["States.Timeout"] == "TimeoutReason"
+    assert list(catches)[-1] == "States.ALL"
     notify = states["NotifyFailure"]
     assert notify["Resource"] == "arn:aws:states:::sqs:sendMessage"
     body = notify["Parameters"]["MessageBody"]
-    assert body["type"] == "failed"
-    assert body["requestId.$"] == "$.jobId"
+    assert body == {"type": "failed", "requestId.$": "$.jobId", "error.$": "$.reason.text"}  # stylejob.messages
     mark = states[notify["Next"]]
     assert "#s <> :succeeded" in mark["Parameters"]["ConditionExpression"]
     assert "attribute_exists(jobId)" in mark["Parameters"]["ConditionExpression"]  # never creates an item
@@ -254,18 +272,18 @@ def test_functions_have_only_inline_statements():
             assert set(policy) == {"Statement"}, logical_id
 
 
-def test_the_state_machine_may_run_and_watch_batch_jobs():
+def test_the_state_machine_hands_jobs_to_the_pool_and_runs_nothing_on_batch_itself():
     statements = template.resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"]["Policies"][
         0
     ]["Statement"]
-    actions = {action for s in statements for action in as_list(s["Action"])}
-    assert {"batch:SubmitJob", "batch:DescribeJobs", "batch:TerminateJob"} <= actions
-    assert {"events:PutTargets", "events:PutRule", "events:DescribeRule"} <= actions
-    assert {"dynamodb:GetItem", "dynamodb:UpdateItem", "sqs:SendMessage"} <= actions
-    events = next(s for s in statements if "events:PutRule" in s["Action"])
-    assert sub_text(events["Resource"]).endswith(":rule/StepFunctionsGetEventsForBatchJobsRule")
-    submit = next(s for s in statements if s["Action"] == ["batch:SubmitJob"])
-    assert {"Ref": "GpuJobQueue"} in submit["Resource"]
+    grants = {(action, json.dumps(resource)) for s in statements for action in as_list(s["Action"])
+              for resource in as_list(s["Resource"])}  # fmt: skip
+    actions = {action for action, _ in grants}
+    assert not {action for action in actions if action.startswith(("batch:", "events:"))}
+    assert ("sqs:SendMessage", json.dumps({"Fn::GetAtt": ["WorkQueue", "Arn"]})) in grants
+    assert ("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["ScaleWorkersFunction", "Arn"]})) in grants
+    assert ("dynamodb:GetItem", json.dumps({"Fn::GetAtt": ["WorkersTable", "Arn"]})) in grants
+    assert ("dynamodb:UpdateItem", json.dumps({"Fn::GetAtt": ["JobsTable", "Arn"]})) in grants
 
 
 def test_the_worker_reads_inputs_and_writes_only_results():
@@ -281,6 +299,41 @@ def test_the_worker_reads_inputs_and_writes_only_results():
         ("s3:PutObject", "public/output/*"),
         ("s3:PutObject", "private/output/*"),
     }
+
+
+def test_the_worker_takes_jobs_answers_their_tokens_and_keeps_its_place_in_the_pool():
+    statements = resources("AWS::IAM::Role")["WorkerJobRole"]["Policies"][0]["PolicyDocument"]["Statement"]
+    by_resource = {}
+    for statement in statements:
+        for resource in as_list(statement["Resource"]):
+            by_resource.setdefault(json.dumps(resource), set()).update(as_list(statement["Action"]))
+    assert by_resource[json.dumps({"Fn::GetAtt": ["WorkQueue", "Arn"]})] == {
+        "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"}  # fmt: skip
+    assert by_resource[json.dumps({"Ref": "TransferStateMachine"})] == {
+        "states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}  # fmt: skip
+    assert by_resource[json.dumps({"Fn::GetAtt": ["WorkersTable", "Arn"]})] == {
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    assert by_resource[json.dumps({"Fn::GetAtt": ["JobsTable", "Arn"]})] == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert by_resource[json.dumps({"Fn::GetAtt": ["ResultsQueue", "Arn"]})] == {"sqs:SendMessage"}
+
+
+def test_the_scaler_starts_workers_of_this_stack_only():
+    scaler = template.function("ScaleWorkersFunction")
+    statements = scaler["Policies"][0]["Statement"]
+    submit = next(s for s in statements if s["Action"] == ["batch:SubmitJob"])
+    assert submit["Resource"][0] == {"Ref": "GpuJobQueue"}
+    assert sub_text(submit["Resource"][1]).endswith(":job-definition/${AWS::StackName}-worker:*")
+    variables = scaler["Environment"]["Variables"]
+    definition = resources("AWS::Batch::JobDefinition")["WorkerJobDefinition"]
+    assert variables["WORKER_JOB_DEFINITION"] == definition["JobDefinitionName"]
+    assert variables["WORKER_JOB_QUEUE"] == {"Ref": "GpuJobQueue"}
+    events = scaler["Events"]
+    assert events["Reconcile"] == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 minute)"}}
+    pattern = events["WorkerEnded"]["Properties"]["Pattern"]
+    assert pattern["detail-type"] == ["Batch Job State Change"]
+    assert pattern["detail"] == {"jobQueue": [{"Ref": "GpuJobQueue"}], "status": ["SUCCEEDED", "FAILED"]}
 
 
 # --- the WebSocket API -------------------------------------------------------------------------
@@ -322,9 +375,10 @@ def test_every_route_has_an_integration_a_permission_and_if_two_way_a_route_resp
             assert answers[0]["ApiId"] == {"Ref": "WebSocketApi"}
 
 
-def test_only_the_notifier_and_the_preview_have_no_route():
+def test_only_the_notifier_the_preview_and_the_scaler_have_no_route():
     routed = set(ROUTES.values())
-    assert set(template.resources("AWS::Serverless::Function")) - routed == {"NotifyFunction", "PreviewFunction"}
+    unrouted = set(template.resources("AWS::Serverless::Function")) - routed
+    assert unrouted == {"NotifyFunction", "PreviewFunction", "ScaleWorkersFunction"}
 
 
 def test_the_stage_deploys_itself_after_every_route_and_is_throttled():
@@ -412,7 +466,7 @@ def test_the_gpu_compute_environment_scales_to_zero():
     assert "SecurityGroupIngress" not in resources("AWS::EC2::SecurityGroup")[group["Ref"]]
 
 
-def test_the_job_definition_runs_the_worker_on_one_gpu_and_retries_only_lost_hosts():
+def test_the_job_definition_runs_a_pool_worker_on_one_gpu_and_never_retries_it():
     definition = resources("AWS::Batch::JobDefinition")["WorkerJobDefinition"]
     container = definition["ContainerProperties"]
     assert container["Image"] == {"Ref": "WorkerImageUri"}
@@ -420,23 +474,34 @@ def test_the_job_definition_runs_the_worker_on_one_gpu_and_retries_only_lost_hos
     assert container["JobRoleArn"] == {"Fn::GetAtt": ["WorkerJobRole", "Arn"]}
     requirements = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
     assert requirements == {"VCPU": "4", "MEMORY": "15000", "GPU": "1"}
-    assert {e["Name"] for e in container["Environment"]} == {
-        "IMAGES_BUCKET",
-        "RESULTS_QUEUE_URL",
-        "JOBS_TABLE",
-        "AWS_DEFAULT_REGION",
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert set(environment) == {
+        "IMAGES_BUCKET", "RESULTS_QUEUE_URL", "JOBS_TABLE", "WORK_QUEUE_URL", "WORKERS_TABLE", "WORKER_IDLE_SECONDS",
+        "MIN_WARM_WORKERS", "MAX_ATTEMPTS", "WORKER_LEASE_SECONDS", "AWS_DEFAULT_REGION",
+    }  # fmt: skip
+    assert environment["WORKER_IDLE_SECONDS"] == {"Ref": "WorkerIdleSeconds"}
+    assert environment["MIN_WARM_WORKERS"] == {"Ref": "MinWarmWorkers"}
+    assert definition["RetryStrategy"] == {"Attempts": 1}  # a gone worker is replaced, its job retried elsewhere
+    assert 0 < definition["Timeout"]["AttemptDurationSeconds"] <= 86400
+
+
+def test_the_pool_parameters_have_the_documented_defaults():
+    parameters = template.load()["Parameters"]
+    defaults = {
+        name: parameters[name]["Default"]
+        for name in (
+            "WorkerIdleSeconds",
+            "MinWarmWorkers",
+            "MaxWorkers",
+            "JobsPerWorker",
+            "MaxAttempts",
+            "WorkerStartTimeoutSeconds",
+        )
     }
-    rules = definition["RetryStrategy"]["EvaluateOnExit"]
-    assert [r for r in rules if r["Action"] == "RETRY"] == [{"OnStatusReason": "Host EC2*", "Action": "RETRY"}]
-    assert rules[0] == {"OnExitCode": "2", "Action": "EXIT"}  # bad input: never again
-    assert rules[-1] == {"OnReason": "*", "Action": "EXIT"}
-    assert definition["Timeout"]["AttemptDurationSeconds"] > 0
-    # the state machine submits by name: the names must agree
-    substitutions = template.resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"][
-        "DefinitionSubstitutions"
-    ]
-    assert substitutions["JobDefinition"] == definition["JobDefinitionName"]
-    assert substitutions["JobQueue"] == resources("AWS::Batch::JobQueue")["GpuJobQueue"]["JobQueueName"]
+    assert defaults == {"WorkerIdleSeconds": 300, "MinWarmWorkers": 0, "MaxWorkers": 4, "JobsPerWorker": 4,
+                        "MaxAttempts": 2, "WorkerStartTimeoutSeconds": 600}  # fmt: skip
+    # the fleet's cap leaves room for every worker (4 vCPUs each) at the defaults
+    assert parameters["MaxvCpus"]["Default"] >= 4 * parameters["MaxWorkers"]["Default"]
 
 
 # --- parameters, outputs, folders ---------------------------------------------------------------
@@ -456,6 +521,8 @@ def test_parameters_and_outputs():
         "StateMachineArn",
         "JobQueueArn",
         "ResultsQueueUrl",
+        "WorkQueueUrl",
+        "WorkersTableName",
     }
     assert sub_text(outputs["WebSocketUrl"]["Value"]).startswith("wss://${WebSocketApi}.execute-api.")
     assert sub_text(outputs["SiteUrl"]["Value"]) == "https://${Distribution.DomainName}"
@@ -470,58 +537,71 @@ def test_every_function_has_its_folder_and_handler(logical_id: str):
     assert (code / f"{module.replace('.', '/')}.py").is_file(), f"{logical_id}: no {props['CodeUri']}{module}.py"
 
 
-# --- the failure path, executed ------------------------------------------------------------------
-# moto executes the definition (DynamoDB and SQS tasks, Retry, Catch, Choice) but cannot run the
-# Batch task: RunWorker fails at once there, which stands in for a failed job.
+# --- the state machine, executed ----------------------------------------------------------------
+# moto executes the definition (DynamoDB, SQS and Lambda tasks, Parallel, Retry, Catch, Choice);
+# a Hand (tests/stack/pool_hand.py) plays the worker: it takes the work item and answers its token.
 
 
 @pytest.fixture
 def executing(aws, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The harness's resources, with moto running state machines (it calls the other services
     back at localhost:$MOTO_PORT). Executing machines live in a backend of their own, so the
-    template's state machine is created again once execution is on."""
+    template's state machine is created again once execution is on; `aws.create_machine()`
+    creates it again after a test changed a stack parameter in `aws.refs`."""
+    from stylelocal import moto_fixes
+
+    moto_fixes.install(["task_tokens", "parallel_errors"])  # as in AWS: see stylelocal.moto_fixes
     monkeypatch.setenv("MOTO_PORT", moto_endpoint.rsplit(":", 1)[1])
     config = f"{moto_endpoint}/moto-api/config"
     requests.post(config, json={"stepfunctions": {"execute_state_machine": True}}, timeout=10).raise_for_status()
-    try:
+
+    def create_machine() -> None:
         props = template.resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"]
         definition = ASL.read_text()
         for key, value in aws.resolve(props["DefinitionSubstitutions"]).items():
             definition = definition.replace("${" + key + "}", str(value))
         aws.executing_arn = aws.client("stepfunctions").create_state_machine(
-            name="TransferStateMachine", definition=definition, roleArn="arn:aws:iam::123456789012:role/local"
-        )["stateMachineArn"]
+            name=f"TransferStateMachine{uuid.uuid4().hex[:6]}", definition=definition,
+            roleArn="arn:aws:iam::123456789012:role/local",
+        )["stateMachineArn"]  # fmt: skip
+
+    try:
+        create_machine()
+        aws.create_machine = create_machine
         yield aws
     finally:  # other tests expect executions that do nothing
         requests.post(config, json={"stepfunctions": {"execute_state_machine": False}}, timeout=10)
 
 
-def run_job(aws: Any, job_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    """Starts an execution as TRANSFER_STYLE does (name = jobId) and waits for its end."""
-    job = {
+def job_for(job_id: str, private: bool = True) -> dict[str, Any]:
+    area = "private" if private else "public"
+    return {
         "jobId": job_id,
-        "inputKey": f"private/input/{job_id}.png",
+        "inputKey": f"{area}/input/{job_id}.png",
         "styleKey": "styles/starry-night.jpg",
-        "outputKey": f"private/output/{job_id}.jpg",
-        "isPrivate": True,
+        "outputKey": f"{area}/output/{job_id}.jpg",
+        "isPrivate": private,
         "options": {"preset": "standard", "size": 512, "strength": 0.5, "preserveColors": False,
                     "styleScale": 1.0, "seed": 0},
     }  # fmt: skip
+
+
+def start_job(aws: Any, job_id: str, private: bool = True) -> tuple[str, dict[str, Any]]:
+    """Starts an execution as TRANSFER_STYLE does (name = jobId): its ARN and its input."""
+    job = job_for(job_id, private)
     sfn = aws.client("stepfunctions")
-    arn = sfn.start_execution(stateMachineArn=aws.executing_arn, name=job_id, input=json.dumps(job))["executionArn"]
-    deadline = time.monotonic() + 30
+    return sfn.start_execution(stateMachineArn=aws.executing_arn, name=job_id, input=json.dumps(job))[
+        "executionArn"
+    ], job
+
+
+def ended(aws: Any, arn: str, timeout: float = 30) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    sfn = aws.client("stepfunctions")
+    deadline = time.monotonic() + timeout
     while (execution := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
         assert time.monotonic() < deadline, "the execution did not end"
         time.sleep(0.1)
-    history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-    return execution, history, job
-
-
-def batch_tasks(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The history's scheduled Batch tasks."""
-    return [
-        e for e in history if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resourceType"] == "batch"
-    ]
+    return execution, sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
 
 
 def messages(aws: Any) -> list[dict[str, Any]]:
@@ -539,48 +619,108 @@ def put_job(aws: Any, job_id: str, **extra: str) -> None:
     aws.client("dynamodb").put_item(TableName="JobsTable", Item=item)
 
 
-def test_a_failed_job_sends_the_workers_reason_and_is_marked_failed(executing):
+def test_the_worker_gets_exactly_the_execution_input_and_its_answer_ends_the_job(executing):
     job_id = uuid.uuid4().hex
-    put_job(executing, job_id, error="the photo is too small to stylize (at least 64 px a side)")
-    execution, history, job = run_job(executing, job_id)
+    put_job(executing, job_id)
+    arn, job = start_job(executing, job_id, private=False)
+    hand = Hand(executing)
 
-    assert execution["status"] == "FAILED"
-    scheduled = [json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in batch_tasks(history)]
-    assert len(scheduled) == 1, "RunWorker should have been tried"
-    environment = {e["Name"]: e["Value"] for e in scheduled[0]["ContainerOverrides"]["Environment"] if "Name" in e}
-    assert json.loads(environment["JOB_JSON"]) == job  # the whole input goes to the worker
-    assert scheduled[0]["JobName"] == job_id
-    assert scheduled[0]["JobQueue"] == "local-gpu"  # the harness's stack is called "local"
+    item = hand.take()
+    assert item.job.message() == job  # the whole input, read by the contract
+    assert job_item(executing, job_id)["status"] == {"S": "RUNNING"}  # recorded before the job was handed out
+    hand.succeed(item, completed_at=1_796_000_123_456)
 
+    execution, _ = ended(executing, arn)
+    assert execution["status"] == "SUCCEEDED"
+    item = job_item(executing, job_id)
+    assert item["status"] == {"S": "SUCCEEDED"}
+    assert item["completedAt"] == {"N": "1796000123456"}  # the worker's, not the state machine's clock
+    assert item["resultKey"] == {"S": job["outputKey"]}
+    assert item["feed"] == {"S": "public"}
+    assert "expiresAt" not in item
+
+
+def test_a_workers_failure_sends_its_reason_and_marks_the_job_failed(executing):
+    job_id = uuid.uuid4().hex
+    put_job(executing, job_id)
+    arn, _ = start_job(executing, job_id)
+    hand = Hand(executing)
     reason = "the photo is too small to stylize (at least 64 px a side)"
+
+    hand.fail(hand.take(), BAD_INPUT, reason)
+
+    execution, _ = ended(executing, arn)
+    assert (execution["status"], execution["error"], execution["cause"]) == ("FAILED", "StyleTransferFailed", reason)
     assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": reason}]
     item = job_item(executing, job_id)
     assert item is not None
-    assert item["status"] == {"S": "FAILED"}
-    assert item["error"] == {"S": reason}
+    assert (item["status"], item["error"]) == ({"S": "FAILED"}, {"S": reason})
     assert item["executionArn"] == {"S": execution["executionArn"]}  # recorded by RecordJob
-    assert execution["error"] == "StyleTransferFailed"
-    assert execution["cause"] == reason
 
 
-def test_a_failed_job_without_a_reason_gets_the_generic_one(executing):
+def test_a_failure_the_worker_does_not_name_gets_the_generic_reason(executing):
     job_id = uuid.uuid4().hex
     put_job(executing, job_id)
-    execution, _, _ = run_job(executing, job_id)
+    arn, _ = start_job(executing, job_id)
+    hand = Hand(executing)
+
+    hand.fail(hand.take(), "Something.Else", "a traceback the user must not see")
+
+    execution, _ = ended(executing, arn)
     assert execution["status"] == "FAILED"
     assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": GENERIC_REASON}]
-    item = job_item(executing, job_id)
-    assert item is not None
-    assert item["status"] == {"S": "FAILED"}
-    assert item["error"] == {"S": GENERIC_REASON}
+    assert job_item(executing, job_id)["error"] == {"S": GENERIC_REASON}
 
 
-def test_an_execution_for_a_job_that_does_not_exist_creates_no_item(executing):
+@pytest.mark.parametrize(
+    "start_failure", [None, "no GPU machine could be had in time (the service is at its GPU capacity or quota)"]
+)
+def test_a_job_no_worker_takes_fails_after_the_start_timeout_saying_why(executing, start_failure: str | None):
+    executing.refs["WorkerStartTimeoutSeconds"] = "2"
+    executing.create_machine()
+    if start_failure is not None:
+        Registry(executing.refs["WorkersTable"], executing.client("dynamodb")).record_start_failure(start_failure)
     job_id = uuid.uuid4().hex
-    execution, history, _ = run_job(executing, job_id)
+    put_job(executing, job_id)
+
+    arn, _ = start_job(executing, job_id)
+    execution, history = ended(executing, arn, timeout=30)
+
+    assert execution["status"] == "FAILED"
+    [timed_out] = [e for e in history if e["type"] == "TaskTimedOut"]
+    assert timed_out["taskTimedOutEventDetails"]["error"] == "States.HeartbeatTimeout"
+    reason = messages(executing)[0]["error"]
+    if start_failure is None:
+        assert reason.startswith("no GPU worker became free to run the style transfer in time")
+    else:
+        assert reason == f"no GPU worker could take the style transfer: {start_failure}; please try again later"
+    assert job_item(executing, job_id)["error"] == {"S": reason}
+
+
+def test_a_worker_that_heartbeats_keeps_its_job_past_the_start_timeout(executing):
+    executing.refs["WorkerStartTimeoutSeconds"] = "2"
+    executing.create_machine()
+    job_id = uuid.uuid4().hex
+    put_job(executing, job_id)
+    arn, _ = start_job(executing, job_id)
+    hand = Hand(executing)
+    item = hand.take()
+    for _ in range(5):  # 5 s of painting, a heartbeat a second
+        hand.heartbeat(item)
+        time.sleep(1)
+
+    hand.succeed(item)
+
+    assert ended(executing, arn)[0]["status"] == "SUCCEEDED"
+
+
+def test_an_execution_for_a_job_that_does_not_exist_creates_no_item_and_hands_out_nothing(executing):
+    job_id = uuid.uuid4().hex
+    arn, _ = start_job(executing, job_id)
+    execution, _ = ended(executing, arn)
     assert execution["status"] == "FAILED"
     assert job_item(executing, job_id) is None  # neither RecordJob nor MarkFailed made one
-    assert not batch_tasks(history), "no worker may run for an unknown job"
+    assert Hand(executing).nothing_queued(), "no worker may paint an unknown job"
     assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": GENERIC_REASON}]
 
 
@@ -611,11 +751,14 @@ def test_the_budget_exists_only_with_an_email_and_an_amount():
 
 def test_the_state_machine_records_success_itself():
     states = asl()["States"]
-    assert states["RunWorker"]["Next"] == "IsPrivate"
+    assert states["Run"]["Next"] == "IsPrivate"
+    assert states["Run"]["ResultSelector"] == {"answer.$": "$[0]"}  # the painting branch's: the worker's TaskResult
     for name in ("MarkSucceededPublic", "MarkSucceededPrivate"):
         update = states[name]["Parameters"]
         assert update["UpdateExpression"].startswith("SET #s = :done, resultKey = :result")
         assert update["ExpressionAttributeValues"][":done"] == {"S": "SUCCEEDED"}
+        completed = update["ExpressionAttributeValues"][":completed"]
+        assert completed == {"N.$": "States.JsonToString($.result.answer.completedAt)"}
     assert "feed = :feed REMOVE expiresAt" in states["MarkSucceededPublic"]["Parameters"]["UpdateExpression"]
     assert "feed" not in states["MarkSucceededPrivate"]["Parameters"]["UpdateExpression"]
 
