@@ -279,6 +279,7 @@ class Worker:
 
         received = time.perf_counter()
         job_id = task.job.job_id
+        self.registry.taken()  # off the queue, whatever becomes of it: no longer waiting
         if not task.heartbeat():  # a stale copy: its execution ended or was stopped
             log("work item for a task that is over", jobId=job_id)
             task.done()
@@ -309,6 +310,7 @@ class Worker:
         except HandBack:
             outcome = "handed back"
             task.hand_back()
+            self.registry.arrived()  # it waits again, for another worker
         except JobError as failure:
             outcome = "failed"
             task.fail(failure.error, str(failure))

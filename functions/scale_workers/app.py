@@ -9,7 +9,8 @@ ones that are gone. Invoked three ways:
   worker died; MinWarmWorkers after a deploy).
 
 The rule (workerpool.desired_workers): every busy worker, plus one per JobsPerWorker waiting
-jobs, at least MinWarmWorkers and at most MaxWorkers. An idle or starting worker takes the
+jobs (counted in the pool's table, exactly: each arriving job here, each job taken by a worker
+there), at least MinWarmWorkers and at most MaxWorkers. An idle or starting worker takes the
 waiting jobs itself, so none is started while one is free. Starting is a conditional increment of
 the pool's count (workerpool.Registry.reserve), so two scalers running at once start at most
 what the rule says between them.
@@ -41,11 +42,11 @@ FAILED_TO_START = "a GPU worker failed as it started"
 NOT_SUBMITTED = "the service could not ask for a GPU worker"
 
 
-def waiting_jobs() -> int:
-    """Jobs on the work queue that no worker holds (SQS's approximate count: it may lag a
-    message sent a moment ago, which is why an arriving job is counted by the caller)."""
-    found = sqs.get_queue_attributes(QueueUrl=settings.work_queue_url, AttributeNames=["ApproximateNumberOfMessages"])
-    return int(found["Attributes"]["ApproximateNumberOfMessages"])
+def messages_queued() -> int:
+    """Every message the work queue holds, waiting or taken (an upper bound of the jobs waiting)."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    found = sqs.get_queue_attributes(QueueUrl=settings.work_queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(found[name]) for name in names)
 
 
 def forget(worker: Worker, why: str, lease_lapsed: bool) -> bool:
@@ -58,6 +59,7 @@ def forget(worker: Worker, why: str, lease_lapsed: bool) -> bool:
     logger.info("worker forgotten", extra={"workerId": worker.worker_id, "status": worker.status, "why": why})
     metrics.add_metric(name="WorkersReaped", unit=MetricUnit.Count, value=1)
     if worker.receipt_handle:
+        registry.arrived()  # its job waits again
         try:
             sqs.change_message_visibility(
                 QueueUrl=settings.work_queue_url, ReceiptHandle=worker.receipt_handle, VisibilityTimeout=0
@@ -131,8 +133,12 @@ def start_worker(desired: int) -> bool:
     return True
 
 
-def scale(arriving: int, now: float) -> dict[str, Any]:
-    """Forget the workers whose lease lapsed, then start what the rule wants."""
+def scale(arriving: bool, now: float) -> dict[str, Any]:
+    """Count an arriving job, forget the workers whose lease lapsed, then start what the rule wants."""
+    if arriving:
+        registry.arrived()
+    else:  # a look now and then: what left the queue unseen is no longer waiting
+        registry.at_most_waiting(messages_queued())
     state = registry.state()
     reaped = 0
     for worker in state.workers:
@@ -142,7 +148,7 @@ def scale(arriving: int, now: float) -> dict[str, Any]:
     if reaped:
         state = registry.state()
     counts = {status: state.count(status, now) for status in (BUSY, IDLE, STARTING)}
-    waiting = waiting_jobs() + arriving
+    waiting = state.waiting
     desired = desired_workers(
         busy=counts[BUSY],
         waiting=waiting,
@@ -159,7 +165,7 @@ def scale(arriving: int, now: float) -> dict[str, Any]:
     logger.info("pool scaled", extra=summary)
     # the pool's size and its backlog at every look, for a dashboard of how the pool follows demand
     metrics.add_metric(name="PoolWorkers", unit=MetricUnit.Count, value=sum(counts.values()) + started)
-    metrics.add_metric(name="JobsWaiting", unit=MetricUnit.Count, value=waiting - arriving)
+    metrics.add_metric(name="JobsWaiting", unit=MetricUnit.Count, value=waiting)
     return summary
 
 
@@ -171,6 +177,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     reaped = 0
     if event.get("detail-type") == BATCH_STATE_CHANGE:
         reaped = on_batch_job_end(event.get("detail") or {}, now)
-    summary = scale(arriving=1 if event.get("jobId") else 0, now=now)
+    summary = scale(arriving=bool(event.get("jobId")), now=now)
     summary["reaped"] += reaped
     return summary

@@ -1,26 +1,15 @@
-"""Small patches that close seven gaps of moto 5.2.5, so that the real state machine can run a
-Batch job and invoke a function locally, and the bucket is as strict as S3. Each one refuses any
-other moto version: they patch private code.
-
-batch_integration
-    Step Functions' Batch integration (moto/stepfunctions/parser/.../state_task_service_batch.py)
-    inherits the no-op `_normalise_parameters` and `_normalise_response` of StateTaskService, so
-    the task's PascalCase Parameters (JobName, JobQueue, ContainerOverrides.Environment[].Name,
-    ...) reach boto3 unchanged (moto's client skips parameter validation, and botocore's
-    serializer fails on the unknown member: States.Runtime "'JobName'"), and the responses stay
-    camelCase where the interpreter itself expects `JobId` (`submission_output["JobId"]`) and a
-    state's ResultSelector expects AWS's `$.JobId`, `$.Status`. The fix normalises both with
-    botocore's model of the Batch API, as Step Functions does: the request into boto3's member
-    names (including the lowercase {name, value} entry that moto appends for MANAGED_BY_AWS),
-    the responses into Step Functions' PascalCase.
+"""Small patches that close six gaps of moto 5.2.5, so that the real state machine can hand a
+job to the pool's workers and invoke a function locally, the local Batch runner can run the
+workers, and the bucket is as strict as S3. Each one refuses any other moto version: they patch
+private code.
 
 batch_runner
     moto's Batch runs a job in a Docker container (and without a Docker daemon marks it FAILED;
     the batch_simple backend marks it SUCCEEDED) without ever running anything here. The fix
     hands each submitted job to the registered runner (`set_batch_runner`, implemented by
     stylelocal.batch.LocalBatch) and makes the job's status, statusReason, timestamps, attempts
-    and container exit code in describe_jobs/list_jobs those of the runner, so that the .sync
-    poller sees real progress and failure. TerminateJob/CancelJob reach the runner. It also
+    and container exit code in describe_jobs/list_jobs those of the runner, so that the scaler
+    sees real progress and failure. TerminateJob/CancelJob reach the runner. It also
     stops moto's describe from appending the job definition's environment to the job's
     overrides on every call (which grows a polled job's description without bound). With no
     runner registered a job fails at once with a reason that says so.
@@ -32,14 +21,16 @@ lambda_invoker
     process and environment), with the function's name taken from its ARN, and reports a failed
     invocation as Lambda does (FunctionError), so the state's Retry and Catch apply. With no
     invoker registered moto's own path runs (and fails: it has no such function).
+
 batch_threads
     moto's server answers each request on a thread of its own, and its Batch backend walks its
     table of jobs in DescribeJobs while a SubmitJob on another thread may add to it: now and then
     "dictionary changed size during iteration", a 500 that botocore retries, and a traceback in the
     stack's log (seen in the end-to-end tests, where several jobs start at once). The fix gives the
     table one lock, held by SubmitJob, DescribeJobs and the backend's reset.
+
 task_tokens
-    Two gaps in `.waitForTaskToken`, which the worker pool's task (statemachine: PaintOnWorker)
+    Three gaps in `.waitForTaskToken`, which the worker pool's task (statemachine: PaintOnWorker)
     meets on every job. (1) moto arms a task's heartbeat clock only after the task's SQS message
     is sent, and until then answers SendTaskHeartbeat with InvalidToken: a worker that takes the
     message at once (a warm one, long-polling) was told its token was stale. In AWS a token is
@@ -50,6 +41,7 @@ task_tokens
     States.Timeout (moto takes every TimeoutError for one), so a Catch could not tell "no worker
     took the job" from "the job ran past its timeout"; the fix fails it as
     States.HeartbeatTimeout, as AWS does.
+
 parallel_errors
     A Parallel state re-raises a failed branch's error as a custom error name, which moto refuses
     for the States.* errors ("Custom Error Names MUST NOT begin with the prefix 'States.'"): a
@@ -57,6 +49,7 @@ parallel_errors
     execution instead of reaching the Parallel's Catch, as it does in AWS. The state machine's
     painting branch meets exactly that when no worker takes a job. The fix re-raises a States.*
     error under its own name.
+
 s3_presigned
     moto stores a browser-based POST upload whatever its policy says and serves a presigned GET
     whose signature was tampered with. The fix checks both as S3 does (stylelocal.s3_auth: the
@@ -72,7 +65,6 @@ import functools
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any, Protocol
 
 import moto
@@ -92,46 +84,6 @@ def check_version() -> None:
             f"installed: install moto[server]=={MOTO_VERSION} (pyproject.toml's dev extra) or port the fixes "
             "in local/stylelocal/moto_fixes.py to this version and re-run tests/local/test_moto_fixes.py"
         )
-
-
-# --- batch_integration --------------------------------------------------------------------------
-
-
-@cache
-def _batch_operation(action: str) -> Any:
-    """botocore's model of a Batch operation named in any casing ("submitJob", "describe_jobs")."""
-    import botocore.session
-    from moto.stepfunctions.parser.utils import camel_to_snake_case, snake_to_camel_case
-
-    model = botocore.session.get_session().get_service_model("batch")
-    return model.operation_model(snake_to_camel_case(camel_to_snake_case(action)))
-
-
-def _normalise_parameters(
-    self: Any, parameters: dict, boto_service_name: str | None = None, service_action_name: str | None = None
-) -> None:
-    shape = _batch_operation(service_action_name or self.resource.api_action).input_shape
-    if shape is not None:
-        self._to_boto_request(parameters, shape)  # moto kept Step Functions' converter, unused
-
-
-def _normalise_response(
-    self: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None
-) -> None:
-    shape = _batch_operation(service_action_name or self.resource.api_action).output_shape
-    if shape is not None:
-        self._from_boto_response(response, shape)
-
-
-def _install_batch_integration() -> Callable[[], None]:
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_batch import (
-        StateTaskServiceBatch,
-    )
-
-    return _patch(
-        StateTaskServiceBatch,
-        {"_normalise_parameters": _normalise_parameters, "_normalise_response": _normalise_response},
-    )
 
 
 # --- batch_runner -------------------------------------------------------------------------------
@@ -447,7 +399,6 @@ def _install_s3_presigned() -> Callable[[], None]:
 # --- installing ---------------------------------------------------------------------------------
 
 FIXES: dict[str, Callable[[], Callable[[], None]]] = {
-    "batch_integration": _install_batch_integration,
     "batch_runner": _install_batch_runner,
     "batch_threads": _install_batch_threads,
     "lambda_invoker": _install_lambda_invoker,

@@ -121,15 +121,6 @@ def new_job(aws: LocalAws, *, private: bool = False, style: str = "swirls", **op
     return execution
 
 
-def run_execution(aws: LocalAws, execution: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
-    """Starts the template's state machine as TRANSFER_STYLE does (name = jobId) and waits for its end."""
-    sfn = aws.client("stepfunctions")
-    arn = sfn.start_execution(
-        stateMachineArn=aws.refs["TransferStateMachine"], name=execution["jobId"], input=json.dumps(execution)
-    )["executionArn"]
-    return wait_for_execution(aws, arn, timeout)
-
-
 def wait_for_execution(aws: LocalAws, arn: str, timeout: float = 60) -> dict[str, Any]:
     sfn = aws.client("stepfunctions")
     deadline = time.monotonic() + timeout
@@ -141,27 +132,6 @@ def wait_for_execution(aws: LocalAws, arn: str, timeout: float = 60) -> dict[str
 
 def history(aws: LocalAws, arn: str) -> list[dict[str, Any]]:
     return aws.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
-
-
-def messages(aws: LocalAws) -> list[dict[str, Any]]:
-    """Every message on the results queue (received and deleted)."""
-    sqs = aws.client("sqs")
-    queue = aws.refs["ResultsQueue"]
-    found: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
-        found += [json.loads(m["Body"]) for m in batch]
-        sqs.delete_message_batch(
-            QueueUrl=queue, Entries=[{"Id": m["MessageId"], "ReceiptHandle": m["ReceiptHandle"]} for m in batch]
-        )
-    return found
-
-
-def job_item(aws: LocalAws, job_id: str) -> dict[str, Any]:
-    from styleservice.jobs import Jobs
-
-    item = Jobs(aws.refs["JobsTable"]).get(job_id)
-    assert item is not None
-    return item
 
 
 def records(directory: Path) -> list[dict[str, Any]]:

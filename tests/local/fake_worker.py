@@ -4,7 +4,6 @@ second and does what its arguments say.
     --record DIR        write DIR/attempt-<AWS_BATCH_JOB_ATTEMPT>.json: the environment it got, its pid
     --print TEXT        print a line
     --sleep SECONDS     then sleep
-    --error REASON      record REASON on the job item, as the worker does before failing
     --exit CODE         exit with CODE (default 0)
     --exit-first CODE   exit with CODE on the first attempt only (0 on later ones)
     --ignore-term       ignore SIGTERM (only SIGKILL ends it)
@@ -24,7 +23,6 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--record", type=Path)
 parser.add_argument("--print", dest="text")
 parser.add_argument("--sleep", type=float, default=0)
-parser.add_argument("--error")
 parser.add_argument("--exit", type=int, default=0)
 parser.add_argument("--exit-first", type=int)
 parser.add_argument("--ignore-term", action="store_true")
@@ -41,10 +39,6 @@ if arguments.text:
     print(arguments.text, flush=True)
 if arguments.sleep:
     time.sleep(arguments.sleep)
-if arguments.error:
-    from stylize_worker.job import record_error
-
-    record_error(os.environ, json.loads(os.environ["JOB_JSON"])["jobId"], arguments.error)
 if arguments.exit_first is not None:
     sys.exit(arguments.exit_first if attempt == 1 else 0)
 sys.exit(arguments.exit)

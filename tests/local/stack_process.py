@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import os
 import signal
 import socket
@@ -15,10 +16,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import requests
 from PIL import Image
+from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,6 +97,49 @@ def running_stack(directory: Path, args: tuple[str, ...] = ()) -> Iterator[Runni
     assert running.stop() == 0, running.log.read_text()[-3000:]
     leftovers = subprocess.run(["pgrep", "-s", str(running.process.pid)], capture_output=True, text=True).stdout
     assert leftovers.strip() == ""
+
+
+class Client:
+    """A WebSocket client that keeps every message it receives. Like a browser it sends no pings
+    (API Gateway needs none): a stack slowed by ten jobs at once must not look like a dead peer."""
+
+    def __init__(self, ws_url: str) -> None:
+        self._resources = contextlib.ExitStack()  # websockets wants its connections entered
+        self.ws: ClientConnection = self._resources.enter_context(connect(ws_url, max_size=None, ping_interval=None))
+        self.seen: list[dict[str, Any]] = []
+
+    def send(self, body: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(body))
+
+    def wait_for(self, predicate, timeout: float = 30, start: int = 0) -> dict[str, Any]:
+        """The first message from the `start`th on that satisfies `predicate`, waiting for it."""
+        for message in self.seen[start:]:
+            if predicate(message):
+                return message
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = json.loads(self.ws.recv(timeout=left))
+            except TimeoutError:
+                break
+            self.seen.append(message)
+            if predicate(message):
+                return message
+        raise AssertionError(f"no such message within {timeout} s; got {[m['event'] for m in self.seen]}")
+
+    def event(self, name: str, timeout: float = 30, start: int = 0) -> dict[str, Any]:
+        return self.wait_for(lambda m: m["event"] in (name, "ERROR"), timeout, start)
+
+    def ask(self, body: dict[str, Any], answer: str) -> dict[str, Any]:
+        """Send a request and return its answer's data: only a message after the request counts."""
+        start = len(self.seen)
+        self.send(body)
+        message = self.event(answer, start=start)
+        assert message["event"] == answer, message
+        return message["data"]
+
+    def close(self) -> None:
+        self._resources.close()
 
 
 def photo_png(width: int, height: int) -> bytes:

@@ -50,12 +50,10 @@ def test_a_second_server_leaves_the_first_one_working(moto):
     assert default_user_config["stepfunctions"]["execute_state_machine"] is True  # moto's API does not show it
 
 
-def test_the_batch_resources_are_the_templates_with_the_names_the_state_machine_uses(aws):
+def test_the_batch_resources_are_the_templates_with_the_names_the_scaler_uses(aws):
     batch = aws.client("batch")
-    substitutions = aws.resolve(
-        resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"]["DefinitionSubstitutions"]
-    )
-    [queue] = batch.describe_job_queues(jobQueues=[substitutions["JobQueue"]])["jobQueues"]
+    scaler = aws.environment("ScaleWorkersFunction")
+    [queue] = batch.describe_job_queues(jobQueues=[scaler["WORKER_JOB_QUEUE"]])["jobQueues"]
     assert (queue["jobQueueName"], queue["state"], queue["priority"]) == ("local-gpu", "ENABLED", 1)
     [environment] = batch.describe_compute_environments()["computeEnvironments"]
     assert queue["computeEnvironmentOrder"] == [
@@ -67,13 +65,19 @@ def test_the_batch_resources_are_the_templates_with_the_names_the_state_machine_
     assert compute["allocationStrategy"] == "BEST_FIT_PROGRESSIVE"  # the UseSpot condition is false by default
     assert sorted(compute["subnets"]) == sorted([aws.refs["BatchSubnetA"], aws.refs["BatchSubnetB"]])
 
-    [definition] = batch.describe_job_definitions(jobDefinitionName=substitutions["JobDefinition"])["jobDefinitions"]
+    [definition] = batch.describe_job_definitions(jobDefinitionName=scaler["WORKER_JOB_DEFINITION"])["jobDefinitions"]
     container = definition["containerProperties"]
     assert container["command"] == ["python", "-m", "stylize_worker"]
     assert {e["name"]: e["value"] for e in container["environment"]} == {
         "IMAGES_BUCKET": aws.refs["ImagesBucket"],
         "RESULTS_QUEUE_URL": aws.refs["ResultsQueue"],
         "JOBS_TABLE": aws.refs["JobsTable"],
+        "WORK_QUEUE_URL": aws.refs["WorkQueue"],
+        "WORKERS_TABLE": aws.refs["WorkersTable"],
+        "WORKER_IDLE_SECONDS": "300",
+        "MIN_WARM_WORKERS": "0",
+        "MAX_ATTEMPTS": "2",
+        "WORKER_LEASE_SECONDS": "30",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
     assert {r["type"]: r["value"] for r in container["resourceRequirements"]} == {
@@ -82,9 +86,8 @@ def test_the_batch_resources_are_the_templates_with_the_names_the_state_machine_
         "GPU": "1",
     }
     assert container["jobRoleArn"].endswith(":role/WorkerJobRole")
-    assert definition["timeout"] == {"attemptDurationSeconds": 900}
-    assert definition["retryStrategy"]["attempts"] == 3
-    assert [rule.get("onExitCode") for rule in definition["retryStrategy"]["evaluateOnExit"]] == ["2", None, None]
+    assert definition["timeout"] == {"attemptDurationSeconds": 86400}
+    assert definition["retryStrategy"]["attempts"] == 1
     policy = aws.client("iam").get_role_policy(RoleName="WorkerJobRole", PolicyName="worker")["PolicyDocument"]
     assert f"arn:aws:s3:::{aws.refs['ImagesBucket']}/styles/*" in policy["Statement"][0]["Resource"]
 
@@ -164,8 +167,12 @@ def test_stack_parameters_from_the_command_line_reach_the_functions(aws):
     from stylelocal.__main__ import apply_parameters, parse_args
 
     assert aws.environment("TransferStyleFunction")["JOBS_PER_SOURCE_IP"] == "20"  # the template's default
-    apply_parameters(aws, parse_args(["--access-key", "k3y", "--parameter", "JobsPerSourceIp=0"]))
+    assert aws.environment("ScaleWorkersFunction")["MAX_WORKERS"] == "4"
+    apply_parameters(aws, parse_args(["--access-key", "k3y", "--parameter", "JobsPerSourceIp=0"]), worker_slots=2)
     assert aws.environment("TransferStyleFunction")["JOBS_PER_SOURCE_IP"] == "0"
     assert aws.environment("ConnectFunction")["ACCESS_KEY"] == "k3y"
+    assert aws.environment("ScaleWorkersFunction")["MAX_WORKERS"] == "2"  # what this machine can run at once
+    apply_parameters(aws, parse_args(["--parameter", "MaxWorkers=3"]), worker_slots=2)
+    assert aws.environment("ScaleWorkersFunction")["MAX_WORKERS"] == "3"  # unless it is given
     with pytest.raises(SystemExit):
         parse_args(["--parameter", "NoSuchParameter=1"])

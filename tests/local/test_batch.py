@@ -1,11 +1,10 @@
-"""The local Batch runner: the template's state machine runs the real worker through it, and a fake
-worker (tests/local/fake_worker.py) shows its states, failures, timeouts, retries, slots and
-environment in a fraction of a second each."""
+"""The local Batch runner, which runs the pool's workers as the scaler submits them: a fake worker
+(tests/local/fake_worker.py) shows its states, failures, timeouts, retries, slots, environment and
+the state changes it publishes to EventBridge, in a fraction of a second each. (The real worker
+through it: tests/local/test_pool.py.)"""
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import signal
 import sys
@@ -13,24 +12,15 @@ import time
 from typing import Any
 
 import pytest
-from PIL import Image
 from stylelocal import moto_fixes
 from stylelocal.aws import LocalAws
 from stylelocal.batch import EXITED, STOPPED, TIMED_OUT, Attempt, LocalBatch, glob_matches, should_retry
 from stylelocal.template import resources
-from styletransfer.samples import swirls
 
 from .conftest import (
     FAKE_WORKER,
-    content_image,
-    image_bytes,
-    job_item,
-    messages,
-    new_job,
     process_is_gone,
     records,
-    run_execution,
-    wait_for_execution,
 )
 
 GENERIC_REASON = "the style transfer job failed; please try again"
@@ -39,10 +29,9 @@ GENERIC_REASON = "the style transfer job failed; please try again"
 def template_strategy() -> dict[str, Any]:
     """The job definition's RetryStrategy as the Batch API spells it."""
     strategy = resources("AWS::Batch::JobDefinition")["WorkerJobDefinition"]["Properties"]["RetryStrategy"]
-    return {
-        "attempts": strategy["Attempts"],
-        "evaluateOnExit": [{k[0].lower() + k[1:]: v for k, v in rule.items()} for rule in strategy["EvaluateOnExit"]],
-    }
+    rules = strategy.get("EvaluateOnExit", [])
+    return {"attempts": strategy["Attempts"], "evaluateOnExit": [{k[0].lower() + k[1:]: v for k, v in rule.items()}
+                                                                  for rule in rules]}  # fmt: skip
 
 
 def register_worker(aws: LocalAws, **changes: Any) -> None:
@@ -60,12 +49,8 @@ def register_worker(aws: LocalAws, **changes: Any) -> None:
     batch.register_job_definition(**request)
 
 
-def batch_job(aws: LocalAws, execution: dict[str, Any]) -> dict[str, Any]:
-    """The Batch job of a finished execution, as DescribeJobs gives it."""
-    batch = aws.client("batch")
-    [summary] = [j for s in ("SUCCEEDED", "FAILED") for j in batch.list_jobs(jobQueue="local-gpu", jobStatus=s)
-                 ["jobSummaryList"] if j["jobName"] == execution["jobId"]]  # fmt: skip
-    return batch.describe_jobs(jobs=[summary["jobId"]])["jobs"][0]
+def described(aws: LocalAws, job_id: str) -> dict[str, Any]:
+    return aws.client("batch").describe_jobs(jobs=[job_id])["jobs"][0]
 
 
 def submit(aws: LocalAws, name: str = "direct", **job: Any) -> str:
@@ -84,15 +69,11 @@ def wait_until(condition: Any, timeout: float = 15, what: str = "the condition")
 # --- the retry strategy ----------------------------------------------------------------------
 
 
-def test_the_templates_retry_strategy_retries_only_a_lost_host():
+def test_the_template_never_retries_a_worker():
+    """A worker that is gone is replaced by the scaler, and its job goes to another worker."""
     strategy = template_strategy()
-    lost_host = Attempt(status_reason="Host EC2 (instance i-0123456789abcdef0) terminated.")
-    assert should_retry(strategy, 1, lost_host)
-    assert should_retry(strategy, 2, lost_host)
-    assert not should_retry(strategy, 3, lost_host)  # three attempts in all
-    assert not should_retry(strategy, 1, Attempt(exit_code=2, status_reason=EXITED))  # bad input
-    assert not should_retry(strategy, 1, Attempt(exit_code=1, status_reason=EXITED))  # the worker's failure
-    assert not should_retry(strategy, 1, Attempt(exit_code=137, status_reason=EXITED, reason="OutOfMemoryError"))
+    assert not should_retry(strategy, 1, Attempt(status_reason="Host EC2 (instance i-0123456789abcdef0) terminated."))
+    assert not should_retry(strategy, 1, Attempt(exit_code=137, status_reason=EXITED))
 
 
 def test_retry_rules_match_globs_in_order_and_an_unmatched_failure_is_retried():
@@ -105,118 +86,6 @@ def test_retry_rules_match_globs_in_order_and_an_unmatched_failure_is_retried():
     assert glob_matches("Host EC2*", "Host EC2 (instance i-1) terminated.")
     assert not glob_matches("Host EC2", "Host EC2 (instance i-1) terminated.")
     assert not glob_matches("2", "20")
-
-
-# --- the real worker, through the template's state machine -----------------------------------
-
-
-def test_the_state_machine_runs_the_real_worker_to_a_result(aws, caplog):
-    caplog.set_level(logging.INFO, logger="stylelocal.batch")
-    execution_input = new_job(aws)
-    s3 = aws.client("s3")
-    bucket = aws.refs["ImagesBucket"]
-    s3.put_object(Bucket=bucket, Key=execution_input["inputKey"], Body=content_image(), ContentType="image/jpeg")
-    s3.put_object(
-        Bucket=bucket, Key=execution_input["styleKey"], Body=image_bytes(swirls(96)), ContentType="image/jpeg"
-    )
-    batch = LocalBatch(aws, device="cpu").start()  # the job definition's own command: the real worker
-    try:
-        execution = run_execution(aws, execution_input, timeout=240)
-    finally:
-        batch.stop()
-
-    assert execution["status"] == "SUCCEEDED", execution
-    batch_job_id = json.loads(execution["output"])["batch"]["batchJobId"]
-    job = batch.job(batch_job_id)
-    assert job is not None
-    assert job.command == [sys.executable, "-m", "stylize_worker"]
-    assert json.loads(job.environment["JOB_JSON"]) == execution_input  # the whole input reaches the worker
-    result = Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key=execution_input["outputKey"])["Body"].read()))
-    assert (result.format, result.size) == ("JPEG", (64, 43))
-    item = job_item(aws, execution_input["jobId"])
-    assert item["status"] == "SUCCEEDED"  # recorded by the state machine, whatever becomes of the message
-    assert item["executionArn"] == execution["executionArn"]
-    sent = messages(aws)
-    completed = {"type": "completed", "requestId": execution_input["jobId"], "resultKey": execution_input["outputKey"]}
-    assert sent[-1] == completed
-    assert all(m["type"] == "progress" for m in sent[:-1])
-    # the worker's output is logged, line by line, under the job's name
-    timings = [r.getMessage() for r in caplog.records if "stylize-worker timings" in r.getMessage()]
-    assert timings
-    assert timings[0].startswith(f"[{execution_input['jobId']}] ")
-
-
-# --- every job ends: the state machine records it ------------------------------------------------
-
-
-def test_a_public_job_that_succeeds_is_recorded_as_a_feed_item_without_expiry(aws, batch_for):
-    batch_for()
-    execution_input = new_job(aws)
-    execution = run_execution(aws, execution_input)
-    assert execution["status"] == "SUCCEEDED", execution
-    item = job_item(aws, execution_input["jobId"])
-    assert (item["status"], item["resultKey"], item["progress"]) == ("SUCCEEDED", execution_input["outputKey"], 1)
-    assert item["feed"] == "public"
-    assert "expiresAt" not in item  # a Feed item is kept until deleted
-    assert item["completedAt"] == batch_job(aws, execution_input)["stoppedAt"]
-
-
-def test_a_private_job_that_succeeds_keeps_its_expiry_and_stays_out_of_the_feed(aws, batch_for):
-    batch_for()
-    execution_input = new_job(aws, private=True)
-    expires = job_item(aws, execution_input["jobId"])["expiresAt"]
-    assert run_execution(aws, execution_input)["status"] == "SUCCEEDED"
-    item = job_item(aws, execution_input["jobId"])
-    assert (item["status"], item["resultKey"]) == ("SUCCEEDED", execution_input["outputKey"])
-    assert "feed" not in item
-    assert item["expiresAt"] == expires
-
-
-def start(aws: LocalAws, execution_input: dict[str, Any]) -> str:
-    sfn = aws.client("stepfunctions")
-    return sfn.start_execution(
-        stateMachineArn=aws.refs["TransferStateMachine"],
-        name=execution_input["jobId"],
-        input=json.dumps(execution_input),
-    )["executionArn"]
-
-
-def running_job(batch: LocalBatch, job_name: str) -> Any:
-    wait_until(lambda: any(j.name == job_name and j.status == "RUNNING" for j in batch.jobs()), what="the job's start")
-    [job] = [j for j in batch.jobs() if j.name == job_name]
-    return job
-
-
-def test_a_success_the_notifier_recorded_first_is_left_as_it_is(aws, batch_for):
-    from styleservice.jobs import Jobs
-
-    batch = batch_for("--sleep", "1")
-    execution_input = new_job(aws)
-    arn = start(aws, execution_input)
-    running_job(batch, execution_input["jobId"])
-    # the worker's `completed` message reached the notifier before Batch's end reached the state machine
-    assert Jobs(aws.refs["JobsTable"]).mark_succeeded(execution_input["jobId"], execution_input["outputKey"], True)
-    before = job_item(aws, execution_input["jobId"])
-    assert wait_for_execution(aws, arn)["status"] == "SUCCEEDED"
-    assert job_item(aws, execution_input["jobId"]) == before
-
-
-def test_a_job_batch_cancels_for_want_of_a_gpu_fails_with_a_reason_the_user_can_read(aws, batch_for):
-    batch = batch_for("--sleep", "30")
-    execution_input = new_job(aws)
-    arn = start(aws, execution_input)
-    job = running_job(batch, execution_input["jobId"])
-    # what Batch does to a job at the queue's head that no instance could be launched for, after
-    # the queue's JobStateTimeLimitActions' 10 minutes
-    batch.terminate(
-        job.job_id, "Canceled by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
-    )
-    execution = wait_for_execution(aws, arn)
-    reason = "no GPU became free to run the style transfer (the service is at its capacity); please try again later"
-    assert (execution["status"], execution["cause"]) == ("FAILED", reason)
-    assert messages(aws) == [{"type": "failed", "requestId": execution_input["jobId"], "error": reason}]
-    item = job_item(aws, execution_input["jobId"])
-    assert (item["status"], item["error"]) == ("FAILED", reason)
 
 
 def test_the_queue_cancels_jobs_that_cannot_be_placed_within_minutes():
@@ -233,42 +102,21 @@ def test_the_queue_cancels_jobs_that_cannot_be_placed_within_minutes():
 # --- failures ---------------------------------------------------------------------------------
 
 
-def test_a_worker_that_fails_on_bad_input_fails_the_execution_with_its_reason(aws, batch_for):
-    reason = "the content image is not an image (PNG, JPEG or WebP)"
-    batch_for("--error", reason, "--exit", "2")
-    execution_input = new_job(aws)
-
-    execution = run_execution(aws, execution_input)
-
-    assert execution["status"] == "FAILED"
-    assert execution["cause"] == reason
-    assert messages(aws) == [{"type": "failed", "requestId": execution_input["jobId"], "error": reason}]
-    item = job_item(aws, execution_input["jobId"])
-    assert (item["status"], item["error"]) == ("FAILED", reason)
-    job = batch_job(aws, execution_input)
-    assert job["status"] == "FAILED"
-    assert [a["container"]["exitCode"] for a in job["attempts"]] == [2]  # exit 2: never retried
-    assert job["statusReason"] == EXITED
-
-
 def test_an_attempt_past_its_timeout_is_killed_and_not_retried(aws, batch_for, tmp_path):
     register_worker(aws, timeout={"attemptDurationSeconds": 1}, retryStrategy={"attempts": 3})
-    batch_for("--record", str(tmp_path), "--sleep", "60", kill_grace=2)
-    execution_input = new_job(aws)
+    batch = batch_for("--record", str(tmp_path), "--sleep", "60", kill_grace=2)
 
     started = time.monotonic()
-    execution = run_execution(aws, execution_input)
+    job_id = submit(aws)
+    assert batch.wait(job_id, timeout=20) == "FAILED"
 
     assert time.monotonic() - started < 20
-    assert execution["status"] == "FAILED"
-    job = batch_job(aws, execution_input)
+    job = described(aws, job_id)
     assert (job["status"], job["statusReason"]) == ("FAILED", TIMED_OUT)
     [attempt] = job["attempts"]  # a timeout is not retried, whatever the strategy says
     assert attempt["container"]["exitCode"] == 128 + signal.SIGTERM
     [record] = records(tmp_path)
     assert process_is_gone(record["pid"])
-    assert messages(aws) == [{"type": "failed", "requestId": execution_input["jobId"], "error": GENERIC_REASON}]
-    assert job_item(aws, execution_input["jobId"])["status"] == "FAILED"
 
 
 def test_a_worker_that_ignores_sigterm_is_killed_after_the_grace_period(aws, batch_for, tmp_path):
@@ -289,16 +137,29 @@ def test_a_failure_that_a_retry_rule_matches_is_retried_until_it_succeeds(aws, b
         "evaluateOnExit": [{"onExitCode": "75", "action": "RETRY"}, {"onReason": "*", "action": "EXIT"}],
     }
     register_worker(aws, retryStrategy=strategy)
-    batch_for("--record", str(tmp_path), "--exit-first", "75")
-    execution_input = new_job(aws)
+    batch = batch_for("--record", str(tmp_path), "--exit-first", "75")
 
-    execution = run_execution(aws, execution_input)
+    job_id = submit(aws)
 
-    assert execution["status"] == "SUCCEEDED", execution
-    job = batch_job(aws, execution_input)
-    assert [a["container"]["exitCode"] for a in job["attempts"]] == [75, 0]
+    assert batch.wait(job_id, timeout=20) == "SUCCEEDED"
+    assert [a["container"]["exitCode"] for a in described(aws, job_id)["attempts"]] == [75, 0]
     assert [r["environ"]["AWS_BATCH_JOB_ATTEMPT"] for r in records(tmp_path)] == ["1", "2"]
-    assert messages(aws) == []
+
+
+def test_every_change_of_a_jobs_status_is_published_as_eventbridge_sees_it(aws, batch_for):
+    events: list[dict[str, Any]] = []
+    batch = batch_for("--exit", "3", on_state_change=events.append)
+
+    job_id = submit(aws, "worker-1")
+    assert batch.wait(job_id, timeout=15) == "FAILED"
+
+    assert [e["detail"]["status"] for e in events] == ["RUNNABLE", "STARTING", "RUNNING", "FAILED"]
+    last = events[-1]
+    assert (last["detail-type"], last["source"]) == ("Batch Job State Change", "aws.batch")
+    assert last["detail"]["jobQueue"] == aws.refs["GpuJobQueue"]  # the ARN, as the template's rule matches it
+    assert (last["detail"]["jobId"], last["detail"]["jobName"]) == (job_id, "worker-1")
+    assert last["detail"]["attempts"][0]["container"]["exitCode"] == 3
+    assert last["resources"] == [last["detail"]["jobArn"]]
 
 
 # --- slots, environment, command, stopping ------------------------------------------------------
@@ -358,9 +219,19 @@ def test_each_slot_of_a_gpu_runner_sees_its_gpu(aws, batch_for, tmp_path):
 def test_device_and_slots_are_checked(aws):
     with pytest.raises(ValueError, match="device must be"):
         LocalBatch(aws, device="tpu")
-    with pytest.raises(ValueError, match="slots must be at least 1"):
-        LocalBatch(aws, device="cpu", slots=0)
+    with pytest.raises(ValueError, match="slots must be 0 or more"):
+        LocalBatch(aws, device="cpu", slots=-1)
     assert LocalBatch(aws, device="cpu").slots == 1
+
+
+def test_no_slot_runs_nothing_as_an_account_without_gpu_quota(aws, batch_for, tmp_path):
+    batch = batch_for("--record", str(tmp_path), slots=0)
+    job_id = submit(aws)
+    time.sleep(1)
+    assert batch.status(job_id) == "RUNNABLE"
+    assert records(tmp_path) == []
+    batch.terminate(job_id, "cancelled")
+    assert batch.status(job_id) == "FAILED"
 
 
 def test_the_jobs_own_command_runs_with_this_python_and_its_parameters(aws, batch_for, caplog):

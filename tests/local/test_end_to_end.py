@@ -2,7 +2,8 @@
 WebSocket clients: jobs from a data URL and from a presigned upload, the public broadcast, a
 private job kept private, a client that leaves mid-job, Ctrl-C, and a gallery
 kept across restarts; and faults: an image the worker would refuse (no job at all), a worker and a
-NotifyFunction process killed mid-job and mid-delivery, ten concurrent jobs from ten clients. The
+NotifyFunction process killed mid-delivery, ten concurrent jobs from ten clients. (The pool of
+workers under faults: tests/local/test_pool.py.) The
 worker really runs (64 px, preview preset) on this machine's CPU."""
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
-from .stack_process import Running, data_url, photo_png, running_stack
+from .stack_process import Client, Running, data_url, photo_png, running_stack
 
 ACCEPTED = "TRANSFER_STYLE_ACCEPTED"
 JOB_SECONDS = 180  # a 64 px preview job in a cold worker process on 2 busy cores, with margin
@@ -35,49 +36,6 @@ OPTIONS = {"preset": "preview", "size": 64}
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     with running_stack(tmp_path_factory.mktemp("stack")) as running:
         yield running
-
-
-class Client:
-    """A WebSocket client that keeps every message it receives. Like a browser it sends no pings
-    (API Gateway needs none): a stack slowed by ten jobs at once must not look like a dead peer."""
-
-    def __init__(self, ws_url: str) -> None:
-        self._resources = contextlib.ExitStack()  # websockets wants its connections entered
-        self.ws: ClientConnection = self._resources.enter_context(connect(ws_url, max_size=None, ping_interval=None))
-        self.seen: list[dict[str, Any]] = []
-
-    def send(self, body: dict[str, Any]) -> None:
-        self.ws.send(json.dumps(body))
-
-    def wait_for(self, predicate, timeout: float = 30, start: int = 0) -> dict[str, Any]:
-        """The first message from the `start`th on that satisfies `predicate`, waiting for it."""
-        for message in self.seen[start:]:
-            if predicate(message):
-                return message
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                message = json.loads(self.ws.recv(timeout=left))
-            except TimeoutError:
-                break
-            self.seen.append(message)
-            if predicate(message):
-                return message
-        raise AssertionError(f"no such message within {timeout} s; got {[m['event'] for m in self.seen]}")
-
-    def event(self, name: str, timeout: float = 30, start: int = 0) -> dict[str, Any]:
-        return self.wait_for(lambda m: m["event"] in (name, "ERROR"), timeout, start)
-
-    def ask(self, body: dict[str, Any], answer: str) -> dict[str, Any]:
-        """Send a request and return its answer's data: only a message after the request counts."""
-        start = len(self.seen)
-        self.send(body)
-        message = self.event(answer, start=start)
-        assert message["event"] == answer, message
-        return message["data"]
-
-    def close(self) -> None:
-        self._resources.close()
 
 
 @pytest.fixture
@@ -197,28 +155,6 @@ def test_an_image_the_worker_would_refuse_starts_no_job(stack: Running, clients)
         )  # fmt: skip
         assert refused["message"].startswith("the content image is "), refused  # the worker's reasons
     assert stack.log.read_text().count("job submitted") == submitted  # no job, no GPU paid for
-
-
-def test_a_worker_killed_mid_job_is_reported_to_its_client(stack: Running, clients) -> None:
-    client = clients()
-    # a job long enough (256 px: about 15 s on a quiet 2-core CPU) that the kill lands mid-job;
-    # a 64 px one can end between its first progress message and the kill
-    job = client.ask(
-        {"action": "TRANSFER_STYLE", "image": data_url(photo_png(96, 64)), "style": "swirls", "isPrivate": True,
-         "options": {**OPTIONS, "size": 256}},
-        "TRANSFER_STYLE_ACCEPTED",
-    )  # fmt: skip
-    client.event(f"TRANSFER_STYLE_PROGRESS::{job['jobId']}", JOB_SECONDS)  # the worker is running
-    workers = stack.pids("stylize_worker")
-    assert len(workers) == 1, workers
-    os.kill(workers[0], signal.SIGKILL)
-    killed = time.monotonic()
-    failed = client.event(f"TRANSFER_STYLE_FAILED::{job['jobId']}", 120)
-    assert failed["event"] == f"TRANSFER_STYLE_FAILED::{job['jobId']}", failed
-    print(f"worker killed: its client told in {time.monotonic() - killed:.1f} s")
-    assert failed["data"]["error"]
-    state = client.ask({"action": "GET_JOB", "jobId": job["jobId"], "jobToken": job["jobToken"]}, "JOB")
-    assert state["status"] == "FAILED"
 
 
 class Watcher:

@@ -18,51 +18,7 @@ from stylelocal import moto_fixes
 from stylelocal.aws import FAKE_CREDENTIALS, REGION, LocalAws
 from stylelocal.batch import EXITED
 
-from .conftest import history, job_item, messages, new_job, records, run_execution, wait_for_execution
-
-# A Batch task with every kind of parameter: PascalCase structures, a list of {Name, Value}, a map
-# whose keys are data (Parameters, Tags), numbers.
-TASK_PARAMETERS = {
-    "JobName": "fixture-job",
-    "JobQueue": "local-gpu",
-    "JobDefinition": "local-worker",
-    "Parameters": {"Size": "64"},
-    "ContainerOverrides": {
-        "Environment": [{"Name": "JOB_JSON", "Value.$": "States.JsonToString($)"}, {"Name": "EXTRA", "Value": "1"}],
-        "Command": ["python", "-m", "stylize_worker", "Ref::Size"],
-        "ResourceRequirements": [{"Type": "VCPU", "Value": "2"}],
-    },
-    "RetryStrategy": {"Attempts": 2},
-    "Timeout": {"AttemptDurationSeconds": 120},
-    "Tags": {"Purpose": "test"},
-}
-
-
-def batch_machine(aws: LocalAws) -> str:
-    """A state machine with one batch:submitJob.sync task; its ResultSelector reads AWS's names."""
-    definition = {
-        "StartAt": "Run",
-        "States": {
-            "Run": {
-                "Type": "Task",
-                "Resource": "arn:aws:states:::batch:submitJob.sync",
-                "Parameters": TASK_PARAMETERS,
-                "ResultSelector": {"id.$": "$.JobId", "status.$": "$.Status", "exit.$": "$.Container.ExitCode"},
-                "End": True,
-            }
-        },
-    }
-    return aws.client("stepfunctions").create_state_machine(
-        name="BatchOnly", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/local"
-    )["stateMachineArn"]
-
-
-def run_batch_machine(aws: LocalAws, timeout: float = 30) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    arn = aws.client("stepfunctions").start_execution(
-        stateMachineArn=batch_machine(aws), name="fixture", input=json.dumps({"jobId": "x"})
-    )["executionArn"]
-    execution = wait_for_execution(aws, arn, timeout)
-    return execution, history(aws, arn)
+from .conftest import history, records, wait_for_execution
 
 
 def batch_jobs(aws: LocalAws) -> list[dict[str, Any]]:
@@ -103,10 +59,11 @@ def test_installing_is_idempotent_and_uninstalling_restores_moto_exactly(fixes):
     originals = {name: vars(Job).get(name) for name in ("run", "describe", "describe_short", "terminate", "status")}
     assert originals["status"] is None  # moto's Job inherits status from ManagedState
     assert moto_fixes.install() == [
-        "batch_integration",
         "batch_runner",
         "batch_threads",
         "lambda_invoker",
+        "task_tokens",
+        "parallel_errors",
         "s3_presigned",
     ]
     assert moto_fixes.install() == []
@@ -115,48 +72,6 @@ def test_installing_is_idempotent_and_uninstalling_restores_moto_exactly(fixes):
     assert {name: vars(Job).get(name) for name in originals} == originals
     with pytest.raises(KeyError, match="no moto fix called 'nope'"):
         moto_fixes.install(["nope"])
-
-
-# --- batch_integration ---------------------------------------------------------------------------
-
-
-def test_without_the_integration_fix_the_batch_task_fails_and_no_job_is_submitted(aws, fixes, batch_for):
-    moto_fixes.uninstall(["batch_integration"])
-    batch_for("--exit", "0")
-
-    execution, events = run_batch_machine(aws)
-
-    assert execution["status"] == "FAILED"
-    # botocore's serializer (moto's client skips validation) finds no member called JobName
-    assert event_of(events, "TaskFailed") == {"error": "States.Runtime", "cause": "'JobName'"}
-    assert batch_jobs(aws) == []
-
-
-def test_with_the_integration_fix_moto_gets_the_request_as_boto3_sends_it(aws, fixes):
-    # moto's own Batch (no runner fix): it fails the job without running it, after a while
-    moto_fixes.uninstall(["batch_runner"])
-    moto_fixes.install(["batch_integration"])
-
-    execution, events = run_batch_machine(aws)
-
-    [job] = batch_jobs(aws)
-    assert job["jobName"] == "fixture-job"
-    assert job["parameters"] == {"Size": "64"}
-    assert job["timeout"] == {"attemptDurationSeconds": 120}
-    assert job["tags"] == {"Purpose": "test"}
-    assert job["container"]["command"] == ["python", "-m", "stylize_worker", "Ref::Size"]
-    environment = {e["name"]: e["value"] for e in job["container"]["environment"]}
-    assert json.loads(environment["JOB_JSON"]) == {"jobId": "x"}
-    assert environment["EXTRA"] == "1"
-    assert environment["MANAGED_BY_AWS"] == "STARTED_BY_STEP_FUNCTIONS"  # moto's own lowercase entry
-    # Step Functions' casing of the responses: the interpreter found JobId, and the failure's cause
-    # is the job's description in PascalCase, as AWS gives it
-    submitted = json.loads(event_of(events, "TaskSubmitted")["output"])
-    assert submitted == {"JobArn": job["jobArn"], "JobName": "fixture-job", "JobId": job["jobId"]}
-    assert execution["status"] == "FAILED"
-    cause = json.loads(event_of(events, "TaskFailed")["cause"])
-    assert cause["JobId"] == job["jobId"]
-    assert cause["Status"] == "FAILED"
 
 
 # --- batch_runner --------------------------------------------------------------------------------
@@ -181,7 +96,6 @@ def test_without_the_runner_fix_moto_never_runs_the_job(aws, fixes, batch_for, t
 
 
 def test_with_the_runner_fix_the_runner_runs_the_job_and_describe_jobs_reports_it(aws, fixes, batch_for, tmp_path):
-    moto_fixes.uninstall(["batch_integration"])  # not needed: this job is submitted directly
     batch = batch_for("--record", str(tmp_path), "--sleep", "1")
     job_id = submit(aws, environment=[{"name": "JOB_JSON", "value": "{}"}])
 
@@ -301,21 +215,100 @@ def test_without_the_threads_fix_a_job_submitted_mid_describe_breaks_it_and_with
     assert names.count("first") == names.count("second") == 2
 
 
-# --- together --------------------------------------------------------------------------------
+# --- task_tokens and parallel_errors --------------------------------------------------------------
 
 
-def test_together_the_template_state_machine_runs_a_job_and_selects_its_result(aws, batch_for, tmp_path):
-    batch_for("--record", str(tmp_path), "--print", "working")
-    execution_input = new_job(aws)
+def token_machine(aws: LocalAws, heartbeat: int = 30) -> str:
+    """The pool's shape in small: a Parallel whose one branch waits for a task token sent on the
+    work queue (with a heartbeat), caught as the template catches it."""
+    wait = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Parameters": {"QueueUrl": aws.refs["WorkQueue"], "MessageBody": {"taskToken.$": "$$.Task.Token"}},
+        "HeartbeatSeconds": heartbeat,
+        "End": True,
+    }
+    definition = {
+        "StartAt": "Run",
+        "States": {
+            "Run": {
+                "Type": "Parallel",
+                "Branches": [{"StartAt": "Wait", "States": {"Wait": wait}}],
+                "Catch": [
+                    {"ErrorEquals": ["States.HeartbeatTimeout"], "ResultPath": "$.failure", "Next": "NoHeartbeat"},
+                    {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Other"},
+                ],
+                "End": True,
+            },
+            "NoHeartbeat": {"Type": "Pass", "End": True},
+            "Other": {"Type": "Pass", "End": True},
+        },
+    }
+    return aws.client("stepfunctions").create_state_machine(
+        name=f"Tokens{time.monotonic_ns()}", definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/local",
+    )["stateMachineArn"]  # fmt: skip
 
-    execution = run_execution(aws, execution_input)
 
-    assert execution["status"] == "SUCCEEDED", execution
-    output = json.loads(execution["output"])
-    [job] = batch_jobs(aws)
-    # ResultSelector: $.JobId, $.Status, $.StoppedAt
-    assert output["batch"] == {"batchJobId": job["jobId"], "status": "SUCCEEDED", "stoppedAt": job["stoppedAt"]}
-    [record] = records(tmp_path)
-    assert json.loads(record["environ"]["JOB_JSON"]) == execution_input
-    assert job_item(aws, execution_input["jobId"])["status"] == "SUCCEEDED"  # recorded by the state machine
-    assert messages(aws) == []  # the fake worker sent nothing, and nothing failed
+def start_tokens(aws: LocalAws, heartbeat: int = 30) -> tuple[str, str]:
+    """An execution of token_machine, and its token as a worker receives it."""
+    sfn, sqs = aws.client("stepfunctions"), aws.client("sqs")
+    arn = sfn.start_execution(stateMachineArn=token_machine(aws, heartbeat), input="{}")["executionArn"]
+    deadline = time.monotonic() + 10
+    while not (received := sqs.receive_message(QueueUrl=aws.refs["WorkQueue"]).get("Messages")):
+        assert time.monotonic() < deadline, "no token was sent"
+    return arn, json.loads(received[0]["Body"])["taskToken"]
+
+
+def test_without_the_token_fix_a_heartbeat_before_moto_arms_its_clock_is_refused_and_with_it_accepted(aws, fixes):
+    """The race a warm worker meets: its heartbeat can reach moto between the task's message being
+    sent and the task's heartbeat clock being armed. Shown on the callback itself, at that moment."""
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+    moto_fixes.uninstall(["task_tokens"])
+    assert CallbackEndpoint("token").notify_heartbeat() is False  # moto then answers InvalidToken
+    moto_fixes.install(["task_tokens"])
+    early = CallbackEndpoint("token")
+    assert early.notify_heartbeat() is True
+    armed = early.setup_heartbeat_endpoint(heartbeat_seconds=1)
+    assert early.notify_heartbeat() is True
+    assert armed.clear_and_wait() is True  # the heartbeat reached the armed clock
+    sfn = aws.client("stepfunctions")
+    _, token = start_tokens(aws)
+    sfn.send_task_heartbeat(taskToken=token)  # and through the API
+
+
+def test_without_the_token_fix_a_failures_cause_is_lost_and_with_it_kept(aws, fixes):
+    sfn = aws.client("stepfunctions")
+    causes = []
+    for installed in (False, True):
+        (moto_fixes.install if installed else moto_fixes.uninstall)(["task_tokens"])
+        arn, token = start_tokens(aws)
+        sfn.send_task_failure(taskToken=token, error="StyleTransfer.BadInput", cause="the photo is too small")
+        execution = wait_for_execution(aws, arn)
+        failure = json.loads(execution["output"])["failure"]
+        assert failure["Error"] == "StyleTransfer.BadInput"
+        causes.append(failure.get("Cause"))
+    assert not causes[0]  # moto dropped it
+    assert causes[1] == "the photo is too small"
+
+
+def test_without_the_fixes_a_lapsed_heartbeat_is_a_crash_or_a_timeout_and_with_them_a_heartbeat_timeout(aws, fixes):
+    moto_fixes.uninstall(["task_tokens", "parallel_errors"])
+    arn, _ = start_tokens(aws, heartbeat=1)
+    crashed = wait_for_execution(aws, arn, 30)
+    assert crashed["status"] == "FAILED"  # the Parallel could not re-raise States.Timeout: no Catch ran
+    assert not any(e["type"] == "PassStateEntered" for e in history(aws, arn))
+
+    moto_fixes.install(["parallel_errors"])
+    arn, _ = start_tokens(aws, heartbeat=1)
+    caught = wait_for_execution(aws, arn, 30)
+    assert json.loads(caught["output"])["failure"]["Error"] == "States.Timeout"  # moto's name for every timeout
+
+    moto_fixes.install(["task_tokens"])
+    arn, _ = start_tokens(aws, heartbeat=1)
+    caught = wait_for_execution(aws, arn, 30)
+    assert caught["status"] == "SUCCEEDED"
+    assert json.loads(caught["output"])["failure"]["Error"] == "States.HeartbeatTimeout"
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history(aws, arn) if e["type"] == "PassStateEntered"]
+    assert entered == ["NoHeartbeat"]

@@ -41,8 +41,10 @@ class Pool:
         return worker_id
 
     def wait(self, jobs: int) -> None:
+        """Jobs that arrived earlier and wait on the queue."""
         for number in range(jobs):
             self.sqs.send_message(QueueUrl=self.queue, MessageBody=json.dumps({"job": number}))
+            self.registry.arrived()
 
     def statuses(self) -> list[str]:
         return sorted(w.status for w in self.registry.state().workers)
@@ -111,8 +113,8 @@ def test_the_schedule_keeps_min_warm_workers_up_and_starts_none_for_nothing(pool
 
 
 def test_scalers_running_at_once_start_only_what_the_rule_wants(pool: Pool):
-    """Eight scalers (eight jobs arriving together) against an empty pool, JobsPerWorker 4: each
-    counts its own job as waiting, so each wants one worker, and one is started between them."""
+    """Eight scalers (eight jobs arriving together) against an empty pool, JobsPerWorker 4: the
+    eight jobs want two workers, and two are started between them, whichever scaler starts them."""
     pool.scale("scale_workers/schedule.json")  # the module loaded: the threads share it
     handler = pool.aws.handler(SCALER)
     module = sys.modules[handler.__module__]
@@ -125,14 +127,16 @@ def test_scalers_running_at_once_start_only_what_the_rule_wants(pool: Pool):
         for thread in threads:
             thread.join()
 
-    assert sum(result["started"] for result in results) == 1
-    assert pool.registry.state().counted == len(pool.registry.state().workers) == 1
-    assert len(pool.batch_jobs()) == 1
+    assert sum(result["started"] for result in results) == 2
+    assert pool.registry.state().counted == len(pool.registry.state().workers) == 2
+    assert len(pool.batch_jobs()) == 2
+    assert pool.registry.state().waiting == 8
 
 
 def test_a_worker_whose_lease_lapsed_is_forgotten_and_its_job_goes_back_to_the_queue(pool: Pool):
     pool.wait(1)
     received = pool.sqs.receive_message(QueueUrl=pool.queue, VisibilityTimeout=600)["Messages"][0]
+    pool.registry.taken()  # as the worker that took it did
     pool.worker(BUSY, lease_seconds=0.5, job=("0" * 32, received["ReceiptHandle"]))
     alive = pool.worker(IDLE)
     time.sleep(1)
@@ -203,6 +207,20 @@ def test_a_refused_submission_leaves_no_worker_counted_and_says_why(pool: Pool):
     state = pool.registry.state()
     assert (state.workers, state.counted) == ([], 0)
     assert state.start_failure == "the service could not ask for a GPU worker"
+
+
+def test_the_waiting_count_follows_arrivals_and_takings_and_the_schedule_lowers_it_to_the_queue(pool: Pool):
+    pool.scale()
+    pool.scale()
+    assert pool.registry.state().waiting == 2  # two arrived, their messages not yet sent
+    pool.registry.taken()
+    assert pool.registry.state().waiting == 1
+    pool.registry.taken()
+    pool.registry.taken()  # a copy no one counted: never below zero
+    assert pool.registry.state().waiting == 0
+    pool.wait(3)
+    pool.sqs.purge_queue(QueueUrl=pool.queue)  # three messages gone unseen (say, expired)
+    assert pool.scale("scale_workers/schedule.json")["waiting"] == 0
 
 
 def test_a_worker_that_comes_up_clears_the_start_failure(pool: Pool):

@@ -7,6 +7,7 @@ The table holds one item per worker and one for the pool:
 
     workerId = "#pool"   workers (how many worker items exist), startFailure (why the last worker
                          that never came up did not), startFailureAt (epoch s)
+    workerId = "#queue"  waiting: jobs handed to the pool that no worker has taken yet
     workerId = <id>      status (STARTING, IDLE, BUSY), leaseUntil (epoch s), batchJobId,
                          jobId and receiptHandle while BUSY, startedAt, jobsDone, expiresAt (TTL)
 
@@ -14,6 +15,12 @@ Every item a worker has is counted in the pool item's `workers`, and every chang
 worker items changes the count in the same transaction, so the two never drift. Starting a
 worker is a conditional increment (`workers < desired`), which is what bounds the pool under
 races: two scalers that both decide one worker is wanted start one between them.
+
+The jobs waiting are counted here rather than read off the work queue: SQS's count is
+approximate, and a job that arrives with others is counted by the scaler before its message is
+even sent. The scaler adds each job as it arrives (and each job a gone worker held); a worker
+takes one off as it takes a message off the queue (and adds back one it hands back). The minute's
+reconcile lowers the count to what the queue holds, should a message have left it unseen (expired).
 
 A worker's lease is renewed while it lives (every third of WORKER_LEASE_SECONDS); a lease that
 lapses means the worker is gone (killed, its instance lost, or, for a STARTING one, it never came
@@ -23,6 +30,7 @@ job it held is made visible on the work queue again at once.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -30,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 POOL_KEY = "#pool"
+QUEUE_KEY = "#queue"
 STARTING, IDLE, BUSY = "STARTING", "IDLE", "BUSY"
 EXPIRE_AFTER_SECONDS = 86400  # a worker item the scaler never reaped (it too was gone) expires by TTL
 
@@ -62,6 +71,7 @@ class PoolState:
     counted: int  # the pool item's count: equal to len(workers), by construction
     start_failure: str | None = None
     start_failure_at: float | None = None
+    waiting: int = 0  # jobs no worker has taken yet
 
     def count(self, status: str, now: float) -> int:
         return sum(1 for w in self.workers if w.status == status and not w.lapsed(now))
@@ -82,16 +92,54 @@ class Registry:
 
     def state(self) -> PoolState:
         workers: list[Worker] = []
-        counted, failure, failure_at = 0, None, None
+        counted, failure, failure_at, waiting = 0, None, None, 0
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True):
             for item in page["Items"]:
                 if item["workerId"]["S"] == POOL_KEY:
                     counted = int(item.get("workers", {}).get("N", "0"))
                     failure = item.get("startFailure", {}).get("S")
                     failure_at = float(item["startFailureAt"]["N"]) if "startFailureAt" in item else None
+                elif item["workerId"]["S"] == QUEUE_KEY:
+                    waiting = int(item.get("waiting", {}).get("N", "0"))
                 else:
                     workers.append(_worker(item))
-        return PoolState(workers, counted, failure, failure_at)
+        return PoolState(workers, counted, failure, failure_at, waiting)
+
+    # --- the jobs waiting ---------------------------------------------------------------------
+
+    def arrived(self) -> int:
+        """One more job waits (a new one, or one a gone worker held); how many wait now."""
+        updated = self.dynamodb.update_item(
+            TableName=self.table,
+            Key={"workerId": {"S": QUEUE_KEY}},
+            UpdateExpression="ADD waiting :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(updated["Attributes"]["waiting"]["N"])
+
+    def taken(self) -> None:
+        """A worker took a job's message off the queue (to paint it, or because it was over)."""
+        with contextlib.suppress(self.dynamodb.exceptions.ConditionalCheckFailedException):
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={"workerId": {"S": QUEUE_KEY}},
+                UpdateExpression="ADD waiting :less",
+                ConditionExpression="waiting > :zero",  # never below zero: a copy nobody counted
+                ExpressionAttributeValues={":less": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
+
+    def at_most_waiting(self, most: int) -> None:
+        """No more than `most` jobs can be waiting (what the queue holds): a message that left it
+        unseen (expired after its retention) is no longer counted."""
+        with contextlib.suppress(self.dynamodb.exceptions.ConditionalCheckFailedException):
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={"workerId": {"S": QUEUE_KEY}},
+                UpdateExpression="SET waiting = :most",
+                ConditionExpression="waiting > :most",
+                ExpressionAttributeValues={":most": {"N": str(most)}},
+            )
 
     # --- the scaler's transitions -----------------------------------------------------------
 
@@ -192,8 +240,19 @@ class Registry:
         )
 
     def retire(self, worker_id: str, keep: int) -> bool:
-        """An idle worker leaves, unless that would leave fewer than `keep` (MinWarmWorkers)."""
-        return self._remove(worker_id, pool_condition=("workers > :keep", {":keep": {"N": str(keep)}}))
+        """An idle worker leaves, unless that would leave fewer than `keep` (MinWarmWorkers) or a
+        job waits: a job that arrived as it was about to leave was counted before the scaler saw
+        it idle (and started no other worker for it), so it must stay and take that job."""
+        nothing_waits = {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": {"workerId": {"S": QUEUE_KEY}},
+                "ConditionExpression": "attribute_not_exists(waiting) OR waiting <= :zero",
+                "ExpressionAttributeValues": {":zero": {"N": "0"}},
+            }
+        }
+        pool_condition = ("workers > :keep", {":keep": {"N": str(keep)}})
+        return self._remove(worker_id, pool_condition=pool_condition, also=[nothing_waits])
 
     # --- transactions -----------------------------------------------------------------------
 
@@ -204,6 +263,7 @@ class Registry:
         condition: str | None = None,
         values: dict[str, Any] | None = None,
         pool_condition: tuple[str, dict[str, Any]] | None = None,
+        also: list[dict[str, Any]] | None = None,
     ) -> bool:
         delete: dict[str, Any] = {
             "TableName": self.table,
@@ -223,7 +283,7 @@ class Registry:
         if pool_condition is not None:
             update["ConditionExpression"] = pool_condition[0]
             update["ExpressionAttributeValues"] |= pool_condition[1]
-        return self._transact([{"Delete": delete}, {"Update": update}])
+        return self._transact([{"Delete": delete}, {"Update": update}, *(also or [])])
 
     def _transact(self, items: list[dict[str, Any]]) -> bool:
         try:
