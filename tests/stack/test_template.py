@@ -314,6 +314,7 @@ def test_the_worker_takes_jobs_answers_their_tokens_and_keeps_its_place_in_the_p
     assert by_resource[json.dumps({"Fn::GetAtt": ["WorkersTable", "Arn"]})] == {
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
     }
     assert by_resource[json.dumps({"Fn::GetAtt": ["JobsTable", "Arn"]})] == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert by_resource[json.dumps({"Fn::GetAtt": ["ResultsQueue", "Arn"]})] == {"sqs:SendMessage"}
