@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .task import CLAIMED, EXHAUSTED, Clients, HandBack, Task, TaskLost
+from .task import CLAIMED, EXHAUSTED, HELD, Clients, HandBack, Task, TaskLost
 
 POLL_SECONDS = 5  # a long poll this long at most: SIGTERM is noticed within it
 # On a GPU the start-up runs a few iterations at the common sizes' scales, so that a job there
@@ -285,6 +285,11 @@ class Worker:
             task.done()
             return
         claim = task.claim(self.config.max_attempts)
+        if claim == HELD:
+            log("job held by another worker", jobId=job_id)
+            task.later()
+            self.registry.arrived()  # still waiting, for its holder's claim to lapse
+            return
         if claim != CLAIMED:
             if claim == EXHAUSTED:
                 task.exhausted(self.config.max_attempts)

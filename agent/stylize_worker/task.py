@@ -35,7 +35,7 @@ class HandBack(Exception):  # noqa: N818 - a decision, not an error
     """The worker must stop and this job would not finish in time: give it back to the queue."""
 
 
-CLAIMED, EXHAUSTED, OVER = "claimed", "exhausted", "over"
+CLAIMED, EXHAUSTED, OVER, HELD = "claimed", "exhausted", "over", "held"
 
 
 @dataclass
@@ -56,6 +56,7 @@ class Task:
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.attempt = 0
+        self.held_until = 0.0  # when another worker's claim lapses (epoch s), if it holds the job
         self.lost = threading.Event()  # the token went stale while the job ran
         self.stopping: Callable[[], bool] = lambda: False  # set by the worker: SIGTERM received
 
@@ -63,7 +64,8 @@ class Task:
 
     def claim(self, max_attempts: int) -> str:
         """Count this attempt on the job item: CLAIMED (go on), EXHAUSTED (the job has used its
-        attempts: fail it) or OVER (the job ended, or another live worker holds it)."""
+        attempts: fail it), OVER (the job ended) or HELD (another worker holds it, and its claim
+        has not lapsed: a second copy of the message, or a worker not yet known to be gone)."""
         now = time.time()
         dynamodb = self.clients.dynamodb
         try:
@@ -87,9 +89,10 @@ class Task:
             item = dynamodb.get_item(
                 TableName=self.clients.jobs_table, Key={"jobId": {"S": self.job.job_id}}, ConsistentRead=True
             ).get("Item", {})
-            running = item.get("status", {}).get("S") == "RUNNING"
-            attempts = int(item.get("attempts", {}).get("N", "0"))
-            return EXHAUSTED if running and attempts >= max_attempts else OVER
+            if item.get("status", {}).get("S") != "RUNNING":
+                return OVER
+            self.held_until = float(item.get("claimedUntil", {}).get("N", "0"))
+            return EXHAUSTED if int(item.get("attempts", {}).get("N", "0")) >= max_attempts else HELD
         self.attempt = int(updated["Attributes"]["attempts"]["N"])
         return CLAIMED
 
@@ -165,6 +168,17 @@ class Task:
         with contextlib.suppress(ClientError):  # if not, its lease lapses a little later
             self.clients.sqs.change_message_visibility(
                 QueueUrl=self.clients.work_queue_url, ReceiptHandle=self.receipt, VisibilityTimeout=0
+            )
+
+    def later(self) -> None:
+        """Leave the message to come back once the holder's claim would have lapsed: by then its
+        worker has finished the job (the copy is then over) or is gone (the job is then ours)."""
+        from botocore.exceptions import ClientError
+
+        seconds = max(1, min(43_200, round(self.held_until - time.time()) + 1))
+        with contextlib.suppress(ClientError):
+            self.clients.sqs.change_message_visibility(
+                QueueUrl=self.clients.work_queue_url, ReceiptHandle=self.receipt, VisibilityTimeout=seconds
             )
 
     def done(self) -> None:

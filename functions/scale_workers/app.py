@@ -3,7 +3,8 @@ ones that are gone. Invoked three ways:
 
 - by the state machine as each job arrives (`{"jobId": ...}`): the arriving job counts as waiting;
 - by EventBridge when a worker's Batch job ends (`Batch Job State Change`, SUCCEEDED or FAILED):
-  that worker is forgotten at once, and the job it held goes back on the work queue;
+  that worker is forgotten at once, and the job it held goes back on the work queue, free for the
+  next worker;
 - by EventBridge every minute: workers whose lease lapsed are forgotten, and the pool is brought
   back to what the waiting jobs and MinWarmWorkers want (a job that waits with no worker, after a
   worker died; MinWarmWorkers after a deploy).
@@ -35,6 +36,7 @@ metrics = Metrics()
 batch = boto3.client("batch")
 sqs = boto3.client("sqs")
 registry = Registry(settings.workers_table, boto3.client("dynamodb"))
+jobs_table = boto3.resource("dynamodb").Table(settings.jobs_table)
 
 BATCH_STATE_CHANGE = "Batch Job State Change"
 NO_CAPACITY = "no GPU machine could be had in time (the service is at its GPU capacity or quota)"
@@ -60,6 +62,8 @@ def forget(worker: Worker, why: str, lease_lapsed: bool) -> bool:
     metrics.add_metric(name="WorkersReaped", unit=MetricUnit.Count, value=1)
     if worker.receipt_handle:
         registry.arrived()  # its job waits again
+        if worker.job_id:
+            release_claim(worker)
         try:
             sqs.change_message_visibility(
                 QueueUrl=settings.work_queue_url, ReceiptHandle=worker.receipt_handle, VisibilityTimeout=0
@@ -75,6 +79,20 @@ def forget(worker: Worker, why: str, lease_lapsed: bool) -> bool:
             except ClientError:
                 logger.exception("a worker that never came up could not be terminated")
     return True
+
+
+def release_claim(worker: Worker) -> None:
+    """The job a gone worker held is free for the next worker at once (its attempt stays counted)."""
+    try:
+        jobs_table.update_item(
+            Key={"jobId": worker.job_id},
+            UpdateExpression="REMOVE workerId, claimedUntil",
+            ConditionExpression="workerId = :gone",
+            ExpressionAttributeValues={":gone": worker.worker_id},
+        )
+    except ClientError as failure:  # it ended, or another worker took it meanwhile: nothing to free
+        if failure.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
 
 
 def start_failure(worker: Worker) -> str:

@@ -252,14 +252,18 @@ def test_a_job_that_stopped_max_attempts_workers_fails_without_running(pool: Poo
     assert pool.results() == []
 
 
-def test_a_job_another_live_worker_holds_is_left_to_it(pool: Pool, worker: Worker):
+def test_a_job_another_live_worker_holds_is_left_until_its_claim_lapses(pool: Pool, worker: Worker):
+    """A second copy of a job's message (SQS delivers at least once), or a job whose worker is gone
+    but not yet known to be: the message comes back once the holder's claim would have lapsed."""
     job = pool.job(content_image())
     arn = pool.start(job)
-    pool.dynamodb.update_item(  # a second copy of the message: another worker holds the job
+    pool.registry.arrived()  # as the scaler counted it
+    holder_lapses = time.time() + 60
+    pool.dynamodb.update_item(
         TableName=pool.aws.refs["JobsTable"], Key={"jobId": {"S": job.job_id}},
-        UpdateExpression="SET attempts = :one, workerId = :other, claimedUntil = :later",
+        UpdateExpression="SET attempts = :one, workerId = :other, claimedUntil = :until",
         ExpressionAttributeValues={":one": {"N": "1"}, ":other": {"S": "another"},
-                                   ":later": {"N": str(time.time() + 60)}},
+                                   ":until": {"N": str(holder_lapses)}},
     )  # fmt: skip
 
     assert worker._take_one(wait=10)
@@ -267,6 +271,8 @@ def test_a_job_another_live_worker_holds_is_left_to_it(pool: Pool, worker: Worke
     assert pool.output(job) is None
     assert pool.machine.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"  # left to the other
     assert pool.job_item(job)["workerId"] == {"S": "another"}
+    assert pool.queued() == {"visible": 0, "held": 1}  # kept, out of sight until the claim lapses
+    assert pool.registry.state().waiting == 1  # still waiting
     pool.machine.sfn.stop_execution(executionArn=arn)
 
 
@@ -441,19 +447,17 @@ def test_a_worker_the_pool_no_longer_counts_takes_no_job(pool: Pool, aws: LocalA
 
 
 def test_many_mixed_jobs_leave_memory_flat_and_a_job_the_same_as_in_a_fresh_process(pool: Pool, aws: LocalAws):
-    """Twelve jobs of mixed sizes and options through one worker, then a job whose twin runs first
-    in a fresh worker: the two results are the same bytes (the CPU path is deterministic), and
-    the first worker's resident memory after its last jobs is what it was after its fourth, within
-    40 MiB (caches settle in the first jobs; a leak of a job's images or its graph would grow it
-    by more than that over eight jobs)."""
-    mixed = [
-        {"size": 64}, {"size": 96, "strength": 0.9}, {"size": 80, "preserveColors": True},
-        {"size": 72, "styleScale": 0.5}, {"size": 96, "seed": 7}, {"size": 64, "strength": 0.1},
-        {"size": 88, "preserveColors": True, "seed": 3}, {"size": 64, "styleScale": 2.0}, {"size": 96},
-        {"size": 72, "strength": 0.7, "seed": 11}, {"size": 80}, {"size": 64, "preserveColors": True},
-    ]  # fmt: skip
-    twin_options = {"size": 80, "strength": 0.6, "seed": 5}
-    jobs = [pool.job(content_image(), **options) for options in mixed]
+    """Eight jobs of mixed sizes and options through one worker, the last of them the twin of a job
+    that then runs first in a fresh worker: the two results are the same bytes (the CPU path is
+    deterministic), and the first worker's resident memory after its later jobs is what it was
+    after its third, within 40 MiB (the first three meet every image size and option; what they
+    cache stays, and a leak of a job's images or its graph would grow it by more than that over
+    five jobs). benchmarks/bench_worker.py runs this for hundreds of jobs."""
+    first_three = [{"size": 64}, {"size": 80, "preserveColors": True, "styleScale": 0.5}, {"size": 72, "strength": 0.9}]
+    again = [{"size": 64, "seed": 3}, {"size": 72, "strength": 0.2}, {"size": 64, "preserveColors": True},
+             {"size": 80, "preserveColors": True, "styleScale": 0.5, "seed": 2}]  # fmt: skip
+    twin_options = {"size": 80, "styleScale": 0.5, "strength": 0.6, "seed": 5}
+    jobs = [pool.job(content_image(), **options) for options in [*first_three, *again]]
     last = pool.job(content_image(), **twin_options)
     executions = [pool.start(job) for job in [*jobs, last]]
     process = worker_process(pool, aws, WORKER_IDLE_SECONDS="2")
@@ -469,8 +473,8 @@ def test_many_mixed_jobs_leave_memory_flat_and_a_job_the_same_as_in_a_fresh_proc
 
     assert pool.output(last) == pool.output(fresh)
     resident = [line["residentMiB"] for line in lines if line.get("message") == "stylize-worker job"]
-    assert len(resident) == 13
-    assert max(resident[4:]) - resident[3] < 40, resident
+    assert len(resident) == 8
+    assert max(resident[3:]) - resident[2] < 40, resident
 
 
 def test_the_contracts_presets_and_sizes_are_ones_the_engine_paints():

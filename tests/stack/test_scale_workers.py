@@ -46,6 +46,10 @@ class Pool:
             self.sqs.send_message(QueueUrl=self.queue, MessageBody=json.dumps({"job": number}))
             self.registry.arrived()
 
+    def queued_visible(self) -> int:
+        found = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(found["Attributes"]["ApproximateNumberOfMessages"])
+
     def statuses(self) -> list[str]:
         return sorted(w.status for w in self.registry.state().workers)
 
@@ -169,18 +173,40 @@ def test_a_worker_that_never_came_up_is_terminated_and_the_pool_says_why(pool: P
     assert job["status"] == "FAILED"  # terminated: it must not come up uncounted later
 
 
-def test_a_workers_batch_job_ending_forgets_it_at_once(pool: Pool):
+def test_a_workers_batch_job_ending_forgets_it_at_once_and_frees_its_job(pool: Pool):
     pool.scale()
     [worker] = pool.registry.state().workers
-    pool.registry.renew(worker.worker_id, BUSY, 60, job=("0" * 32, "no-such-receipt"))
+    job_id = "0" * 32
+    jobs = pool.aws.client("dynamodb")
+    jobs.put_item(
+        TableName="JobsTable",
+        Item={
+            "jobId": {"S": job_id},
+            "status": {"S": "RUNNING"},
+            "attempts": {"N": "1"},
+            "workerId": {"S": worker.worker_id},
+            "claimedUntil": {"N": "9999999999"},
+        },
+    )
+    pool.wait(1)
+    held = pool.sqs.receive_message(QueueUrl=pool.queue, VisibilityTimeout=600)["Messages"][0]
+    pool.registry.taken()
+    pool.registry.renew(worker.worker_id, BUSY, 60, job=(job_id, held["ReceiptHandle"]))
     ended = event("scale_workers/worker_ended.json")
     ended["detail"]["jobId"] = worker.batch_job_id
 
     scaled = pool.scale(ended)
 
     assert scaled["reaped"] == 1
-    assert pool.registry.state().workers == []
+    assert [w.status for w in pool.registry.state().workers] == [STARTING]  # another, for its job
+    assert worker.worker_id not in [w.worker_id for w in pool.registry.state().workers]
     assert pool.registry.state().start_failure is None  # it had come up: not a start failure
+    assert pool.queued_visible() == 1  # its message is back at once
+    item = jobs.get_item(TableName="JobsTable", Key={"jobId": {"S": job_id}})["Item"]
+    assert "workerId" not in item  # the next worker may claim it at once
+    assert "claimedUntil" not in item
+    assert item["attempts"] == {"N": "1"}  # the attempt the dead worker used still counts
+    assert pool.registry.state().waiting == 1  # the freed one (the count is never more than the queue holds)
 
 
 def test_a_worker_that_fails_before_it_comes_up_is_a_start_failure(pool: Pool):
