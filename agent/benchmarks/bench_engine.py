@@ -14,8 +14,8 @@ For each size, in one process after a warm-up (so ratios compare like with like)
 Each row has wall seconds (compilation and capture included), iterations per second, the score
 (the reference's fp32 objective on the final 8-bit image: one objective for every row), the
 speed-up and score ratio against the reference, and on a GPU the peak memory. `--large` then runs
-the `standard` preset at that size (GPU default: 2048 px) with the old and the new CUDA defaults
-and with scales made ready ahead, for time and memory.
+the `standard` preset at that size (GPU default: 2048 px) with the old and the new CUDA defaults,
+for time and memory.
 """
 
 from __future__ import annotations
@@ -58,11 +58,10 @@ class Variant:
 
 
 # Every variant but "defaults" states its settings in full, so that the rows do not move when the
-# defaults do; the history is neural-style's 100 unless a variant is about it, and each scale is
-# made ready as it starts (as before prepare_ahead) unless a variant is about that.
-EAGER = {"capture": "none", "history": 100, "prepare_ahead": False}
+# defaults do; the history is neural-style's 100 unless a variant is about it.
+EAGER = {"capture": "none", "history": 100}
 FP32 = {"precision": "fp32", **EAGER}
-GRAPH = {"capture": "cuda_graph", "history": 100, "prepare_ahead": False}
+GRAPH = {"capture": "cuda_graph", "history": 100}
 # Choices that are not Options, as Variant.patches
 GRAM_BF16 = ("styletransfer.losses", "GRAM_FROM_LOW_PRECISION", True)
 WARMUP_1 = ("styletransfer.iterations", "WARMUP", 1)
@@ -98,26 +97,10 @@ VARIANTS: tuple[Variant, ...] = (
         preset=True,
         patches=(WARMUP_1,),
     ),
-    Variant(
-        "candidates",
-        "defaults, gram_bf16, warmup_1 and ahead together",
-        {"prepare_ahead": True},
-        cuda_only=True,
-        preset=True,
-        patches=(GRAM_BF16, WARMUP_1),
-    ),
-    Variant(
-        "ahead",
-        "defaults, each scale made ready while the one before runs",
-        {"prepare_ahead": True},
-        cuda_only=True,
-        preset=True,
-    ),
 )
 CPU_DEFAULT = ("fp32", "channels_last", "bf16", "defaults")
-# At --large: the old and the new CUDA defaults, and scales made ready ahead, whose peak memory holds
-# two scales' buffers at once (its time there follows the defaults' run at the same sizes: warmer)
-LARGE = ("tf32", "defaults", "ahead")
+# At --large: the old and the new CUDA defaults
+LARGE = ("tf32", "defaults")
 
 
 @dataclass(frozen=True)

@@ -131,22 +131,6 @@ def resolve_capture(requested: str, device: torch.device) -> str:
     return "cuda_graph" if device.type == "cuda" else "none"
 
 
-# Whether Options.prepare_ahead=None means ahead where iterations are replayed as CUDA graphs. Built
-# on 2026-11-26 in a session with no GPU: off until the GPU check has timed it (bench_engine's and
-# bench_job's `ahead` rows) and its GPU tests have passed there.
-PREPARE_AHEAD_WITH_CUDA_GRAPHS = False
-
-
-def resolve_prepare_ahead(requested: bool | None, capture: str) -> bool:
-    """Where iterations are replayed as CUDA graphs, the host only launches graphs and waits, so it
-    could make the next scale ready (targets, warm-up, capture: work that otherwise runs between
-    scales while the GPU idles) while the GPU works: None does so there once
-    PREPARE_AHEAD_WITH_CUDA_GRAPHS is on. On a CPU the same work would only change places."""
-    if requested is not None:
-        return requested
-    return PREPARE_AHEAD_WITH_CUDA_GRAPHS and capture == "cuda_graph"
-
-
 # Pixels per chunk of the L-BFGS history products on CUDA: at 512 px (590k values) 288 small
 # products, more than an H100 has multiprocessors (132), each reading 40 x 2048 values.
 HISTORY_CHUNK_ON_CUDA = 2048

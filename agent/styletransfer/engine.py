@@ -24,7 +24,6 @@ from .device import (
     pick_device,
     resolve_capture,
     resolve_precision,
-    resolve_prepare_ahead,
     settings_for,
 )
 from .images import fit_size, resize_tensor, resized, to_image, to_tensor
@@ -60,9 +59,6 @@ class ScaleTiming:
     first_read: float  # from the scale's start until the first losses reached the host
     first_iterations: int  # how many iterations those first losses were
     last_read: float  # from the scale's start until the last losses reached the host
-    # On CUDA, the device's own seconds from the first read to the last iteration: the host's
-    # clock would also count what the host did meanwhile (preparing the next scale).
-    steady_seconds: float | None = None
 
     @property
     def per_iteration(self) -> float | None:
@@ -70,8 +66,7 @@ class ScaleTiming:
         steady = self.iterations - self.first_iterations
         if steady <= 0:
             return None
-        seconds = self.last_read - self.first_read if self.steady_seconds is None else self.steady_seconds
-        return seconds / steady
+        return (self.last_read - self.first_read) / steady
 
     @property
     def setup(self) -> float:
@@ -98,7 +93,6 @@ class Result:
     iterations: int
     seconds: float  # wall time of the optimisation, image preparation included
     scales: tuple[ScaleTiming, ...] = ()  # coarse to fine
-    prepared_ahead: bool = False  # each scale made ready while the previous one ran (Options.prepare_ahead)
 
 
 @functools.lru_cache(maxsize=4)
@@ -154,7 +148,7 @@ def run(
     with _job(content, styles, options or Options(), progress, init_image) as job:
         image, loss = job.run()
     seconds = time.perf_counter() - started
-    return Result(image, loss, job.total, seconds, scales=tuple(job.timings), prepared_ahead=job.ahead)
+    return Result(image, loss, job.total, seconds, scales=tuple(job.timings))
 
 
 @contextlib.contextmanager
@@ -238,22 +232,15 @@ class _Job:
         self.timings: list[ScaleTiming] = []
         self.model = _network(options, device, settings)
         self.dtype = next(self.model.parameters()).dtype
-        self.ahead = resolve_prepare_ahead(options.prepare_ahead, self.capture)
         # Every scale's style images go to the device now: a copy from the host waits for the
-        # device, and later scales' targets are made while it works (prepare_ahead).
+        # device, so made between two scales it would leave the GPU idle until it is done.
         self._styles_at = {size: self._uploaded_styles(size) for size in self.sizes}
-        # What was asked of the device before the first iteration (the weights' layout, these
-        # copies): scales prepared ahead wait for it, and for nothing that came after.
-        self._inputs_on_device = torch.cuda.Event() if device.type == "cuda" else None
-        if self._inputs_on_device is not None:
-            self._inputs_on_device.record()
 
     def run(self) -> tuple[Image.Image, float]:
         image = None
         loss = float("nan")
-        ready = None
         for index, size in enumerate(self.sizes, start=1):
-            image, loss, ready = self._optimise_scale(index, size, image, ready)
+            image, loss = self._optimise_scale(index, size, image)
         assert image is not None
         rgb = from_caffe(image)
         if self.options.preserve_colors:
@@ -294,14 +281,7 @@ class _Job:
         """The style images on the device at their size for this scale: those uploaded at the
         start, once; any later call uploads them again."""
         made = self._styles_at.pop(size, None)
-        if made is None:
-            return self._uploaded_styles(size)
-        if self.device.type == "cuda":
-            # Copied on the job's stream, read on the current one (a scale prepared aside): once
-            # dropped, their memory must not go back to the job's stream while reads of them wait here.
-            for image in made:
-                image.record_stream(torch.cuda.current_stream(self.device))
-        return made
+        return self._uploaded_styles(size) if made is None else made
 
     def _uploaded_styles(self, size: tuple[int, int]) -> list[torch.Tensor]:
         side = _style_side(self.options.style_scale, size)
@@ -336,54 +316,17 @@ class _Job:
             objective, image, o.iterations, o.optimizer, o.learning_rate, self.capture, o.history, o.history_chunk
         )
 
-    def _prepare(self, size: tuple[int, int]) -> _Ready:
-        """A scale made ready before its start image exists: its targets, and its iterations
-        warmed up (on the content image) and captured. The host waits for nothing here, and on
-        CUDA the device does not either: the work goes to a stream of its own, which waits only for
-        what was asked of the device before the job's first iteration (the images, the weights),
-        all it reads. The running stream waits for it (`ScaleIterations.join`) before it reads any of it."""
-        with self._aside():
-            objective, seen_content = self.scale_objective(size)
-            image = torch.zeros(seen_content.shape, device=self.device, requires_grad=True)  # NCHW, fp32
-            iterations = self._iterations(objective, image)
-            iterations.prepare(probe=to_caffe(seen_content))
-        return _Ready(objective, seen_content, iterations)
-
-    @contextlib.contextmanager
-    def _aside(self) -> Iterator[None]:
-        """On CUDA, a new stream as the current one, waiting only for the job's inputs to be on the
-        device, not for any iteration; elsewhere nothing changes."""
-        if self._inputs_on_device is None:
-            yield
-            return
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_event(self._inputs_on_device)
-        with torch.cuda.stream(stream):
-            yield
-
     def _optimise_scale(
-        self, index: int, size: tuple[int, int], previous: torch.Tensor | None, ready: _Ready | None
-    ) -> tuple[torch.Tensor, float, _Ready | None]:
-        """Runs one scale, from `ready` when it was prepared ahead; returns its result, its final
-        loss (the last scale's only: no one reads the others') and the next scale made ready."""
+        self, index: int, size: tuple[int, int], previous: torch.Tensor | None
+    ) -> tuple[torch.Tensor, float]:
+        """Runs one scale; returns its result and its final loss (the last scale's only: no one
+        reads the others')."""
         started = time.perf_counter()
         reads: list[tuple[float, int]] = []  # (seconds since the start, iterations) at each read
-        if ready is None and self.ahead:  # the first scale: made ready the same way, with nothing to overlap
-            ready = self._prepare(size)
-        if ready is not None:
-            objective, seen_content = ready.objective, ready.seen_content
-            # Made on the preparation's streams: this one waits for them before the start reads them.
-            ready.iterations.join()
-        else:
-            objective, seen_content = self.scale_objective(size)
+        objective, seen_content = self.scale_objective(size)
         start = self._initial(seen_content) if previous is None else resize_tensor(previous, size)
-        if ready is not None:
-            iterations = ready.iterations
-            iterations.begin(start)
-            image = iterations.image
-        else:
-            image = start.detach().clone().contiguous().requires_grad_(True)
-            iterations = self._iterations(objective, image)
+        image = start.detach().clone().contiguous().requires_grad_(True)
+        iterations = self._iterations(objective, image)
 
         def report(losses: list[float]) -> None:
             reads.append((time.perf_counter() - started, len(losses)))
@@ -393,31 +336,13 @@ class _Job:
                     snapshot = functools.partial(self._picture, image)
                     self.progress(Progress(self.done, self.total, loss, index, len(self.sizes), size, snapshot))
 
-        last = index == len(self.sizes)
-        upcoming: list[_Ready] = []
-
-        def prepare_next() -> None:  # while the GPU runs this scale's iterations
-            upcoming.append(self._prepare(self.sizes[index]))
-
-        steady = iterations.run(report, prepare_next if self.ahead and not last else None)
+        iterations.run(report)
         final_loss = float("nan")
-        if last:
+        if index == len(self.sizes):
             with torch.no_grad():
                 final_loss = float(objective(image))
         (first_read, first_iterations), (last_read, _) = reads[0], reads[-1]
         seconds = time.perf_counter() - started
-        o = self.options
-        self.timings.append(
-            ScaleTiming(size, o.iterations, seconds, first_read, first_iterations, last_read, steady_seconds=steady)
-        )
-        return image.detach(), final_loss, upcoming[0] if upcoming else None
-
-
-@dataclass(frozen=True)
-class _Ready:
-    """One scale made ready ahead (`_Job._prepare`): its objective, the content as the optimiser
-    sees it there, and its iterations, warmed up and captured, waiting for their start image."""
-
-    objective: Objective
-    seen_content: torch.Tensor
-    iterations: ScaleIterations
+        timing = ScaleTiming(size, self.options.iterations, seconds, first_read, first_iterations, last_read)
+        self.timings.append(timing)
+        return image.detach(), final_loss

@@ -54,10 +54,6 @@ class Options:
     # Pixels per chunk of the L-BFGS history products (see lbfgs.py); 0: one product; None: what
     # device.resolve_history_chunk picks (chunks on CUDA, one product on a CPU).
     history_chunk: int | None = None
-    # Make each scale ready (its targets, warm-up and CUDA graph) while the GPU still runs the one
-    # before, instead of between them; None: the engine's choice (off until measured on a GPU, see
-    # device.resolve_prepare_ahead). Same result either way.
-    prepare_ahead: bool | None = None
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -99,8 +95,6 @@ def _problems(o: Options) -> list[str]:
         isinstance(o.history_chunk, bool) or not isinstance(o.history_chunk, int) or o.history_chunk < 0
     ):
         found.append(f"history_chunk must be a whole number of pixels, 0 or more, or None, not {o.history_chunk!r}")
-    if o.prepare_ahead not in (None, True, False):
-        found.append(f"prepare_ahead must be true, false or None, not {o.prepare_ahead!r}")
     if not all(isinstance(v, int) for v in (o.size, o.iterations, o.scales, o.seed, o.history)):
         found.append("size, iterations, scales, seed and history must be whole numbers")
     if o.style_blend and (any(not (math.isfinite(w) and w >= 0) for w in o.style_blend) or sum(o.style_blend) <= 0):

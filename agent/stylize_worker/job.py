@@ -49,9 +49,6 @@ THUMBNAIL_SIDE = 192
 THUMBNAIL_QUALITY = 70
 THUMBNAIL_MAX_BYTES = 24 * 1024
 EARLY_CUDA_VARIABLE = "STYLIZE_EARLY_CUDA"  # "0": PyTorch starts CUDA after its import (see main)
-# Options.prepare_ahead for bench_job's comparison: "0" each scale made ready between scales, "1"
-# while the device runs the one before; unset, the engine's choice (device.resolve_prepare_ahead)
-PREPARE_AHEAD_VARIABLE = "STYLIZE_PREPARE_AHEAD"
 CUDA_START_WAIT = 10.0  # seconds the worker waits, at its end, for a CUDA start still in the driver
 DEFAULT_PRESET = "auto"  # standard on a GPU, preview on a CPU (styletransfer.preset)
 MAX_IMAGE_BYTES = 50 * 1024 * 1024  # the routes accept far less; anything larger is not a photo
@@ -275,7 +272,6 @@ class Worker:
     def __init__(self, job: Job, environ: Mapping[str, str], timings: Timings) -> None:
         self.job = job
         self.timings = timings
-        self.prepare_ahead = {"0": False, "1": True}.get(environ.get(PREPARE_AHEAD_VARIABLE, ""))
         self.bucket = required_env(environ, "IMAGES_BUCKET")
         self.queue_url = required_env(environ, "RESULTS_QUEUE_URL")
         # Before the thread starts: it sets them, and nothing may set them back to None after it.
@@ -332,8 +328,6 @@ class Worker:
 
         job = self.job
         options = engine_options(job.options)
-        if self.prepare_ahead is not None:  # bench_job's comparison
-            options = options.replace(prepare_ahead=self.prepare_ahead)
         with self.timings.phase("model"):
             # the weights and the network on the device (CUDA's start included) while the AWS
             # clients and the images are on their way; the engine keeps the model per process
@@ -373,7 +367,6 @@ class Worker:
             "loss": result.loss if math.isfinite(result.loss) else None,  # NaN is not JSON
             # each scale's setup and pace: what a fresh process pays per image size (bench_job)
             "scales": [timing.summary() for timing in result.scales],
-            "preparedAhead": result.prepared_ahead,
         }
 
 

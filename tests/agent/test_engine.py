@@ -10,12 +10,10 @@ from styletransfer import Options, Progress, run, stylize
 from styletransfer.color import rgb_to_yiq
 from styletransfer.device import (
     HISTORY_CHUNK_ON_CUDA,
-    PREPARE_AHEAD_WITH_CUDA_GRAPHS,
     cpu_has_native_bf16,
     resolve_capture,
     resolve_history_chunk,
     resolve_precision,
-    resolve_prepare_ahead,
     settings_for,
 )
 from styletransfer.engine import ScaleTiming, _Job, feature_model
@@ -95,11 +93,6 @@ def test_a_scale_timing_splits_setup_from_the_steady_pace():
     assert one.per_iteration is None
     assert one.setup == 0.15  # with no steady pace, all of it
     assert one.summary()["msPerIteration"] is None
-    # On CUDA the device's own seconds after the first read give the pace: the host's clock also
-    # counts what it did meanwhile (here 0.8 s of preparing the next scale)
-    timed = ScaleTiming((512, 384), 200, 3.15, 0.5, 20, last_read=3.1, steady_seconds=1.8)
-    assert timed.per_iteration == pytest.approx(0.01)
-    assert timed.setup == pytest.approx(0.3)
 
 
 def test_same_seed_same_result_and_other_seed_differs(content, style):
@@ -227,13 +220,6 @@ def test_the_cuda_defaults_are_the_fast_path_and_the_cpu_ones_unchanged():
     assert resolve_history_chunk(None, cpu) is None
     assert resolve_history_chunk(64, cpu) == 64
     assert resolve_capture("auto", cpu) == "none"
-    # each scale made ready in turn until the GPU check has timed the other way, then ahead only
-    # where iterations are CUDA graphs (on a CPU it would only change places)
-    assert resolve_prepare_ahead(None, "cuda_graph") is PREPARE_AHEAD_WITH_CUDA_GRAPHS
-    assert not resolve_prepare_ahead(None, "none")
-    assert not resolve_prepare_ahead(None, "compile")
-    assert resolve_prepare_ahead(True, "none")
-    assert not resolve_prepare_ahead(False, "cuda_graph")
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert not settings_for(cpu).allow_tf32
     assert not settings_for(cpu).tf32_matmul
@@ -290,68 +276,9 @@ def test_the_compiled_objective_and_gradient_equal_the_eager_ones_at_the_same_im
     assert float((compiled_grad - eager_grad).norm() / eager_grad.norm()) < 1e-5
 
 
-@pytest.mark.parametrize(
-    "changes",
-    [{}, {"optimizer": "adam", "init": "noise"}, {"preserve_colors": True, "history": 3}],
-    ids=["defaults", "adam_noise", "preserve_colors"],
-)
-def test_scales_prepared_ahead_give_the_same_result(content, style, changes):
-    """prepare_ahead makes each scale ready (targets, warm-up on the content, then undone) before
-    the previous scale's losses are read. Forced on a CPU, where every step runs in order, the
-    result, every reported loss and the final loss are bit for bit those of the scales made one
-    after the other."""
-    options = Options(size=96, iterations=4, scales=3, precision="fp32", **changes)
-    reports: dict[bool, list[tuple[int, int, float]]] = {True: [], False: []}
-    results = {}
-    for ahead in (False, True):
-        results[ahead] = run(
-            content,
-            style,
-            options.replace(prepare_ahead=ahead),
-            lambda p, ahead=ahead: reports[ahead].append((p.scale, p.iteration, p.loss)),
-        )
-    assert reports[True] == reports[False]
-    assert len(reports[True]) == 12
-    assert np.array_equal(pixels(results[True].image), pixels(results[False].image))
-    assert results[True].loss == results[False].loss
-
-
-def test_the_next_scale_is_made_ready_while_this_one_runs(content, style, monkeypatch):
-    """With prepare_ahead, scale k+1 is prepared after scale k's first read and before its other
-    losses are read (on a GPU: while the device runs them); the first scale before anything."""
-    events: list[object] = []
-    prepare = _Job._prepare
-
-    def logged(job, size):
-        events.append(("prepare", size))
-        return prepare(job, size)
-
-    monkeypatch.setattr(_Job, "_prepare", logged)
-    options = Options(size=96, iterations=3, scales=3, precision="fp32", prepare_ahead=True)
-    run(content, style, options, lambda p: events.append((p.scale, p.iteration)))
-    assert events == [
-        ("prepare", (64, 43)),
-        (1, 1),
-        ("prepare", (68, 45)),
-        (1, 2),
-        (1, 3),
-        (2, 4),
-        ("prepare", (96, 64)),
-        (2, 5),
-        (2, 6),
-        (3, 7),
-        (3, 8),
-        (3, 9),
-    ]
-    events.clear()
-    run(content, style, options.replace(prepare_ahead=False), lambda p: events.append((p.scale, p.iteration)))
-    assert not [event for event in events if event[0] == "prepare"]  # made as each scale starts
-
-
-@pytest.mark.parametrize("ahead", [True, False], ids=["ahead", "in_turn"])
-def test_each_scales_style_images_are_uploaded_once_at_the_start(content, style, monkeypatch, ahead):
+def test_each_scales_style_images_are_uploaded_once_at_the_start(content, style, monkeypatch):
     """A copy from the host waits for the device, so every scale's style images go up before the
-    first iteration, once per scale, and no scale uploads them again (prepared ahead or not)."""
+    first iteration, once per scale, and no scale uploads them again."""
     uploads: list[tuple[int, int]] = []
     upload = _Job._uploaded_styles
     iterations_begun: list[int] = []
@@ -362,44 +289,7 @@ def test_each_scales_style_images_are_uploaded_once_at_the_start(content, style,
         return upload(job, size)
 
     monkeypatch.setattr(_Job, "_uploaded_styles", counted)
-    options = Options(size=96, iterations=3, scales=3, precision="fp32", prepare_ahead=ahead)
+    options = Options(size=96, iterations=3, scales=3, precision="fp32")
     run(content, style, options, lambda p: iterations_begun.append(p.iteration))
     assert uploads == [(64, 43), (68, 45), (96, 64)]
     assert len(iterations_begun) == 9
-
-
-def test_preparing_a_scale_reads_nothing_back_from_its_tensors(content, style, monkeypatch):
-    """On a GPU the next scale is made ready while the device works, and reading a tensor's value
-    would make the host wait for it. This CPU canary fails on any such read in that preparation
-    (item, tolist, float, int, bool, numpy, cpu); test_gpu.py checks the real thing with torch's
-    sync debug mode, which also sees copies from the host."""
-    reads: list[str] = []
-    preparing = False
-
-    def reading(name: str):
-        original = getattr(torch.Tensor, name)
-
-        def read(self, *args, **kwargs):
-            if preparing:
-                reads.append(name)
-            return original(self, *args, **kwargs)
-
-        return read
-
-    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "numpy", "cpu"):
-        monkeypatch.setattr(torch.Tensor, name, reading(name))
-    prepare = _Job._prepare
-
-    def watched(job, size):
-        nonlocal preparing
-        preparing = True
-        try:
-            return prepare(job, size)
-        finally:
-            preparing = False
-
-    monkeypatch.setattr(_Job, "_prepare", watched)
-    for changes in ({}, {"preserve_colors": True}):
-        options = Options(size=96, iterations=3, scales=3, precision="fp32", prepare_ahead=True, **changes)
-        assert run(content, style, options).iterations == 9
-    assert reads == []

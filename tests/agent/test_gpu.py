@@ -3,13 +3,10 @@ side of every fast path is tested in test_engine.py, test_iterations.py and test
 GPU machine they run in `benchmarks/gpu_check.sh` (see docs/benchmarks.md).
 
 They compare like with like: the engine's objective and gradient against the plain fp32
-reference's at the same image, the replayed CUDA graph against the same iterations run eagerly, the
-same job with its scales prepared ahead and in turn (the first scale's start, the same image; later
-scales' starts within a wide margin that only a wrong start would leave), and long runs' final
-losses, scored by one objective, with a stated margin. Two short L-BFGS trajectories are never
+reference's at the same image, the replayed CUDA graph against the same iterations run eagerly,
+and long runs' final losses, scored by one objective, with a stated margin. Two short L-BFGS trajectories are never
 compared for their outcome: rounding alone makes them diverge."""
 
-import contextlib
 import gc
 import json
 import math
@@ -21,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from styletransfer import Options, iterations, run
+from styletransfer import Options, run
 from styletransfer.images import resized, to_image, to_tensor
 from styletransfer.iterations import ScaleIterations
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
@@ -82,82 +79,21 @@ def test_compiled_objective_computes_the_eager_one(content, style, compiled_vs_e
     assert float(cosine) > 0.9999
 
 
-@pytest.mark.parametrize("ahead", [True, False], ids=["prepared", "in_run"])
-@pytest.mark.parametrize("warmup", [iterations.WARMUP, 1], ids=["default_warmup", "warmup_1"])
-def test_cuda_graph_replays_what_eager_runs(content, style, monkeypatch, warmup, ahead):
+def test_cuda_graph_replays_what_eager_runs(content, style):
     """Same settings (the defaults but for the capture), deterministic cuDNN: the replayed graph
     computes what the eager iterations compute, and keeps optimising (a replay that read stale
-    buffers would repeat one loss or diverge). The graph is made both ways: before the start image
-    (warmed up on the content, captured without waiting for the device, every state put back: the
-    prepare_ahead way) and in the run, after real eager iterations (the default). Also with one eager
-    iteration before the capture (bench_engine's warmup_1), which must capture as soundly before it
-    can become the default."""
-    monkeypatch.setattr(iterations, "WARMUP", warmup)
+    buffers would repeat one loss or diverge)."""
     eager_losses: list[float] = []
     graph_losses: list[float] = []
     options = TINY.replace(iterations=30, init="noise")  # a start that is not the warm-up's probe
     run(content, style, options.replace(capture="none"), lambda p: eager_losses.append(p.loss))
-    graphed = options.replace(capture="cuda_graph", prepare_ahead=ahead)
+    graphed = options.replace(capture="cuda_graph")
     run(content, style, graphed, lambda p: graph_losses.append(p.loss))
     assert len(graph_losses) == len(eager_losses) == 30
     assert graph_losses[0] == pytest.approx(eager_losses[0], rel=1e-5)  # the same image
     assert graph_losses[:5] == pytest.approx(eager_losses[:5], rel=1e-3)
     assert graph_losses[-1] < graph_losses[0] / 2
     assert len(set(graph_losses[5:])) == 25
-
-
-def test_scales_prepared_ahead_start_where_the_last_scale_ended(content, style):
-    """Three scales, each made ready while the GPU ran the one before (prepare_ahead), against the
-    same made one after the other. The first scale starts from the same image, so its first losses
-    agree as eager and replayed ones do. Later scales start from the previous result, which rounding
-    moves between two runs (L-BFGS's final losses spread by several percent between runs that
-    differ by rounding alone), so their first losses agree within 30%: a scale that started from its
-    warm-up's probe, the content image, would start at least twice as high (30 iterations halve the
-    loss: the test above). Every scale keeps optimising, and no replay repeats a loss (stale buffers)."""
-    options = Options(size=128, iterations=30, scales=3, device="cuda")
-    losses: dict[bool, dict[int, list[float]]] = {True: {}, False: {}}
-    for ahead in (False, True):
-        run(
-            content,
-            style,
-            options.replace(prepare_ahead=ahead),
-            lambda p, ahead=ahead: losses[ahead].setdefault(p.scale, []).append(p.loss),
-        )
-    ahead, sequential = losses[True], losses[False]
-    print({scale: (ahead[scale][0], sequential[scale][0]) for scale in ahead})
-    assert ahead[1][0] == pytest.approx(sequential[1][0], rel=1e-5)
-    assert ahead[1][:5] == pytest.approx(sequential[1][:5], rel=1e-3)
-    for scale in (2, 3):
-        assert ahead[scale][0] == pytest.approx(sequential[scale][0], rel=0.3)
-    for scale in (1, 2, 3):
-        assert len(ahead[scale]) == 30
-        assert ahead[scale][-1] < ahead[scale][0]
-        assert len(set(ahead[scale])) == 30
-
-
-def test_a_scale_prepared_ahead_starts_from_what_its_preparation_made_even_when_that_lags(content, style, monkeypatch):
-    """The first scale's start image is made from the content image at that scale, which its
-    preparation made on a stream of its own. Here every preparation's stream first spins the GPU
-    for a while (torch.cuda._sleep), so a start read before the running stream waits for that one
-    would read memory not yet written: the first loss would not be the in-turn job's."""
-    from styletransfer import engine
-
-    aside = engine._Job._aside
-
-    @contextlib.contextmanager
-    def lagging(job):
-        with aside(job):
-            torch.cuda._sleep(200_000_000)  # about 0.1 s at the H100's clock
-            yield
-
-    first: dict[bool, list[float]] = {True: [], False: []}
-    options = Options(size=128, iterations=10, scales=2, device="cuda")  # init from the content
-    monkeypatch.setattr(engine._Job, "_aside", lagging)
-    for made_ahead in (False, True):
-        run(content, style, options.replace(prepare_ahead=made_ahead), lambda p, a=made_ahead: first[a].append(p.loss))
-    print({made_ahead: losses[0] for made_ahead, losses in first.items()})
-    assert first[True][0] == pytest.approx(first[False][0], rel=1e-5)
-    assert len(first[True]) == len(first[False]) == 20
 
 
 class _Cycle:
@@ -168,8 +104,7 @@ class _Cycle:
         self.me = self
 
 
-@pytest.mark.parametrize("ahead", [True, False], ids=["prepared", "in_run"])
-def test_a_stray_graph_in_a_cycle_waits_until_the_capture_ends(content, style, monkeypatch, ahead):
+def test_a_stray_graph_in_a_cycle_waits_until_the_capture_ends(content, style, monkeypatch):
     """A CUDA graph that only the cyclic collector can free (captured earlier, left in a reference
     cycle) must not be destroyed while a scale's graph is captured: that is not allowed while a
     stream captures, and it would invalidate the capture. Here the cycle becomes garbage in the
@@ -197,41 +132,10 @@ def test_a_stray_graph_in_a_cycle_waits_until_the_capture_ends(content, style, m
         step(self)
 
     monkeypatch.setattr(ScaleIterations, "step", step_that_drops_a_stray)
-    result = run(content, style, TINY.replace(prepare_ahead=ahead))
+    result = run(content, style, TINY)
     assert dropped == [False]  # dropped in a capture, with the collector paused
     assert math.isfinite(result.loss)
     gc.collect()  # now it goes, outside any capture
-
-
-def test_preparing_the_next_scale_never_waits_for_the_gpu(content, style, monkeypatch):
-    """The next scale's targets, warm-up and capture run while the GPU works through this scale's
-    iterations: any operation in them that made the host wait for the device (a copy from the
-    host, a read, torch.cuda.graph's synchronize) would serialise the two again. torch's sync
-    debug mode raises on each such operation."""
-    from styletransfer import engine
-
-    prepared = []
-    prepare = engine._Job._prepare
-
-    def strict(job, size):
-        if not prepared:  # the first scale is made before any work is queued: nothing to overlap
-            prepared.append(size)
-            return prepare(job, size)
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            made = prepare(job, size)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        prepared.append(size)
-        return made
-
-    monkeypatch.setattr(engine._Job, "_prepare", strict)
-    for preserve_colors in (False, True):  # its colour matrices are device tensors too
-        prepared.clear()
-        options = Options(size=128, iterations=30, scales=3, device="cuda", preserve_colors=preserve_colors)
-        result = run(content, style, options.replace(prepare_ahead=True))
-        assert len(prepared) == 3
-        assert all(timing.steady_seconds is not None for timing in result.scales)
 
 
 def test_a_long_run_with_the_defaults_is_as_good_as_the_reference(content, style):

@@ -27,8 +27,6 @@ from styletransfer.options import MAX_SIZE, PRESETS, Options, preset
         ("history_chunk", -1),
         ("history_chunk", 2.5),
         ("history_chunk", True),
-        ("prepare_ahead", "yes"),
-        ("prepare_ahead", 1.5),
     ],
 )
 def test_out_of_bounds_options_are_refused(field, value):

@@ -169,30 +169,6 @@ def test_a_job_runs_end_to_end(world: World, capsys: pytest.CaptureFixture[str])
     assert "error" not in world.jobs.get(JOB_ID)
 
 
-@pytest.mark.parametrize(("setting", "ahead"), [(None, False), ("1", True), ("0", False)])
-def test_stylize_prepare_ahead_chooses_how_scales_are_made_ready(
-    world: World, capsys: pytest.CaptureFixture[str], setting: str | None, ahead: bool
-):
-    """STYLIZE_PREPARE_AHEAD (bench_job's `ahead` comparison) sets Options.prepare_ahead: unset,
-    the engine's choice (in turn, on a CPU); "1" each scale while the one before runs; "0" between
-    scales. The timings line says which ran, and the job comes out whole either way."""
-    world.put(CONTENT_KEY, content_image())
-    world.put(STYLE_KEY, style_image())
-    env = world.environment(job_input(options={"preset": "preview", "size": 96}))  # 64, 68, 96 px
-    if setting is not None:
-        env["STYLIZE_PREPARE_AHEAD"] = setting
-
-    assert main(env) == EXIT_OK
-
-    timings = timings_line(capsys.readouterr().out)
-    assert timings["preparedAhead"] is ahead
-    assert timings["iterations"] == 180
-    assert [scale["size"] for scale in timings["scales"]] == [[64, 43], [68, 45], [96, 64]]
-    stored = world.s3.get_object(Bucket=world.bucket, Key=OUTPUT_KEY)
-    assert Image.open(io.BytesIO(stored["Body"].read())).size == (96, 64)
-    assert world.messages()[-1]["type"] == "completed"
-
-
 def worker_process(env: dict[str, str], driver: Path, calls: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     """`python -m stylize_worker` in `env`, with the stand-in CUDA driver where the worker looks for
     libcuda.so.1 (tests/stack/fake_cuda.py), logging its calls to `calls`."""
