@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import platform
 import sys
@@ -31,7 +30,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
 from PIL import Image
@@ -52,9 +50,6 @@ class Variant:
     cuda_only: bool = False  # no effect or not available on a CPU
     preset: bool = False  # also measured with the preset
     last: bool = False  # measured after everything else (its compilation takes minutes on a GPU)
-    # (module, name, value): constants set for this variant's runs only. Choices that are not
-    # Options are timed this way on a GPU before they become defaults.
-    patches: tuple[tuple[str, str, Any], ...] = ()
 
 
 # Every variant but "defaults" states its settings in full, so that the rows do not move when the
@@ -62,9 +57,6 @@ class Variant:
 EAGER = {"capture": "none", "history": 100}
 FP32 = {"precision": "fp32", **EAGER}
 GRAPH = {"capture": "cuda_graph", "history": 100}
-# Choices that are not Options, as Variant.patches
-GRAM_BF16 = ("styletransfer.losses", "GRAM_FROM_LOW_PRECISION", True)
-WARMUP_1 = ("styletransfer.iterations", "WARMUP", 1)
 VARIANTS: tuple[Variant, ...] = (
     Variant("fp32", "fp32, NCHW, eager", {**FP32, "channels_last": False, "tf32": False}),
     Variant("channels_last", "fp32, channels-last", {**FP32, "channels_last": True, "tf32": False}),
@@ -81,22 +73,6 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("defaults", "the defaults", {}, preset=True),
     # The defaults but for one change each, to measure that change where the target is timed.
     Variant("one_product", "defaults, history products as one GEMM", {"history_chunk": 0}, cuda_only=True, preset=True),
-    Variant(
-        "gram_bf16",
-        "defaults, Gram products straight from bf16",
-        {},
-        cuda_only=True,
-        preset=True,
-        patches=(GRAM_BF16,),
-    ),
-    Variant(
-        "warmup_1",
-        "defaults, 1 eager iteration before capture",
-        {},
-        cuda_only=True,
-        preset=True,
-        patches=(WARMUP_1,),
-    ),
 )
 CPU_DEFAULT = ("fp32", "channels_last", "bf16", "defaults")
 # At --large: the old and the new CUDA defaults
@@ -164,26 +140,9 @@ def plain_fp32() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def patched(patches: tuple[tuple[str, str, Any], ...]) -> Iterator[None]:
-    """A variant's module constants, set for one run and then put back (a name that does not exist
-    is an AttributeError, not a new constant nobody reads)."""
-    with contextlib.ExitStack() as stack:
-        for module_name, name, value in patches:
-            stack.enter_context(mock.patch.object(importlib.import_module(module_name), name, value))
-        yield
-
-
-def engine_run(
-    content: Image.Image,
-    style: Image.Image,
-    options: Options,
-    image: bool = True,
-    patches: tuple[tuple[str, str, Any], ...] = (),
-) -> Work:
+def engine_run(content: Image.Image, style: Image.Image, options: Options, image: bool = True) -> Work:
     def work() -> Outcome:
-        with patched(patches):
-            result = run(content, style, options)
+        result = run(content, style, options)
         scales = tuple(timing.summary() for timing in result.scales)
         return Outcome(result.iterations, result.image if image else result.loss, scales)
 
@@ -208,7 +167,7 @@ def bench(
     width, height = fit_size(*content_image.size, size)
 
     def engine(variant: Variant, options: Options) -> Work:
-        return engine_run(content_image, style_image, options.replace(**variant.changes), patches=variant.patches)
+        return engine_run(content_image, style_image, options.replace(**variant.changes))
 
     def reference() -> Outcome:
         with plain_fp32():
@@ -233,7 +192,7 @@ def single_scale(
     single = Options(size=size, iterations=iterations, scales=1, device=str(device))
     rows = []
     for variant in variants:
-        work = engine_run(content_image, style_image, single.replace(**variant.changes), patches=variant.patches)
+        work = engine_run(content_image, style_image, single.replace(**variant.changes))
         if row := _attempt(device, f"engine {variant.label}", work, scorer):
             rows.append(row)
     return rows

@@ -52,23 +52,6 @@ def test_each_precision_computes_the_reference_objective_and_gradient(
     assert compared.norm_ratio == pytest.approx(1, abs=3 * loss_error + 1e-4)
 
 
-def test_gram_from_bf16_features_computes_what_the_fp32_copy_computes(content, style, at_same_image, monkeypatch):
-    """losses.GRAM_FROM_LOW_PRECISION (bench_engine's gram_bf16): the same exact products of bf16
-    values, summed in fp32 by another kernel, at the same image; only the order of the sums differs."""
-    from styletransfer import losses
-
-    options = TINY.replace(size=128)  # the CUDA defaults: a bf16 network
-    results = []
-    for on in (False, True):
-        monkeypatch.setattr(losses, "GRAM_FROM_LOW_PRECISION", on)
-        results.append(at_same_image(content, style, options))
-    (copied, copied_grad), (direct, direct_grad) = results
-    assert direct == pytest.approx(copied, rel=1e-4)
-    cosine = torch.nn.functional.cosine_similarity(direct_grad.flatten(), copied_grad.flatten(), dim=0)
-    assert float(cosine) > 0.99999
-    assert float(direct_grad.norm() / copied_grad.norm()) == pytest.approx(1, abs=1e-4)
-
-
 def test_compiled_objective_computes_the_eager_one(content, style, compiled_vs_eager):
     """torch.compile's fused objective and gradient against the same objective run eagerly, in
     fp32 without TF32 so that only the fusion differs."""
