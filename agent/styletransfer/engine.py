@@ -17,17 +17,9 @@ import torch
 from PIL import Image
 
 from . import color
-from .device import (
-    DeviceSettings,
-    applied,
-    network_dtype,
-    pick_device,
-    resolve_capture,
-    resolve_precision,
-    settings_for,
-)
+from .device import Plan, applied, resolve_plan
 from .images import fit_size, resize_tensor, resized, to_image, to_tensor
-from .iterations import Objective, ScaleIterations, check_capture
+from .iterations import Objective, ScaleIterations
 from .losses import CONTENT_LAYERS, STYLE_LAYERS, blended_gram, gram, total_loss
 from .options import MAX_SIZE, MAX_STYLES, Options
 from .vgg import VGGFeatures, from_caffe, to_caffe
@@ -104,24 +96,20 @@ def feature_model(
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def load_model(options: Options) -> torch.device:
-    """Build (or find) the network that `run` will use with these options, ahead of the run: a
-    worker does it while its AWS clients and images are on their way. Returns its device.
+def load_model(options: Options, plan: Plan | None = None) -> torch.device:
+    """Build (or find) the network that `run` will use with these options and plan (None: the
+    device's defaults, `resolve_plan()`), ahead of the run: a worker does it while its AWS clients
+    and images are on their way. Returns its device.
 
     (Also running a tiny image through the whole path here, to load cuDNN's and cuBLAS's kernels
-    early, was measured on an H100: it took 1.1 s and saved the run 0.55 s, so it is not done.)"""
-    device = pick_device(options.device)
-    _network(options, device, _settings(options, device))
-    return device
+    early, was measured on an H100 and cost more than it saved: docs/benchmarks.md, "The whole job".)"""
+    plan = plan or resolve_plan()
+    _network(options, plan)
+    return plan.device
 
 
-def _settings(options: Options, device: torch.device) -> DeviceSettings:
-    return settings_for(device, options.channels_last, options.deterministic, options.tf32, options.precision)
-
-
-def _network(options: Options, device: torch.device, settings: DeviceSettings) -> VGGFeatures:
-    dtype = network_dtype(resolve_precision(options.precision, device))
-    return feature_model(options.pooling, device, settings.channels_last, dtype)
+def _network(options: Options, plan: Plan) -> VGGFeatures:
+    return feature_model(options.pooling, plan.device, plan.channels_last, plan.dtype)
 
 
 def stylize(
@@ -130,10 +118,13 @@ def stylize(
     options: Options | None = None,
     progress: ProgressCallback | None = None,
     init_image: Image.Image | None = None,
+    *,
+    plan: Plan | None = None,
 ) -> Image.Image:
     """Return `content` repainted in the style of `styles` (one image, or several blended);
-    `init_image`, if given, is where the optimisation starts instead of `options.init`."""
-    return run(content, styles, options, progress, init_image).image
+    `init_image`, if given, is where the optimisation starts instead of `options.init`. `plan`
+    says how it runs (None: the device's defaults, `device.resolve_plan()`)."""
+    return run(content, styles, options, progress, init_image, plan=plan).image
 
 
 def run(
@@ -142,10 +133,12 @@ def run(
     options: Options | None = None,
     progress: ProgressCallback | None = None,
     init_image: Image.Image | None = None,
+    *,
+    plan: Plan | None = None,
 ) -> Result:
     """:func:`stylize`, also returning the final loss and timing."""
     started = time.perf_counter()
-    with _job(content, styles, options or Options(), progress, init_image) as job:
+    with _job(content, styles, options or Options(), plan or resolve_plan(), progress, init_image) as job:
         image, loss = job.run()
     seconds = time.perf_counter() - started
     return Result(image, loss, job.total, seconds, scales=tuple(job.timings))
@@ -153,12 +146,15 @@ def run(
 
 @contextlib.contextmanager
 def final_objective(
-    content: Image.Image, styles: Image.Image | Sequence[Image.Image], options: Options | None = None
+    content: Image.Image,
+    styles: Image.Image | Sequence[Image.Image],
+    options: Options | None = None,
+    plan: Plan | None = None,
 ) -> Iterator[tuple[Objective, torch.Tensor]]:
-    """The objective a run with these options optimises at its last scale, and the content image
-    there in caffe space, with the run's device settings in force: for checks that compare the
-    engine's objective and gradient with the reference's at the same image."""
-    with _job(content, styles, options or Options(), None) as job:
+    """The objective a run with these options and plan optimises at its last scale, and the
+    content image there in caffe space, with the plan's settings in force: for checks that compare
+    the engine's objective and gradient with the reference's at the same image."""
+    with _job(content, styles, options or Options(), plan or resolve_plan(), None) as job:
         objective, seen_content = job.scale_objective(job.sizes[-1])
         yield objective, to_caffe(seen_content)
 
@@ -168,6 +164,7 @@ def _job(
     content: Image.Image,
     styles: Image.Image | Sequence[Image.Image],
     options: Options,
+    plan: Plan,
     progress: ProgressCallback | None,
     init_image: Image.Image | None = None,
 ) -> Iterator[_Job]:
@@ -176,11 +173,8 @@ def _job(
         raise ValueError(f"give between 1 and {MAX_STYLES} style images, not {len(styles)}")
     if options.style_blend and len(options.style_blend) != len(styles):
         raise ValueError(f"{len(options.style_blend)} blend weights given for {len(styles)} style images")
-    device = pick_device(options.device)
-    check_capture(options.capture, device)
-    settings = _settings(options, device)
-    with applied(device, settings):
-        yield _Job(content, styles, options, device, settings, progress, init_image)
+    with applied(plan):
+        yield _Job(content, styles, options, plan, progress, init_image)
 
 
 # relu5_1 sits after four 2x2 poolings: a side under 16 px leaves it no pixels at all.
@@ -208,20 +202,18 @@ class _Job:
         content: Image.Image,
         styles: list[Image.Image],
         options: Options,
-        device: torch.device,
-        settings: DeviceSettings,
+        plan: Plan,
         progress: ProgressCallback | None,
         init_image: Image.Image | None = None,
     ) -> None:
         self.options = options
+        self.plan = plan
         self.init_image = init_image
-        self.device = device
-        self.settings = settings
-        self.capture = resolve_capture(options.capture, device)
+        self.device = plan.device
         self.progress = progress
         self.styles = [style.convert("RGB") for style in styles]
         self.blend = options.style_blend or (1.0,) * len(styles)
-        self.content = to_tensor(resized(content.convert("RGB"), options.size)).to(device)
+        self.content = to_tensor(resized(content.convert("RGB"), options.size)).to(self.device)
         self.sizes = [fit_size(*content.size, long_side) for long_side in options.scale_sizes()]
         self.total = options.iterations * len(self.sizes)
         _check_thickness("content image", content.size, self.sizes[0])
@@ -230,8 +222,7 @@ class _Job:
             _check_thickness(f"style image {number}", style.size, fit_size(*style.size, side))
         self.done = 0
         self.timings: list[ScaleTiming] = []
-        self.model = _network(options, device, settings)
-        self.dtype = next(self.model.parameters()).dtype
+        self.model = _network(options, plan)
         # Every scale's style images go to the device now: a copy from the host waits for the
         # device, so made between two scales it would leave the GPU idle until it is done.
         self._styles_at = {size: self._uploaded_styles(size) for size in self.sizes}
@@ -256,8 +247,7 @@ class _Job:
 
     def _features(self, caffe_image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The network's features of an fp32 image: cast and laid out in one copy per call."""
-        layout = torch.channels_last if self.settings.channels_last else torch.contiguous_format
-        return self.model(caffe_image.to(self.dtype, memory_format=layout))
+        return self.model(caffe_image.to(self.plan.dtype, memory_format=self.plan.memory_format))
 
     @torch.no_grad()
     def _targets(self, size: tuple[int, int]) -> tuple[torch.Tensor, dict, dict]:
@@ -311,9 +301,9 @@ class _Job:
         return objective, seen_content
 
     def _iterations(self, objective: Objective, image: torch.Tensor) -> ScaleIterations:
-        o = self.options
+        o, plan = self.options, self.plan
         return ScaleIterations(
-            objective, image, o.iterations, o.optimizer, o.learning_rate, self.capture, o.history, o.history_chunk
+            objective, image, o.iterations, o.optimizer, o.learning_rate, plan.capture, o.history, plan.history_chunk
         )
 
     def _optimise_scale(

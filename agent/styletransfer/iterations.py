@@ -2,9 +2,8 @@
 
 An iteration is the objective, its gradient and an optimiser step; it reads and writes tensors at
 fixed addresses and leaves its loss in a device buffer, which the host reads a batch at a time for
-progress reports. So the same iteration runs three ways (`Options.capture`):
+progress reports. So the same iteration runs three ways (`Plan.capture`, settled in device.py):
 
-- "auto": "cuda_graph" on CUDA, "none" elsewhere (device.resolve_capture);
 - "none": eagerly, kernel by kernel;
 - "compile": the objective and its gradient compiled by torch.compile (fused kernels, paid for by
   a compilation per image size);
@@ -21,24 +20,15 @@ from typing import Literal
 
 import torch
 
-from .device import resolve_capture, resolve_history_chunk
+from .device import Capture, check_capture
 from .lbfgs import LBFGS
-from .options import CAPTURES, HISTORY
-
-Capture = Literal["auto", "none", "compile", "cuda_graph"]  # one of CAPTURES
+from .options import HISTORY
 
 MAX_MOVE = 255.0  # most an L-BFGS step may move a pixel, in caffe units: the whole 0..255 range
 WARMUP = 3  # eager iterations before a CUDA graph is captured
 REPORT_EVERY_ON_GPU = 20  # iterations between the host's reads of the losses (each read waits for the GPU)
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
-
-
-def check_capture(capture: str, device: torch.device) -> None:
-    if capture not in CAPTURES:
-        raise ValueError(f"capture must be one of {', '.join(CAPTURES)}, not {capture!r}")
-    if capture == "cuda_graph" and device.type != "cuda":
-        raise ValueError(f"capture 'cuda_graph' needs a CUDA device, and this job runs on {device}")
 
 
 @contextlib.contextmanager
@@ -57,7 +47,9 @@ def collector_paused() -> Iterator[None]:
 
 
 class ScaleIterations:
-    """Optimises `image` (a leaf tensor that requires grad) in place for `iterations` steps."""
+    """Optimises `image` (a leaf tensor that requires grad) in place for `iterations` steps, launched
+    as `capture` says, with L-BFGS's history products in chunks of `history_chunk` pixels (None:
+    one product); both as a `device.Plan` settles them."""
 
     def __init__(
         self,
@@ -71,7 +63,8 @@ class ScaleIterations:
         history_chunk: int | None = None,
     ) -> None:
         check_capture(capture, image.device)
-        capture = resolve_capture(capture, image.device)
+        if capture == "auto":
+            raise ValueError("capture 'auto' is settled by the job's plan (device.plan_for), not here")
         self.image = image
         self.iterations = iterations
         self.capture = capture
@@ -81,8 +74,7 @@ class ScaleIterations:
         self.lbfgs: LBFGS | None = None
         self.adam: torch.optim.Adam | None = None
         if optimizer == "lbfgs":
-            chunk = resolve_history_chunk(history_chunk, image.device)
-            self.lbfgs = LBFGS(image.detach(), history=history, max_move=MAX_MOVE, chunk=chunk)
+            self.lbfgs = LBFGS(image.detach(), history=history, max_move=MAX_MOVE, chunk=history_chunk)
         else:
             self.adam = torch.optim.Adam([image], lr=learning_rate, capturable=capture == "cuda_graph")
         self.report_every = 1 if image.device.type == "cpu" else REPORT_EVERY_ON_GPU

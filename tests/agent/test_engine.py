@@ -6,23 +6,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from styletransfer import Options, Progress, run, stylize
+from styletransfer import Options, Progress, resolve_plan, run, stylize
 from styletransfer.color import rgb_to_yiq
-from styletransfer.device import (
-    HISTORY_CHUNK_ON_CUDA,
-    cpu_has_native_bf16,
-    resolve_capture,
-    resolve_history_chunk,
-    resolve_precision,
-    settings_for,
-)
+from styletransfer.device import HISTORY_CHUNK_ON_CUDA, cpu_has_native_bf16, plan_for
 from styletransfer.engine import ScaleTiming, _Job, feature_model
 from styletransfer.images import resized, to_tensor
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
 from styletransfer.reference import reference_loss, reference_stylize, reference_targets, reference_vgg
 from styletransfer.vgg import to_caffe
 
-TINY = Options(size=64, iterations=8, scales=1, precision="fp32")  # auto may pick bf16 on this CPU
+TINY = Options(size=64, iterations=8, scales=1)
+FP32 = resolve_plan(precision="fp32")  # auto may pick bf16 on this CPU
 
 
 def pixels(image) -> np.ndarray:
@@ -31,18 +25,18 @@ def pixels(image) -> np.ndarray:
 
 def test_loss_falls_by_a_large_factor(content, style):
     losses = []
-    result = run(content, style, TINY.replace(iterations=25), progress=lambda p: losses.append(p.loss))
+    result = run(content, style, TINY.replace(iterations=25), progress=lambda p: losses.append(p.loss), plan=FP32)
     assert result.loss < losses[0] / 10
 
 
 def test_result_has_the_requested_size_and_aspect(content, style):
-    result = stylize(content, style, TINY.replace(size=80, iterations=2))  # content is 96x64
+    result = stylize(content, style, TINY.replace(size=80, iterations=2), plan=FP32)  # content is 96x64
     assert result.size == (80, 53)
     assert result.mode == "RGB"
 
 
 def test_result_differs_from_the_content(content, style):
-    result = stylize(content, style, TINY.replace(iterations=15))
+    result = stylize(content, style, TINY.replace(iterations=15), plan=FP32)
     original = pixels(resized(content, 64))
     assert np.abs(pixels(result) - original).mean() > 5
 
@@ -97,35 +91,36 @@ def test_a_scale_timing_splits_setup_from_the_steady_pace():
 
 def test_same_seed_same_result_and_other_seed_differs(content, style):
     options = TINY.replace(init="noise", iterations=5, seed=123)
-    first, second = stylize(content, style, options), stylize(content, style, options)
+    first, second = stylize(content, style, options, plan=FP32), stylize(content, style, options, plan=FP32)
     assert np.array_equal(pixels(first), pixels(second))
-    other = stylize(content, style, options.replace(seed=124))
+    other = stylize(content, style, options.replace(seed=124), plan=FP32)
     assert not np.array_equal(pixels(first), pixels(other))
 
 
 def test_adam_also_lowers_the_loss(content, style):
     losses = []
-    run(content, style, TINY.replace(optimizer="adam", iterations=20), progress=lambda p: losses.append(p.loss))
+    adam = TINY.replace(optimizer="adam", iterations=20)
+    run(content, style, adam, progress=lambda p: losses.append(p.loss), plan=FP32)
     assert losses[-1] < losses[0] * 0.8
 
 
 def test_blend_weight_zero_ignores_that_style(content, style, second_style):
-    alone = stylize(content, style, TINY)
-    blended = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 0.0)))
+    alone = stylize(content, style, TINY, plan=FP32)
+    blended = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 0.0)), plan=FP32)
     assert np.array_equal(pixels(alone), pixels(blended))
-    mixed = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 1.0)))
+    mixed = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 1.0)), plan=FP32)
     assert not np.array_equal(pixels(alone), pixels(mixed))
 
 
 def test_blend_count_must_match_styles(content, style):
     with pytest.raises(ValueError, match="blend"):
-        run(content, [style], TINY.replace(style_blend=(1.0, 2.0)))
+        run(content, [style], TINY.replace(style_blend=(1.0, 2.0)), plan=FP32)
     with pytest.raises(ValueError, match="style images"):
-        run(content, [], TINY)
+        run(content, [], TINY, plan=FP32)
 
 
 def test_preserve_colors_keeps_the_content_chroma(content, style):
-    result = stylize(content, style, TINY.replace(preserve_colors=True, iterations=10))
+    result = stylize(content, style, TINY.replace(preserve_colors=True, iterations=10), plan=FP32)
     original = to_tensor(resized(content, 64))
     styled = to_tensor(result)
     chroma_error = (rgb_to_yiq(styled)[:, 1:] - rgb_to_yiq(original)[:, 1:]).abs().mean()
@@ -133,7 +128,7 @@ def test_preserve_colors_keeps_the_content_chroma(content, style):
     assert chroma_error < 0.01  # 8-bit rounding and clipping only
     assert luma_change > 0.02  # while the luminance did take the style
     # without the option the stained glass colours come through
-    plain = to_tensor(stylize(content, style, TINY.replace(iterations=10)))
+    plain = to_tensor(stylize(content, style, TINY.replace(iterations=10), plan=FP32))
     assert (rgb_to_yiq(plain)[:, 1:] - rgb_to_yiq(original)[:, 1:]).abs().mean() > 2 * chroma_error
 
 
@@ -141,8 +136,8 @@ def test_strength_changes_the_style_weight(content, style):
     assert Options(strength=0.5).effective_style_weight == pytest.approx(100.0)
     assert Options(strength=1.0).effective_style_weight == pytest.approx(1000.0)
     assert Options(strength=0.0).effective_style_weight == pytest.approx(10.0)
-    weak = pixels(stylize(content, style, TINY.replace(strength=0.0)))
-    strong = pixels(stylize(content, style, TINY.replace(strength=1.0)))
+    weak = pixels(stylize(content, style, TINY.replace(strength=0.0), plan=FP32))
+    strong = pixels(stylize(content, style, TINY.replace(strength=1.0), plan=FP32))
     original = pixels(resized(content, 64))
     assert np.abs(strong - original).mean() > np.abs(weak - original).mean()
 
@@ -177,10 +172,10 @@ def test_objective_equals_the_reference_objective(content, style):
 @pytest.mark.parametrize(
     ("fast_path", "same_image"),
     [
-        ({}, 1e-5),  # eager fp32: the engine's sync-free L-BFGS against torch's
-        ({"channels_last": True}, 1e-5),  # the memory layout CUDA uses
-        ({"precision": "bf16"}, 0.02),  # bfloat16 convolutions, fp32 Grams and losses
-        ({"capture": "compile"}, 1e-5),  # torch.compile's fused objective and gradient
+        (FP32, 1e-5),  # eager fp32: the engine's sync-free L-BFGS against torch's
+        (FP32.replace(channels_last=True), 1e-5),  # the memory layout CUDA uses
+        (FP32.replace(precision="bf16"), 0.02),  # bfloat16 convolutions, fp32 Grams and losses
+        (FP32.replace(capture="compile"), 1e-5),  # torch.compile's fused objective and gradient
     ],
     ids=["eager", "channels_last", "bf16", "compile"],
 )
@@ -193,7 +188,7 @@ def test_every_fast_path_matches_the_reference(content, style, fast_path, same_i
     optimiser or objective that is wrong, not one that rounds differently."""
     iterations = 10
     losses: list[float] = []
-    engine = run(content, style, TINY.replace(iterations=iterations, **fast_path), lambda p: losses.append(p.loss))
+    engine = run(content, style, TINY.replace(iterations=iterations), lambda p: losses.append(p.loss), plan=fast_path)
     content_caffe, style_caffe = to_caffe(to_tensor(resized(content, 64))), to_caffe(to_tensor(resized(style, 64)))
     _, ref_loss = reference_stylize(content_caffe, style_caffe, iterations)
     model, taps = reference_vgg()
@@ -207,34 +202,34 @@ def test_every_fast_path_matches_the_reference(content, style, fast_path, same_i
 
 
 def test_the_cuda_defaults_are_the_fast_path_and_the_cpu_ones_unchanged():
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert resolve_precision("auto", cuda) == "bf16"
-    assert resolve_capture("auto", cuda) == "cuda_graph"
-    assert settings_for(cuda).allow_tf32
-    assert settings_for(cuda).tf32_matmul  # exact on the bf16 features
-    assert not settings_for(cuda, precision="fp32").tf32_matmul
-    assert settings_for(cuda).channels_last
-    assert not settings_for(cuda).cudnn_benchmark  # no autotuning of each new size in a one-shot job
-    assert resolve_history_chunk(None, cuda) == HISTORY_CHUNK_ON_CUDA
-    assert resolve_history_chunk(0, cuda) is None  # one product, when asked for
-    assert resolve_history_chunk(None, cpu) is None
-    assert resolve_history_chunk(64, cpu) == 64
-    assert resolve_capture("auto", cpu) == "none"
-    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
-    assert not settings_for(cpu).allow_tf32
-    assert not settings_for(cpu).tf32_matmul
+    cuda, cpu = plan_for(torch.device("cuda")), plan_for(torch.device("cpu"))
+    assert cuda.precision == "bf16"
+    assert cuda.capture == "cuda_graph"
+    assert cuda.tf32
+    assert cuda.tf32_grams  # exact on the bf16 features
+    assert not plan_for(torch.device("cuda"), precision="fp32").tf32_grams
+    assert cuda.channels_last
+    assert not cuda.cudnn_benchmark  # no autotuning of each new size in a one-shot job
+    assert cuda.history_chunk == HISTORY_CHUNK_ON_CUDA
+    assert plan_for(torch.device("cuda"), history_chunk=0).history_chunk is None  # one product, when asked for
+    assert cpu.history_chunk is None
+    assert plan_for(torch.device("cpu"), history_chunk=64).history_chunk == 64
+    assert cpu.capture == "none"
+    assert cpu.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert not cpu.tf32
+    assert not cpu.tf32_grams
 
 
 @pytest.mark.parametrize(
     ("fast_path", "loss_error", "cosine"),
-    [({"precision": "fp32"}, 1e-5, 0.999999), ({"precision": "bf16"}, 0.02, 0.995)],
+    [(FP32, 1e-5, 0.999999), (FP32.replace(precision="bf16"), 0.02, 0.995)],
     ids=["fp32", "bf16"],
 )
 def test_the_objective_and_gradient_equal_the_references_at_the_same_image(
     content, style, same_image, fast_path, loss_error, cosine
 ):
     """bf16: the weights and activations cast once; Grams, losses and the optimiser in fp32."""
-    compared = same_image(content, style, TINY.replace(**fast_path))
+    compared = same_image(content, style, TINY, fast_path)
     assert compared.loss_error < loss_error
     assert compared.cosine > cosine
     assert compared.norm_ratio == pytest.approx(1, abs=3 * loss_error + 1e-5)
@@ -242,20 +237,19 @@ def test_the_objective_and_gradient_equal_the_references_at_the_same_image(
 
 def test_cuda_graph_capture_without_cuda_is_a_clear_error(content, style):
     with pytest.raises(ValueError, match="cuda_graph' needs a CUDA device"):
-        run(content, style, TINY.replace(capture="cuda_graph", device="cpu"))
+        run(content, style, TINY, plan=resolve_plan("cpu", capture="cuda_graph"))
 
 
 def test_style_scale_changes_the_result(content, style):
-    small = pixels(stylize(content, style, TINY.replace(style_scale=0.5)))
-    large = pixels(stylize(content, style, TINY.replace(style_scale=2.0)))
+    small = pixels(stylize(content, style, TINY.replace(style_scale=0.5), plan=FP32))
+    large = pixels(stylize(content, style, TINY.replace(style_scale=2.0), plan=FP32))
     assert np.abs(small - large).mean() > 1
 
 
 def test_avg_pooling_and_noise_init_run(content, style):
     losses = []
-    result = run(
-        content, style, TINY.replace(pooling="avg", init="noise", iterations=30), lambda p: losses.append(p.loss)
-    )
+    options = TINY.replace(pooling="avg", init="noise", iterations=30)
+    result = run(content, style, options, lambda p: losses.append(p.loss), plan=FP32)
     assert result.loss < losses[0] / 5
 
 
@@ -264,14 +258,14 @@ def test_too_thin_an_image_is_a_clear_error(content, style, which):
     thin = Image.new("RGB", (2000, 8), (200, 100, 50))
     images = (thin, style) if which == "content" else (content, thin)
     with pytest.raises(ValueError, match=r"2000x8: too thin"):
-        run(*images, TINY)
-    run(Image.new("RGB", (400, 100)), style, TINY.replace(iterations=1))  # 64x16: thin but usable
+        run(*images, TINY, plan=FP32)
+    run(Image.new("RGB", (400, 100)), style, TINY.replace(iterations=1), plan=FP32)  # 64x16: thin but usable
 
 
 def test_the_compiled_objective_and_gradient_equal_the_eager_ones_at_the_same_image(content, style, compiled_vs_eager):
     """capture="compile" runs torch.compile's fusion of the same objective: at one image its loss
     and gradient are the eager ones, up to fp32 rounding (3e-7 of the gradient's norm here)."""
-    (eager_loss, eager_grad), (compiled_loss, compiled_grad) = compiled_vs_eager(content, style, TINY)
+    (eager_loss, eager_grad), (compiled_loss, compiled_grad) = compiled_vs_eager(content, style, TINY, FP32)
     assert compiled_loss == pytest.approx(eager_loss, rel=1e-5)
     assert float((compiled_grad - eager_grad).norm() / eager_grad.norm()) < 1e-5
 
@@ -289,7 +283,7 @@ def test_each_scales_style_images_are_uploaded_once_at_the_start(content, style,
         return upload(job, size)
 
     monkeypatch.setattr(_Job, "_uploaded_styles", counted)
-    options = Options(size=96, iterations=3, scales=3, precision="fp32")
-    run(content, style, options, lambda p: iterations_begun.append(p.iteration))
+    options = Options(size=96, iterations=3, scales=3)
+    run(content, style, options, lambda p: iterations_begun.append(p.iteration), plan=FP32)
     assert uploads == [(64, 43), (68, 45), (96, 64)]
     assert len(iterations_begun) == 9

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from styletransfer import Options, run
+from styletransfer import Options, resolve_plan, run
+from styletransfer.device import HISTORY_CHUNK_ON_CUDA
 from styletransfer.images import resized, to_image, to_tensor
 from styletransfer.iterations import ScaleIterations
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
@@ -28,7 +29,7 @@ from styletransfer.vgg import VGGFeatures, from_caffe, to_caffe
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 CUDA = torch.device("cuda")
-TINY = Options(size=64, iterations=10, scales=1, device="cuda")
+TINY = Options(size=64, iterations=10, scales=1)
 LONG_RUN_MARGIN = 0.05  # the defaults' final loss may exceed the reference's by at most 5%
 
 
@@ -37,7 +38,7 @@ LONG_RUN_MARGIN = 0.05  # the defaults' final loss may exceed the reference's by
     [
         ({"precision": "fp32", "tf32": False, "channels_last": False}, 1e-4, 0.99999),
         ({"precision": "fp32", "tf32": False}, 1e-4, 0.99999),  # channels-last
-        ({"precision": "fp32"}, 0.005, 0.999),  # TF32 convolutions and Gram matrices
+        ({"precision": "fp32"}, 0.005, 0.999),  # TF32 convolutions
         ({}, 0.02, 0.995),  # the CUDA defaults: bf16 network, TF32 Grams
     ],
     ids=["fp32", "channels_last", "tf32", "defaults_bf16"],
@@ -45,7 +46,7 @@ LONG_RUN_MARGIN = 0.05  # the defaults' final loss may exceed the reference's by
 def test_each_precision_computes_the_reference_objective_and_gradient(
     content, style, same_image, fast_path, loss_error, cosine
 ):
-    compared = same_image(content, style, TINY.replace(size=128, **fast_path))
+    compared = same_image(content, style, TINY.replace(size=128), resolve_plan("cuda", **fast_path))
     print(f"{fast_path}: {compared}")
     assert compared.loss_error < loss_error
     assert compared.cosine > cosine
@@ -55,8 +56,8 @@ def test_each_precision_computes_the_reference_objective_and_gradient(
 def test_compiled_objective_computes_the_eager_one(content, style, compiled_vs_eager):
     """torch.compile's fused objective and gradient against the same objective run eagerly, in
     fp32 without TF32 so that only the fusion differs."""
-    options = TINY.replace(size=96, precision="fp32", tf32=False)
-    (eager, eager_grad), (compiled, compiled_grad) = compiled_vs_eager(content, style, options)
+    plan = resolve_plan("cuda", "fp32", tf32=False)
+    (eager, eager_grad), (compiled, compiled_grad) = compiled_vs_eager(content, style, TINY.replace(size=96), plan)
     assert compiled == pytest.approx(eager, rel=1e-3)
     cosine = torch.nn.functional.cosine_similarity(compiled_grad.flatten(), eager_grad.flatten(), dim=0)
     assert float(cosine) > 0.9999
@@ -68,10 +69,9 @@ def test_cuda_graph_replays_what_eager_runs(content, style):
     buffers would repeat one loss or diverge)."""
     eager_losses: list[float] = []
     graph_losses: list[float] = []
-    options = TINY.replace(iterations=30, init="noise")  # a start that is not the warm-up's probe
-    run(content, style, options.replace(capture="none"), lambda p: eager_losses.append(p.loss))
-    graphed = options.replace(capture="cuda_graph")
-    run(content, style, graphed, lambda p: graph_losses.append(p.loss))
+    options = TINY.replace(iterations=30, init="noise")
+    run(content, style, options, lambda p: eager_losses.append(p.loss), plan=resolve_plan("cuda", capture="none"))
+    run(content, style, options, lambda p: graph_losses.append(p.loss), plan=resolve_plan("cuda", capture="cuda_graph"))
     assert len(graph_losses) == len(eager_losses) == 30
     assert graph_losses[0] == pytest.approx(eager_losses[0], rel=1e-5)  # the same image
     assert graph_losses[:5] == pytest.approx(eager_losses[:5], rel=1e-3)
@@ -115,7 +115,7 @@ def test_a_stray_graph_in_a_cycle_waits_until_the_capture_ends(content, style, m
         step(self)
 
     monkeypatch.setattr(ScaleIterations, "step", step_that_drops_a_stray)
-    result = run(content, style, TINY)
+    result = run(content, style, TINY, plan=resolve_plan("cuda"))
     assert dropped == [False]  # dropped in a capture, with the collector paused
     assert math.isfinite(result.loss)
     gc.collect()  # now it goes, outside any capture
@@ -126,7 +126,7 @@ def test_a_long_run_with_the_defaults_is_as_good_as_the_reference(content, style
     default L-BFGS history, TF32 Grams) against the plain fp32 reference with torch's L-BFGS and
     history 100, both scored by one fp32 objective on the 8-bit result."""
     size, iterations = 256, 400
-    ours = run(content, style, Options(size=size, iterations=iterations, scales=1, device="cuda"))
+    ours = run(content, style, Options(size=size, iterations=iterations, scales=1), plan=resolve_plan("cuda"))
     scorer = Scorer(content, style, size, device=CUDA)
     with fp32():
         content_caffe = to_caffe(to_tensor(resized(content, size))).cuda()
@@ -152,7 +152,7 @@ def test_an_iteration_never_waits_for_the_gpu():
         return total_loss(model(x.to(torch.bfloat16)), x, content, style, 5.0, 100.0, 1e-3)
 
     image = start.clone().requires_grad_(True)
-    iterations = ScaleIterations(objective, image, 8, history=20)
+    iterations = ScaleIterations(objective, image, 8, history=20, history_chunk=HISTORY_CHUNK_ON_CUDA)
     iterations.step()  # the first call allocates and initialises; later ones are what gets replayed
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -167,7 +167,7 @@ def test_an_iteration_never_waits_for_the_gpu():
 def test_2048_px_fits_and_reports_its_memory(content, style):
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    result = run(content, style, Options(size=2048, iterations=6, scales=1, device="cuda"))
+    result = run(content, style, Options(size=2048, iterations=6, scales=1), plan=resolve_plan("cuda"))
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"2048 px, the CUDA defaults: peak {peak:.2f} GiB")
     assert result.image.size[0] == 2048

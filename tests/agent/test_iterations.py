@@ -4,7 +4,8 @@ import gc
 
 import pytest
 import torch
-from styletransfer.iterations import ScaleIterations, check_capture, collector_paused
+from styletransfer.device import check_capture
+from styletransfer.iterations import ScaleIterations, collector_paused
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
 from styletransfer.vgg import VGGFeatures
 
@@ -70,7 +71,7 @@ def test_unknown_capture_and_cuda_graph_on_cpu_are_errors():
 
 
 def test_history_chunk_reaches_the_optimiser():
-    """Options.history_chunk decides how the L-BFGS history products run (one product on a CPU)."""
+    """The plan's history_chunk decides how the L-BFGS history products run (one product on a CPU)."""
     image = torch.zeros(1, 3, 8, 8, requires_grad=True)
 
     def objective(x: torch.Tensor) -> torch.Tensor:
