@@ -179,6 +179,10 @@ def _job(
 
 # relu5_1 sits after four 2x2 poolings: a side under 16 px leaves it no pixels at all.
 MIN_SIDE = 16
+# init="noise" starts as jcjohnson/neural-style's `-init random` does: randn * 0.001 in caffe space,
+# the mean pixel and a trace of noise. Uniform noise over the whole pixel range ended rougher and at
+# a higher loss (docs/engine.md, "The noise start").
+NOISE_SCALE = 0.001
 
 
 def _style_side(style_scale: float, size: tuple[int, int]) -> int:
@@ -285,8 +289,7 @@ class _Job:
             return to_caffe(seen_content)
         # Generated on the CPU so that a seed gives the same start on every device.
         generator = torch.Generator().manual_seed(self.options.seed)
-        noise = torch.rand(seen_content.shape, generator=generator)
-        return to_caffe(noise.to(self.device))
+        return (torch.randn(seen_content.shape, generator=generator) * NOISE_SCALE).to(self.device)
 
     def scale_objective(self, size: tuple[int, int]) -> tuple[Objective, torch.Tensor]:
         """The objective at one scale (a function of the caffe-space image) and the content image

@@ -40,7 +40,7 @@ class Options:
     style_scale: float = 1.0  # style image's long side, relative to the output's
     style_blend: tuple[float, ...] = ()  # one weight per style image; empty = equal
     preserve_colors: bool = False  # luminance-only transfer: the content keeps its colours
-    init: Literal["content", "noise"] = "content"
+    init: Literal["content", "noise"] = "content"  # noise: neural-style's, the mean pixel and a trace of noise
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     learning_rate: float = 10.0  # Adam's, in caffe-space pixel units (0..255)
     pooling: Literal["max", "avg"] = "max"

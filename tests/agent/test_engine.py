@@ -9,7 +9,7 @@ from PIL import Image
 from styletransfer import Options, Progress, resolve_plan, run, stylize
 from styletransfer.color import rgb_to_yiq
 from styletransfer.device import HISTORY_CHUNK_ON_CUDA, cpu_has_native_bf16, plan_for
-from styletransfer.engine import ScaleTiming, _Job, feature_model
+from styletransfer.engine import ScaleTiming, _Job, feature_model, final_objective
 from styletransfer.images import resized, to_tensor
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
 from styletransfer.reference import reference_loss, reference_stylize, reference_targets, reference_vgg
@@ -251,6 +251,20 @@ def test_avg_pooling_and_noise_init_run(content, style):
     options = TINY.replace(pooling="avg", init="noise", iterations=30)
     result = run(content, style, options, lambda p: losses.append(p.loss), plan=FP32)
     assert result.loss < losses[0] / 5
+
+
+def test_a_noise_start_is_neural_styles_the_mean_pixel_and_a_trace_of_noise(content, style):
+    """init="noise" starts where jcjohnson/neural-style's -init random does, randn * 0.001 in caffe
+    space: the first loss is the objective's at the flat mean-pixel image (caffe zeros), to within
+    that trace. Uniform noise over the whole pixel range would add a large roughness term alone."""
+    options = TINY.replace(init="noise", iterations=1)
+    losses: list[float] = []
+    run(content, style, options, lambda p: losses.append(p.loss), plan=FP32)
+    with final_objective(content, style, options, FP32) as (objective, start), torch.no_grad():
+        at_the_mean = float(objective(torch.zeros_like(start)))
+        rough = float(objective(torch.rand(start.shape, generator=torch.Generator().manual_seed(0)) * 255 - 128))
+    assert losses[0] == pytest.approx(at_the_mean, rel=1e-4)
+    assert abs(rough - at_the_mean) > 1e-2 * at_the_mean  # the check can tell a uniform start apart
 
 
 @pytest.mark.parametrize("which", ["content", "style"])
