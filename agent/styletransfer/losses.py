@@ -30,8 +30,8 @@ import torch
 # On bf16 features, whether the style term's gradient product runs in bf16 too (with fp32 sums),
 # straight from the features: no fp32 copy of them kept for the backward pass and no cast after
 # it, but (dG + dGᵀ) rounded to bf16. Off: that product in fp32 (TF32 on a GPU), then cast.
-# Measured on this project's CPU (native bf16; agent/benchmarks/tradeoffs.py, 4 pairs at three
-# sizes): final loss -0.4% on average against fp32, within L-BFGS's own spread, each run ~7% faster.
+# Measured on this project's CPU (native bf16; agent/benchmarks/tradeoffs.py): no worse on average,
+# within L-BFGS's own spread, and faster (docs/benchmarks.md, "Quality trade-offs").
 LOW_PRECISION_STYLE_GRADIENT = True
 
 CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
