@@ -24,13 +24,7 @@ VARIANTS = {
 }
 
 # bench_engine's preset rows of the defaults with something changed: its label -> the table's words
-PRESET_VARIANTS = (
-    ("defaults, history products as one GEMM", "the L-BFGS history products as one GEMM"),
-    ("defaults, Gram products straight from bf16", "the Gram products straight from bf16 (gram_bf16)"),
-    ("defaults, 1 eager iteration before capture", "1 eager iteration before capture, not 3 (warmup_1)"),
-    ("defaults, each scale made ready while the one before runs", VARIANTS["ahead"]),
-    ("defaults, gram_bf16, warmup_1 and ahead together", "gram_bf16, warmup_1 and ahead together (candidates)"),
-)
+PRESET_VARIANTS = (("defaults, history products as one GEMM", "the L-BFGS history products as one GEMM"),)
 
 
 def _load(path: Path) -> Any:

@@ -14,15 +14,14 @@ For each size, in one process after a warm-up (so ratios compare like with like)
 Each row has wall seconds (compilation and capture included), iterations per second, the score
 (the reference's fp32 objective on the final 8-bit image: one objective for every row), the
 speed-up and score ratio against the reference, and on a GPU the peak memory. `--large` then runs
-the `standard` preset at that size (GPU default: 2048 px) with the old and the new CUDA defaults
-and with scales made ready ahead, for time and memory.
+the `standard` preset at that size (GPU default: 2048 px) with the old and the new CUDA defaults,
+for time and memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import platform
 import sys
@@ -31,11 +30,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import torch
 from PIL import Image
-from styletransfer import Options, preset, run
+from styletransfer import Options, Plan, preset, resolve_plan, run
 from styletransfer.device import pick_device
 from styletransfer.images import fit_size, to_image
 from styletransfer.reference import Scorer, reference_stylize
@@ -43,81 +41,58 @@ from styletransfer.samples import benchmark_pair, swirls
 from styletransfer.vgg import from_caffe
 from styletransfer.weights import load_vgg19_weights
 
+NEURAL_STYLE_HISTORY = 100  # the L-BFGS history of jcjohnson/neural-style and of the reference
+
 
 @dataclass(frozen=True)
 class Variant:
     key: str
     label: str
-    changes: dict[str, Any]
+    plan: dict[str, Any]  # how it runs: requests to resolve_plan, beside the device
+    history: int | None = NEURAL_STYLE_HISTORY  # L-BFGS pairs kept; None: the default (Options.history)
     cuda_only: bool = False  # no effect or not available on a CPU
     preset: bool = False  # also measured with the preset
     last: bool = False  # measured after everything else (its compilation takes minutes on a GPU)
-    # (module, name, value): constants set for this variant's runs only. Choices that are not
-    # Options are timed this way on a GPU before they become defaults.
-    patches: tuple[tuple[str, str, Any], ...] = ()
+
+    def options(self, base: Options) -> Options:
+        return base if self.history is None else base.replace(history=self.history)
+
+    def plan_on(self, device: torch.device) -> Plan:
+        return resolve_plan(str(device), **self.plan)
 
 
 # Every variant but "defaults" states its settings in full, so that the rows do not move when the
-# defaults do; the history is neural-style's 100 unless a variant is about it, and each scale is
-# made ready as it starts (as before prepare_ahead) unless a variant is about that.
-EAGER = {"capture": "none", "history": 100, "prepare_ahead": False}
-FP32 = {"precision": "fp32", **EAGER}
-GRAPH = {"capture": "cuda_graph", "history": 100, "prepare_ahead": False}
-# Choices that are not Options, as Variant.patches
-GRAM_BF16 = ("styletransfer.losses", "GRAM_FROM_LOW_PRECISION", True)
-WARMUP_1 = ("styletransfer.iterations", "WARMUP", 1)
+# defaults do; the history is neural-style's 100 unless a variant is about it.
+FP32 = {"precision": "fp32", "capture": "none"}
 VARIANTS: tuple[Variant, ...] = (
     Variant("fp32", "fp32, NCHW, eager", {**FP32, "channels_last": False, "tf32": False}),
     Variant("channels_last", "fp32, channels-last", {**FP32, "channels_last": True, "tf32": False}),
     Variant("tf32", "TF32, eager (the CUDA defaults before)", {**FP32, "tf32": True}, cuda_only=True, preset=True),
     Variant("autotune", "TF32 + cuDNN autotuning", {**FP32, "deterministic": False}, cuda_only=True),
-    Variant("bf16", "bf16 network, eager", {**EAGER, "precision": "bf16"}),
-    Variant("tf32_graph", "TF32 + CUDA graph", {**GRAPH, "precision": "fp32"}, cuda_only=True),
+    Variant("bf16", "bf16 network, eager", {"precision": "bf16", "capture": "none"}),
+    Variant("tf32_graph", "TF32 + CUDA graph", {"precision": "fp32", "capture": "cuda_graph"}, cuda_only=True),
     Variant(
-        "bf16_graph", "bf16 + CUDA graph, history 100", {**GRAPH, "precision": "bf16"}, cuda_only=True, preset=True
+        "bf16_graph",
+        "bf16 + CUDA graph, history 100",
+        {"precision": "bf16", "capture": "cuda_graph"},
+        cuda_only=True,
+        preset=True,
     ),
-    Variant(
-        "bf16_compile", "bf16 + torch.compile", {"precision": "bf16", "capture": "compile", "history": 100}, last=True
-    ),
-    Variant("defaults", "the defaults", {}, preset=True),
+    Variant("bf16_compile", "bf16 + torch.compile", {"precision": "bf16", "capture": "compile"}, last=True),
+    Variant("defaults", "the defaults", {}, history=None, preset=True),
     # The defaults but for one change each, to measure that change where the target is timed.
-    Variant("one_product", "defaults, history products as one GEMM", {"history_chunk": 0}, cuda_only=True, preset=True),
     Variant(
-        "gram_bf16",
-        "defaults, Gram products straight from bf16",
-        {},
-        cuda_only=True,
-        preset=True,
-        patches=(GRAM_BF16,),
-    ),
-    Variant(
-        "warmup_1",
-        "defaults, 1 eager iteration before capture",
-        {},
-        cuda_only=True,
-        preset=True,
-        patches=(WARMUP_1,),
-    ),
-    Variant(
-        "candidates",
-        "defaults, gram_bf16, warmup_1 and ahead together",
-        {"prepare_ahead": True},
-        cuda_only=True,
-        preset=True,
-        patches=(GRAM_BF16, WARMUP_1),
-    ),
-    Variant(
-        "ahead",
-        "defaults, each scale made ready while the one before runs",
-        {"prepare_ahead": True},
+        "one_product",
+        "defaults, history products as one GEMM",
+        {"history_chunk": 0},
+        history=None,
         cuda_only=True,
         preset=True,
     ),
 )
 CPU_DEFAULT = ("fp32", "channels_last", "bf16", "defaults")
-# At --large: the old and the new CUDA defaults, and scales made ready ahead, whose peak memory holds
-# two scales' buffers at once (its time there follows the defaults' run at the same sizes: warmer)
-LARGE = ("tf32", "defaults", "ahead")
+# At --large: the old and the new CUDA defaults
+LARGE = ("tf32", "defaults")
 
 
 @dataclass(frozen=True)
@@ -181,26 +156,9 @@ def plain_fp32() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def patched(patches: tuple[tuple[str, str, Any], ...]) -> Iterator[None]:
-    """A variant's module constants, set for one run and then put back (a name that does not exist
-    is an AttributeError, not a new constant nobody reads)."""
-    with contextlib.ExitStack() as stack:
-        for module_name, name, value in patches:
-            stack.enter_context(mock.patch.object(importlib.import_module(module_name), name, value))
-        yield
-
-
-def engine_run(
-    content: Image.Image,
-    style: Image.Image,
-    options: Options,
-    image: bool = True,
-    patches: tuple[tuple[str, str, Any], ...] = (),
-) -> Work:
+def engine_run(content: Image.Image, style: Image.Image, options: Options, plan: Plan, image: bool = True) -> Work:
     def work() -> Outcome:
-        with patched(patches):
-            result = run(content, style, options)
+        result = run(content, style, options, plan=plan)
         scales = tuple(timing.summary() for timing in result.scales)
         return Outcome(result.iterations, result.image if image else result.loss, scales)
 
@@ -211,7 +169,7 @@ def standard_shape(device: torch.device, size: int, iterations: int | None = Non
     """The device's preset at `size` ("standard" on a GPU, "preview" on a CPU), with `iterations`
     per scale if given."""
     name = "standard" if device.type == "cuda" else "preview"
-    changes: dict[str, Any] = {"size": size, "device": str(device)}
+    changes: dict[str, Any] = {"size": size}
     if iterations:
         changes["iterations"] = iterations
     return name, preset(name, **changes)
@@ -225,7 +183,7 @@ def bench(
     width, height = fit_size(*content_image.size, size)
 
     def engine(variant: Variant, options: Options) -> Work:
-        return engine_run(content_image, style_image, options.replace(**variant.changes), patches=variant.patches)
+        return engine_run(content_image, style_image, variant.options(options), variant.plan_on(device))
 
     def reference() -> Outcome:
         with plain_fp32():
@@ -247,10 +205,10 @@ def single_scale(
 ) -> list[Row]:
     """The engine on the reference's objective, scale and iterations, once per variant."""
     content_image, style_image = benchmark_pair()
-    single = Options(size=size, iterations=iterations, scales=1, device=str(device))
+    single = Options(size=size, iterations=iterations, scales=1)
     rows = []
     for variant in variants:
-        work = engine_run(content_image, style_image, single.replace(**variant.changes), patches=variant.patches)
+        work = engine_run(content_image, style_image, variant.options(single), variant.plan_on(device))
         if row := _attempt(device, f"engine {variant.label}", work, scorer):
             rows.append(row)
     return rows
@@ -266,11 +224,12 @@ def time_to_quality(device: torch.device, size: int, scorer: Scorer, reference: 
     iterations takes."""
     content_image, style_image = benchmark_pair()
     name, shaped = standard_shape(device, size)
+    defaults = resolve_plan(str(device))
     rows = []
     for per_scale in LADDER:
         options = shaped.replace(iterations=per_scale)
         label = f"{name} preset {options.scales}x{per_scale}, the defaults"
-        row = _measured(device, label, engine_run(content_image, style_image, options), scorer)
+        row = _measured(device, label, engine_run(content_image, style_image, options, defaults), scorer)
         rows.append(row)
         if row.loss <= reference.loss:
             break
@@ -279,13 +238,17 @@ def time_to_quality(device: torch.device, size: int, scorer: Scorer, reference: 
 
 def large(size: int, iterations: int | None, device: torch.device, variants: list[Variant]) -> list[Row]:
     content_image, style_image = benchmark_pair()
-    tuned = preset("standard", size=size, device=str(device))
+    tuned = preset("standard", size=size)
     tuned = tuned.replace(iterations=iterations) if iterations else tuned
     label = f"standard preset at {size} px, {tuned.scales}x{tuned.iterations}"
-    runs = [(variant.changes, variant.label) for variant in variants if variant.key in LARGE]
     return [
-        _measured(device, f"{label}, {name}", engine_run(content_image, style_image, tuned.replace(**changes), False))
-        for changes, name in runs
+        _measured(
+            device,
+            f"{label}, {variant.label}",
+            engine_run(content_image, style_image, variant.options(tuned), variant.plan_on(device), False),
+        )
+        for variant in variants
+        if variant.key in LARGE
     ]
 
 
@@ -293,13 +256,13 @@ def profile(size: int, iterations: int, device: torch.device) -> None:
     """The kernels that take the time of `iterations` iterations with the defaults at one scale,
     after a run that loads everything (torch.profiler; on a CPU, its operators)."""
     content_image, style_image = benchmark_pair()
-    options = Options(size=size, iterations=iterations, scales=1, device=str(device))
-    run(content_image, style_image, options)
+    options, plan = Options(size=size, iterations=iterations, scales=1), resolve_plan(str(device))
+    run(content_image, style_image, options, plan=plan)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as profiler:
-        run(content_image, style_image, options)
+        run(content_image, style_image, options, plan=plan)
     sort_by = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
     print(f"profile: {iterations} iterations of the defaults at {size} px, one scale (captures included)")
     print(profiler.key_averages().table(sort_by=sort_by, row_limit=25, max_name_column_width=60))
@@ -398,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"device: {name}; torch {torch.__version__}; {iterations} iterations for the single-scale runs")
     load_vgg19_weights()
-    warm = Options(size=64, iterations=4, scales=1, device=str(device))
-    run(swirls(64), swirls(64, seed=1), warm)  # CUDA context, cuDNN handles, the model on the device
+    warm = Options(size=64, iterations=4, scales=1)
+    run(
+        swirls(64), swirls(64, seed=1), warm, plan=resolve_plan(str(device))
+    )  # CUDA context, cuDNN handles, the model on the device
     if args.profile:
         profile(sizes[0], args.profile, device)
     figures: dict[str, Any] = {"device": name, "torch": torch.__version__, "sizes": {}}

@@ -34,7 +34,7 @@ from unittest import mock
 
 import torch
 from PIL import Image
-from styletransfer import Options, run
+from styletransfer import Options, resolve_plan, run
 from styletransfer import losses as losses_module
 from styletransfer.reference import Scorer
 from styletransfer.samples import mosaic, stained_glass, swirls, waves
@@ -122,18 +122,18 @@ def main(argv: list[str] | None = None) -> int:
         kinds.append(("single", Options(size=args.size, scales=1, iterations=args.single, init="noise")))
     if on_gpu:
         print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}; {args.size} px; the CUDA defaults")
-        settings: dict[str, object] = {"device": str(device)}
+        plan = resolve_plan(str(device))
     else:
         threads = torch.get_num_threads()
         print(f"CPU, {threads} threads, torch {torch.__version__}; {args.size} px; {args.precision}, eager")
-        settings = {"device": "cpu", "precision": args.precision, "capture": "none"}
+        plan = resolve_plan("cpu", args.precision, "none")
     changes: dict[tuple[str, str], list[float]] = {}
     for name, content, style in pairs(args.pairs):
         scorer = Scorer(content, style, args.size, device=device)
         for kind, base in kinds:
             baseline = None
             for variant in variants:
-                options = base.replace(**settings, history=variant.history)
+                options = base.replace(history=variant.history)
                 started = time.perf_counter()
                 # the style gradient's precision as the variant asks, whatever the default
                 style_gradient = variant.low_precision_style_gradient
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     gram_inputs_rounded(variant.gram_bits),
                     mock.patch.object(losses_module, "LOW_PRECISION_STYLE_GRADIENT", style_gradient),
                 ):
-                    result = run(content, style, options)  # its PIL image was read back: the GPU is done
+                    result = run(content, style, options, plan=plan)  # its PIL image was read back: the GPU is done
                 score = scorer.score(result.image)
                 baseline = baseline or score
                 change = score / baseline - 1

@@ -77,19 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--learning-rate", type=_bounded(float, 1e-6, 1e4), help="Adam's step size")
     g.add_argument("--pooling", choices=("max", "avg"))
     g.add_argument("--seed", type=_bounded(int, 0, 2**63 - 1))
-    g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    g.add_argument(
+    g.add_argument("--history", type=_bounded(int, 1, MAX_HISTORY), help="L-BFGS pairs kept (default 20)")
+    h = p.add_argument_group("how it runs (unset: auto, the device's fastest measured way)")
+    h.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    h.add_argument(
         "--precision",
         choices=PRECISIONS,
         help="precision of the network (auto: bf16 on CUDA and on a CPU with native bf16, else fp32)",
     )
-    g.add_argument(
+    h.add_argument(
         "--capture",
         choices=CAPTURES,
         help="launch each iteration eagerly, compiled (torch.compile) or as one CUDA graph "
         "(auto: a CUDA graph on CUDA, eagerly on a CPU)",
     )
-    g.add_argument("--history", type=_bounded(int, 1, MAX_HISTORY), help="L-BFGS pairs kept (default 20)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -108,8 +109,7 @@ def _presets_help() -> str:
 
 _OVERRIDES = (
     "size", "iterations", "scales", "strength", "content_weight", "style_weight", "tv_weight", "style_scale",
-    "preserve_colors", "init", "optimizer", "learning_rate", "pooling", "seed", "device", "precision",
-    "capture", "history",
+    "preserve_colors", "init", "optimizer", "learning_rate", "pooling", "seed", "history",
 )  # fmt: skip
 
 
@@ -130,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here so that `--help` and argument errors answer without loading PyTorch.
     import torch
 
+    from .device import resolve_plan
     from .engine import run
     from .images import open_image, output_format, save_image
     from .options import preset
@@ -144,12 +145,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.style_blend is not None:
         overrides["style_blend"] = tuple(args.style_blend)
     options = preset(args.preset, **overrides)
+    plan = resolve_plan(args.device or "auto", args.precision or "auto", args.capture or "auto")
     content = open_image(args.content, "content image")
     styles = [open_image(path, "style image") for path in args.styles]
 
     bar = None if args.quiet else _ProgressBar()
     try:
-        result = run(content, styles, options, bar.update if bar else None)
+        result = run(content, styles, options, bar.update if bar else None, plan=plan)
     except torch.OutOfMemoryError:
         raise MemoryError(f"out of memory at --size {options.size}; try a smaller size or --precision bf16") from None
     finally:

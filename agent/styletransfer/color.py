@@ -26,8 +26,8 @@ def _yiq_to_rgb_matrix() -> torch.Tensor:
 
 @functools.cache
 def _on(inverse: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    # Copied to each device once: a copy from the host waits for the GPU, and the engine prepares
-    # a scale's targets while the GPU still runs the previous scale.
+    # Copied to each device once: a copy from the host waits for the GPU, which every scale's
+    # targets would otherwise pay for again.
     return (_yiq_to_rgb_matrix() if inverse else _RGB_TO_YIQ).to(dtype=dtype, device=device)
 
 

@@ -1,17 +1,148 @@
-"""Which device runs the work, and the settings that make convolutions fast there.
+"""How a job runs: its device and every choice made for it there, settled once into a `Plan`.
 
-The decisions are pure functions of the device so that the CUDA branch is tested on CPU too.
+`Options` say what a result should be; a `Plan` says how to compute it. `resolve_plan` picks the
+device and settles every "auto" for it, once per job; the engine and its iterations then read
+only the plan. `plan_for` is the same decision as a pure function of the device, so the CUDA
+branch is tested on a CPU too. Why each default is what it is: docs/engine.md, "How it runs".
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+
+from .options import CAPTURES, PRECISIONS
+
+Precision = Literal["fp32", "bf16"]
+Capture = Literal["none", "compile", "cuda_graph"]
+
+# Pixels per chunk of the L-BFGS history products on CUDA (lbfgs.py): enough chunks at the usual
+# sizes for every multiprocessor of a large GPU to take one.
+HISTORY_CHUNK_ON_CUDA = 2048
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a job runs, every choice settled. Made by `plan_for` / `resolve_plan`; a benchmark may
+    `replace` a field to time another way."""
+
+    device: torch.device
+    precision: Precision  # of the network's weights and activations; Grams, losses, optimiser: fp32
+    capture: Capture  # how each iteration is launched (iterations.py)
+    channels_last: bool  # NHWC memory layout for the network
+    tf32: bool  # TF32 tensor cores for fp32 convolutions
+    deterministic: bool  # False lets cuDNN autotune each new image size: faster, not repeatable
+    history_chunk: int | None  # pixels per chunk of the L-BFGS history products; None: one product
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("precision", PRECISIONS), ("capture", CAPTURES)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+            if value == "auto":
+                raise ValueError(f"a plan's {name} is settled, not 'auto' (plan_for settles it)")
+        check_capture(self.capture, self.device)
+        chunk = self.history_chunk
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+            raise ValueError(f"history_chunk must be a whole number of pixels, 1 or more, or None, not {chunk!r}")
+
+    def replace(self, **changes: object) -> Plan:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The network's dtype: bf16 is cast once, weights included, not per call by autocast
+        (which copies every weight each iteration); fp16 would overflow the Gram matrices."""
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    @property
+    def tf32_grams(self) -> bool:
+        """TF32 for the objective's matrix products, the Gram matrices, only where it is exact: on
+        bf16 features (bf16's 8 significant bits fit in TF32's 11, and the sums stay fp32). On fp32
+        features it would round them. Never for the L-BFGS history products (lbfgs.py keeps those
+        fp32)."""
+        return self.device.type == "cuda" and self.precision == "bf16"
+
+    @property
+    def cudnn_benchmark(self) -> bool:
+        """cuDNN autotuning, only when results need not repeat: it costs seconds per image size."""
+        return self.device.type == "cuda" and not self.deterministic
+
+
+def resolve_plan(
+    device: str = "auto",
+    precision: str = "auto",
+    capture: str = "auto",
+    *,
+    channels_last: bool | None = None,
+    tf32: bool | None = None,
+    deterministic: bool = True,
+    history_chunk: int | None = None,
+) -> Plan:
+    """The plan for a job on `device` ("auto": CUDA when present, else the CPU): see `plan_for`."""
+    return plan_for(
+        pick_device(device),
+        precision,
+        capture,
+        channels_last=channels_last,
+        tf32=tf32,
+        deterministic=deterministic,
+        history_chunk=history_chunk,
+    )
+
+
+def plan_for(
+    device: torch.device,
+    precision: str = "auto",
+    capture: str = "auto",
+    *,
+    channels_last: bool | None = None,
+    tf32: bool | None = None,
+    deterministic: bool = True,
+    history_chunk: int | None = None,
+) -> Plan:
+    """Every choice for `device`, "auto" and None settled as measured best there
+    (docs/benchmarks.md, "The GPU fast path"; docs/engine.md, "How it runs"):
+
+    - precision: bf16 on CUDA (fastest per iteration at the same quality) and on a CPU that
+      computes it natively (AVX512-BF16 or AMX); elsewhere a CPU emulates bf16, slower than fp32;
+    - capture: a CUDA graph on CUDA, where eager iterations are bound by kernel launches; eagerly on
+      a CPU (torch.compile pays only for long runs of one size);
+    - channels_last and tf32 (for fp32 convolutions): on CUDA; channels-last measured no faster on
+      a CPU, which has no tensor cores;
+    - deterministic: yes unless asked otherwise (cuDNN's autotuning costs more than a whole job);
+    - history_chunk: chunks of HISTORY_CHUNK_ON_CUDA pixels on CUDA, one product on a CPU; 0 asks
+      for one product anywhere (lbfgs.py says why).
+    """
+    on_cuda = device.type == "cuda"
+    if precision == "auto":
+        precision = "bf16" if on_cuda or cpu_has_native_bf16() else "fp32"
+    if capture == "auto":
+        capture = "cuda_graph" if on_cuda else "none"
+    if history_chunk is None:
+        history_chunk = HISTORY_CHUNK_ON_CUDA if on_cuda else None
+    elif history_chunk == 0 and type(history_chunk) is int:
+        history_chunk = None  # one product, asked for
+    return Plan(
+        device=device,
+        precision=precision,  # type: ignore[arg-type]
+        capture=capture,  # type: ignore[arg-type]
+        channels_last=on_cuda if channels_last is None else channels_last,
+        tf32=on_cuda and (tf32 is None or tf32),
+        deterministic=deterministic,
+        history_chunk=history_chunk,
+    )
 
 
 def cuda_available() -> bool:
@@ -33,72 +164,11 @@ def pick_device(requested: str = "auto") -> torch.device:
     return device
 
 
-@dataclass(frozen=True)
-class DeviceSettings:
-    channels_last: bool  # NHWC: faster cuDNN/tensor-core convolutions; measured no gain on CPU
-    allow_tf32: bool  # TF32 tensor cores (Ampere and newer) for fp32 convolutions
-    # TF32 for the objective's matrix products, the Gram matrices, where it is exact: on bf16
-    # features (bf16's 8 significant bits fit in TF32's 11, and the sums stay fp32). On fp32
-    # features it would round them; emulated on a CPU that cost up to 20% of final loss
-    # (docs/benchmarks.md). Never for the L-BFGS history products (lbfgs.py keeps those fp32).
-    tf32_matmul: bool
-    cudnn_benchmark: bool  # autotune convolution algorithms; off when results must be reproducible
-    deterministic: bool
-
-
-def settings_for(
-    device: torch.device,
-    channels_last: bool | None = None,
-    deterministic: bool = True,
-    tf32: bool | None = None,
-    precision: str = "auto",
-) -> DeviceSettings:
-    """The settings for `device`; None for channels_last or tf32 means on for CUDA, off for the CPU."""
-    on_cuda = device.type == "cuda"
-    return DeviceSettings(
-        channels_last=on_cuda if channels_last is None else channels_last,
-        allow_tf32=on_cuda and (tf32 is None or tf32),
-        tf32_matmul=on_cuda and resolve_precision(precision, device) == "bf16",
-        cudnn_benchmark=on_cuda and not deterministic,
-        deterministic=deterministic,
-    )
-
-
-def configure_cpu_threads() -> int:
-    """Use every core this process may run on (torch's default counts physical cores only)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    if torch.get_num_threads() != cores:
-        torch.set_num_threads(cores)
-    return cores
-
-
-@contextlib.contextmanager
-def applied(device: torch.device, settings: DeviceSettings) -> Iterator[None]:
-    """Apply the settings for the duration of one job and restore the global flags afterwards."""
-    saved = (
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.benchmark,
-        torch.backends.cudnn.deterministic,
-    )
-    try:
-        if device.type == "cpu":
-            configure_cpu_threads()
-        torch.backends.cudnn.allow_tf32 = settings.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = settings.tf32_matmul
-        torch.backends.cudnn.benchmark = settings.cudnn_benchmark
-        torch.backends.cudnn.deterministic = settings.deterministic
-        yield
-    finally:
-        (
-            torch.backends.cudnn.allow_tf32,
-            torch.backends.cuda.matmul.allow_tf32,
-            torch.backends.cudnn.benchmark,
-            torch.backends.cudnn.deterministic,
-        ) = saved
+def check_capture(capture: str, device: torch.device) -> None:
+    if capture not in CAPTURES:
+        raise ValueError(f"capture must be one of {', '.join(CAPTURES)}, not {capture!r}")
+    if capture == "cuda_graph" and device.type != "cuda":
+        raise ValueError(f"capture 'cuda_graph' needs a CUDA device, and this job runs on {device}")
 
 
 @functools.cache
@@ -113,57 +183,38 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """'auto' is bf16 on CUDA and on a CPU that computes it natively, fp32 elsewhere. On an H100
-    bf16 with the weights cast once made an iteration the fastest (docs/benchmarks.md); on a CPU
-    with native bf16 the preview preset measured 1.5x faster than fp32 at the same loss; where a
-    CPU only emulates bf16 it can be slower than fp32."""
-    if requested != "auto":
-        return requested
-    return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
+def configure_cpu_threads() -> int:
+    """Use every core this process may run on (torch's default counts physical cores only)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+    return cores
 
 
-def resolve_capture(requested: str, device: torch.device) -> str:
-    """'auto' replays each iteration as a CUDA graph on CUDA, where eager iterations are bound by
-    kernel launches, and runs eagerly on a CPU (torch.compile pays only for long runs of one size)."""
-    if requested != "auto":
-        return requested
-    return "cuda_graph" if device.type == "cuda" else "none"
-
-
-# Whether Options.prepare_ahead=None means ahead where iterations are replayed as CUDA graphs. Built
-# on 2026-11-26 in a session with no GPU: off until the GPU check has timed it (bench_engine's and
-# bench_job's `ahead` rows) and its GPU tests have passed there.
-PREPARE_AHEAD_WITH_CUDA_GRAPHS = False
-
-
-def resolve_prepare_ahead(requested: bool | None, capture: str) -> bool:
-    """Where iterations are replayed as CUDA graphs, the host only launches graphs and waits, so it
-    could make the next scale ready (targets, warm-up, capture: work that otherwise runs between
-    scales while the GPU idles) while the GPU works: None does so there once
-    PREPARE_AHEAD_WITH_CUDA_GRAPHS is on. On a CPU the same work would only change places."""
-    if requested is not None:
-        return requested
-    return PREPARE_AHEAD_WITH_CUDA_GRAPHS and capture == "cuda_graph"
-
-
-# Pixels per chunk of the L-BFGS history products on CUDA: at 512 px (590k values) 288 small
-# products, more than an H100 has multiprocessors (132), each reading 40 x 2048 values.
-HISTORY_CHUNK_ON_CUDA = 2048
-
-
-def resolve_history_chunk(requested: int | None, device: torch.device) -> int | None:
-    """Pixels per chunk of the L-BFGS history products, None for one product. On CUDA one product
-    (2m rows by 3 columns over every pixel) ran as one fp32 GEMM at a fifth of memory speed (153 us
-    at 512 px on an H100, where reading its operands takes about 30 us): a GEMM that long and that
-    thin gets few thread blocks. In chunks it is a batch of small products, one per block. A CPU
-    runs one product at memory speed already. 0 asks for one product anywhere."""
-    if requested is None:
-        return HISTORY_CHUNK_ON_CUDA if device.type == "cuda" else None
-    return requested or None
-
-
-def network_dtype(precision: str) -> torch.dtype:
-    """The dtype of the network's weights and activations: bf16 is cast once, weights included, not
-    per call by autocast (which copies every weight each iteration); fp16 would overflow Grams."""
-    return torch.bfloat16 if precision == "bf16" else torch.float32
+@contextlib.contextmanager
+def applied(plan: Plan) -> Iterator[None]:
+    """The plan's global settings for the duration of one job, restored afterwards."""
+    saved = (
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    try:
+        if plan.device.type == "cpu":
+            configure_cpu_threads()
+        torch.backends.cudnn.allow_tf32 = plan.tf32
+        torch.backends.cuda.matmul.allow_tf32 = plan.tf32_grams
+        torch.backends.cudnn.benchmark = plan.cudnn_benchmark
+        torch.backends.cudnn.deterministic = plan.deterministic
+        yield
+    finally:
+        (
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.deterministic,
+        ) = saved

@@ -17,18 +17,9 @@ import torch
 from PIL import Image
 
 from . import color
-from .device import (
-    DeviceSettings,
-    applied,
-    network_dtype,
-    pick_device,
-    resolve_capture,
-    resolve_precision,
-    resolve_prepare_ahead,
-    settings_for,
-)
+from .device import Plan, applied, resolve_plan
 from .images import fit_size, resize_tensor, resized, to_image, to_tensor
-from .iterations import Objective, ScaleIterations, check_capture
+from .iterations import Objective, ScaleIterations
 from .losses import CONTENT_LAYERS, STYLE_LAYERS, blended_gram, gram, total_loss
 from .options import MAX_SIZE, MAX_STYLES, Options
 from .vgg import VGGFeatures, from_caffe, to_caffe
@@ -60,9 +51,6 @@ class ScaleTiming:
     first_read: float  # from the scale's start until the first losses reached the host
     first_iterations: int  # how many iterations those first losses were
     last_read: float  # from the scale's start until the last losses reached the host
-    # On CUDA, the device's own seconds from the first read to the last iteration: the host's
-    # clock would also count what the host did meanwhile (preparing the next scale).
-    steady_seconds: float | None = None
 
     @property
     def per_iteration(self) -> float | None:
@@ -70,8 +58,7 @@ class ScaleTiming:
         steady = self.iterations - self.first_iterations
         if steady <= 0:
             return None
-        seconds = self.last_read - self.first_read if self.steady_seconds is None else self.steady_seconds
-        return seconds / steady
+        return (self.last_read - self.first_read) / steady
 
     @property
     def setup(self) -> float:
@@ -98,7 +85,6 @@ class Result:
     iterations: int
     seconds: float  # wall time of the optimisation, image preparation included
     scales: tuple[ScaleTiming, ...] = ()  # coarse to fine
-    prepared_ahead: bool = False  # each scale made ready while the previous one ran (Options.prepare_ahead)
 
 
 @functools.lru_cache(maxsize=4)
@@ -110,24 +96,20 @@ def feature_model(
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def load_model(options: Options) -> torch.device:
-    """Build (or find) the network that `run` will use with these options, ahead of the run: a
-    worker does it while its AWS clients and images are on their way. Returns its device.
+def load_model(options: Options, plan: Plan | None = None) -> torch.device:
+    """Build (or find) the network that `run` will use with these options and plan (None: the
+    device's defaults, `resolve_plan()`), ahead of the run: a worker does it while its AWS clients
+    and images are on their way. Returns its device.
 
     (Also running a tiny image through the whole path here, to load cuDNN's and cuBLAS's kernels
-    early, was measured on an H100: it took 1.1 s and saved the run 0.55 s, so it is not done.)"""
-    device = pick_device(options.device)
-    _network(options, device, _settings(options, device))
-    return device
+    early, was measured on an H100 and cost more than it saved: docs/benchmarks.md, "The whole job".)"""
+    plan = plan or resolve_plan()
+    _network(options, plan)
+    return plan.device
 
 
-def _settings(options: Options, device: torch.device) -> DeviceSettings:
-    return settings_for(device, options.channels_last, options.deterministic, options.tf32, options.precision)
-
-
-def _network(options: Options, device: torch.device, settings: DeviceSettings) -> VGGFeatures:
-    dtype = network_dtype(resolve_precision(options.precision, device))
-    return feature_model(options.pooling, device, settings.channels_last, dtype)
+def _network(options: Options, plan: Plan) -> VGGFeatures:
+    return feature_model(options.pooling, plan.device, plan.channels_last, plan.dtype)
 
 
 def stylize(
@@ -136,10 +118,13 @@ def stylize(
     options: Options | None = None,
     progress: ProgressCallback | None = None,
     init_image: Image.Image | None = None,
+    *,
+    plan: Plan | None = None,
 ) -> Image.Image:
     """Return `content` repainted in the style of `styles` (one image, or several blended);
-    `init_image`, if given, is where the optimisation starts instead of `options.init`."""
-    return run(content, styles, options, progress, init_image).image
+    `init_image`, if given, is where the optimisation starts instead of `options.init`. `plan`
+    says how it runs (None: the device's defaults, `device.resolve_plan()`)."""
+    return run(content, styles, options, progress, init_image, plan=plan).image
 
 
 def run(
@@ -148,23 +133,28 @@ def run(
     options: Options | None = None,
     progress: ProgressCallback | None = None,
     init_image: Image.Image | None = None,
+    *,
+    plan: Plan | None = None,
 ) -> Result:
     """:func:`stylize`, also returning the final loss and timing."""
     started = time.perf_counter()
-    with _job(content, styles, options or Options(), progress, init_image) as job:
+    with _job(content, styles, options or Options(), plan or resolve_plan(), progress, init_image) as job:
         image, loss = job.run()
     seconds = time.perf_counter() - started
-    return Result(image, loss, job.total, seconds, scales=tuple(job.timings), prepared_ahead=job.ahead)
+    return Result(image, loss, job.total, seconds, scales=tuple(job.timings))
 
 
 @contextlib.contextmanager
 def final_objective(
-    content: Image.Image, styles: Image.Image | Sequence[Image.Image], options: Options | None = None
+    content: Image.Image,
+    styles: Image.Image | Sequence[Image.Image],
+    options: Options | None = None,
+    plan: Plan | None = None,
 ) -> Iterator[tuple[Objective, torch.Tensor]]:
-    """The objective a run with these options optimises at its last scale, and the content image
-    there in caffe space, with the run's device settings in force: for checks that compare the
-    engine's objective and gradient with the reference's at the same image."""
-    with _job(content, styles, options or Options(), None) as job:
+    """The objective a run with these options and plan optimises at its last scale, and the
+    content image there in caffe space, with the plan's settings in force: for checks that compare
+    the engine's objective and gradient with the reference's at the same image."""
+    with _job(content, styles, options or Options(), plan or resolve_plan(), None) as job:
         objective, seen_content = job.scale_objective(job.sizes[-1])
         yield objective, to_caffe(seen_content)
 
@@ -174,6 +164,7 @@ def _job(
     content: Image.Image,
     styles: Image.Image | Sequence[Image.Image],
     options: Options,
+    plan: Plan,
     progress: ProgressCallback | None,
     init_image: Image.Image | None = None,
 ) -> Iterator[_Job]:
@@ -182,15 +173,16 @@ def _job(
         raise ValueError(f"give between 1 and {MAX_STYLES} style images, not {len(styles)}")
     if options.style_blend and len(options.style_blend) != len(styles):
         raise ValueError(f"{len(options.style_blend)} blend weights given for {len(styles)} style images")
-    device = pick_device(options.device)
-    check_capture(options.capture, device)
-    settings = _settings(options, device)
-    with applied(device, settings):
-        yield _Job(content, styles, options, device, settings, progress, init_image)
+    with applied(plan):
+        yield _Job(content, styles, options, plan, progress, init_image)
 
 
 # relu5_1 sits after four 2x2 poolings: a side under 16 px leaves it no pixels at all.
 MIN_SIDE = 16
+# init="noise" starts as jcjohnson/neural-style's `-init random` does: randn * 0.001 in caffe space,
+# the mean pixel and a trace of noise. Uniform noise over the whole pixel range ended rougher and at
+# a higher loss (docs/engine.md, "The noise start").
+NOISE_SCALE = 0.001
 
 
 def _style_side(style_scale: float, size: tuple[int, int]) -> int:
@@ -214,20 +206,18 @@ class _Job:
         content: Image.Image,
         styles: list[Image.Image],
         options: Options,
-        device: torch.device,
-        settings: DeviceSettings,
+        plan: Plan,
         progress: ProgressCallback | None,
         init_image: Image.Image | None = None,
     ) -> None:
         self.options = options
+        self.plan = plan
         self.init_image = init_image
-        self.device = device
-        self.settings = settings
-        self.capture = resolve_capture(options.capture, device)
+        self.device = plan.device
         self.progress = progress
         self.styles = [style.convert("RGB") for style in styles]
         self.blend = options.style_blend or (1.0,) * len(styles)
-        self.content = to_tensor(resized(content.convert("RGB"), options.size)).to(device)
+        self.content = to_tensor(resized(content.convert("RGB"), options.size)).to(self.device)
         self.sizes = [fit_size(*content.size, long_side) for long_side in options.scale_sizes()]
         self.total = options.iterations * len(self.sizes)
         _check_thickness("content image", content.size, self.sizes[0])
@@ -236,24 +226,16 @@ class _Job:
             _check_thickness(f"style image {number}", style.size, fit_size(*style.size, side))
         self.done = 0
         self.timings: list[ScaleTiming] = []
-        self.model = _network(options, device, settings)
-        self.dtype = next(self.model.parameters()).dtype
-        self.ahead = resolve_prepare_ahead(options.prepare_ahead, self.capture)
+        self.model = _network(options, plan)
         # Every scale's style images go to the device now: a copy from the host waits for the
-        # device, and later scales' targets are made while it works (prepare_ahead).
+        # device, so made between two scales it would leave the GPU idle until it is done.
         self._styles_at = {size: self._uploaded_styles(size) for size in self.sizes}
-        # What was asked of the device before the first iteration (the weights' layout, these
-        # copies): scales prepared ahead wait for it, and for nothing that came after.
-        self._inputs_on_device = torch.cuda.Event() if device.type == "cuda" else None
-        if self._inputs_on_device is not None:
-            self._inputs_on_device.record()
 
     def run(self) -> tuple[Image.Image, float]:
         image = None
         loss = float("nan")
-        ready = None
         for index, size in enumerate(self.sizes, start=1):
-            image, loss, ready = self._optimise_scale(index, size, image, ready)
+            image, loss = self._optimise_scale(index, size, image)
         assert image is not None
         rgb = from_caffe(image)
         if self.options.preserve_colors:
@@ -269,8 +251,7 @@ class _Job:
 
     def _features(self, caffe_image: torch.Tensor) -> dict[str, torch.Tensor]:
         """The network's features of an fp32 image: cast and laid out in one copy per call."""
-        layout = torch.channels_last if self.settings.channels_last else torch.contiguous_format
-        return self.model(caffe_image.to(self.dtype, memory_format=layout))
+        return self.model(caffe_image.to(self.plan.dtype, memory_format=self.plan.memory_format))
 
     @torch.no_grad()
     def _targets(self, size: tuple[int, int]) -> tuple[torch.Tensor, dict, dict]:
@@ -294,14 +275,7 @@ class _Job:
         """The style images on the device at their size for this scale: those uploaded at the
         start, once; any later call uploads them again."""
         made = self._styles_at.pop(size, None)
-        if made is None:
-            return self._uploaded_styles(size)
-        if self.device.type == "cuda":
-            # Copied on the job's stream, read on the current one (a scale prepared aside): once
-            # dropped, their memory must not go back to the job's stream while reads of them wait here.
-            for image in made:
-                image.record_stream(torch.cuda.current_stream(self.device))
-        return made
+        return self._uploaded_styles(size) if made is None else made
 
     def _uploaded_styles(self, size: tuple[int, int]) -> list[torch.Tensor]:
         side = _style_side(self.options.style_scale, size)
@@ -315,8 +289,7 @@ class _Job:
             return to_caffe(seen_content)
         # Generated on the CPU so that a seed gives the same start on every device.
         generator = torch.Generator().manual_seed(self.options.seed)
-        noise = torch.rand(seen_content.shape, generator=generator)
-        return to_caffe(noise.to(self.device))
+        return (torch.randn(seen_content.shape, generator=generator) * NOISE_SCALE).to(self.device)
 
     def scale_objective(self, size: tuple[int, int]) -> tuple[Objective, torch.Tensor]:
         """The objective at one scale (a function of the caffe-space image) and the content image
@@ -331,59 +304,22 @@ class _Job:
         return objective, seen_content
 
     def _iterations(self, objective: Objective, image: torch.Tensor) -> ScaleIterations:
-        o = self.options
+        o, plan = self.options, self.plan
         return ScaleIterations(
-            objective, image, o.iterations, o.optimizer, o.learning_rate, self.capture, o.history, o.history_chunk
+            objective, image, o.iterations, o.optimizer, o.learning_rate, plan.capture, o.history, plan.history_chunk
         )
 
-    def _prepare(self, size: tuple[int, int]) -> _Ready:
-        """A scale made ready before its start image exists: its targets, and its iterations
-        warmed up (on the content image) and captured. The host waits for nothing here, and on
-        CUDA the device does not either: the work goes to a stream of its own, which waits only for
-        what was asked of the device before the job's first iteration (the images, the weights),
-        all it reads. The running stream waits for it (`ScaleIterations.join`) before it reads any of it."""
-        with self._aside():
-            objective, seen_content = self.scale_objective(size)
-            image = torch.zeros(seen_content.shape, device=self.device, requires_grad=True)  # NCHW, fp32
-            iterations = self._iterations(objective, image)
-            iterations.prepare(probe=to_caffe(seen_content))
-        return _Ready(objective, seen_content, iterations)
-
-    @contextlib.contextmanager
-    def _aside(self) -> Iterator[None]:
-        """On CUDA, a new stream as the current one, waiting only for the job's inputs to be on the
-        device, not for any iteration; elsewhere nothing changes."""
-        if self._inputs_on_device is None:
-            yield
-            return
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_event(self._inputs_on_device)
-        with torch.cuda.stream(stream):
-            yield
-
     def _optimise_scale(
-        self, index: int, size: tuple[int, int], previous: torch.Tensor | None, ready: _Ready | None
-    ) -> tuple[torch.Tensor, float, _Ready | None]:
-        """Runs one scale, from `ready` when it was prepared ahead; returns its result, its final
-        loss (the last scale's only: no one reads the others') and the next scale made ready."""
+        self, index: int, size: tuple[int, int], previous: torch.Tensor | None
+    ) -> tuple[torch.Tensor, float]:
+        """Runs one scale; returns its result and its final loss (the last scale's only: no one
+        reads the others')."""
         started = time.perf_counter()
         reads: list[tuple[float, int]] = []  # (seconds since the start, iterations) at each read
-        if ready is None and self.ahead:  # the first scale: made ready the same way, with nothing to overlap
-            ready = self._prepare(size)
-        if ready is not None:
-            objective, seen_content = ready.objective, ready.seen_content
-            # Made on the preparation's streams: this one waits for them before the start reads them.
-            ready.iterations.join()
-        else:
-            objective, seen_content = self.scale_objective(size)
+        objective, seen_content = self.scale_objective(size)
         start = self._initial(seen_content) if previous is None else resize_tensor(previous, size)
-        if ready is not None:
-            iterations = ready.iterations
-            iterations.begin(start)
-            image = iterations.image
-        else:
-            image = start.detach().clone().contiguous().requires_grad_(True)
-            iterations = self._iterations(objective, image)
+        image = start.detach().clone().contiguous().requires_grad_(True)
+        iterations = self._iterations(objective, image)
 
         def report(losses: list[float]) -> None:
             reads.append((time.perf_counter() - started, len(losses)))
@@ -393,31 +329,13 @@ class _Job:
                     snapshot = functools.partial(self._picture, image)
                     self.progress(Progress(self.done, self.total, loss, index, len(self.sizes), size, snapshot))
 
-        last = index == len(self.sizes)
-        upcoming: list[_Ready] = []
-
-        def prepare_next() -> None:  # while the GPU runs this scale's iterations
-            upcoming.append(self._prepare(self.sizes[index]))
-
-        steady = iterations.run(report, prepare_next if self.ahead and not last else None)
+        iterations.run(report)
         final_loss = float("nan")
-        if last:
+        if index == len(self.sizes):
             with torch.no_grad():
                 final_loss = float(objective(image))
         (first_read, first_iterations), (last_read, _) = reads[0], reads[-1]
         seconds = time.perf_counter() - started
-        o = self.options
-        self.timings.append(
-            ScaleTiming(size, o.iterations, seconds, first_read, first_iterations, last_read, steady_seconds=steady)
-        )
-        return image.detach(), final_loss, upcoming[0] if upcoming else None
-
-
-@dataclass(frozen=True)
-class _Ready:
-    """One scale made ready ahead (`_Job._prepare`): its objective, the content as the optimiser
-    sees it there, and its iterations, warmed up and captured, waiting for their start image."""
-
-    objective: Objective
-    seen_content: torch.Tensor
-    iterations: ScaleIterations
+        timing = ScaleTiming(size, self.options.iterations, seconds, first_read, first_iterations, last_read)
+        self.timings.append(timing)
+        return image.detach(), final_loss

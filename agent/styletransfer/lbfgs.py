@@ -75,13 +75,6 @@ class LBFGS:
         self.pair_rows = torch.arange(2, device=x.device) * m  # a pair's rows: slot + these (0, m)
         self.discard_rows = torch.arange(2, device=x.device) + 2 * m
 
-    def reset(self) -> None:
-        """Back to the state of a new optimiser, in place (a captured graph keeps the addresses)."""
-        for state in (self.pairs, self.vectors, self.previous_grad, self.sy, self.yy, self.head, self.iteration):
-            state.zero_()
-        self.age.fill_(-1.0)
-        self.gamma.fill_(1.0)
-
     @property
     def stored(self) -> torch.Tensor:
         """How many pairs the history holds (a device tensor; reading it waits for the device)."""

@@ -30,16 +30,9 @@ import torch
 # On bf16 features, whether the style term's gradient product runs in bf16 too (with fp32 sums),
 # straight from the features: no fp32 copy of them kept for the backward pass and no cast after
 # it, but (dG + dGᵀ) rounded to bf16. Off: that product in fp32 (TF32 on a GPU), then cast.
-# Measured on this project's CPU (native bf16; agent/benchmarks/tradeoffs.py, 4 pairs at three
-# sizes): final loss -0.4% on average against fp32, within L-BFGS's own spread, each run ~7% faster.
+# Measured on this project's CPU (native bf16; agent/benchmarks/tradeoffs.py): no worse on average,
+# within L-BFGS's own spread, and faster (docs/benchmarks.md, "Quality trade-offs").
 LOW_PRECISION_STYLE_GRADIENT = True
-
-# On a GPU, whether the style term's Gram product reads bf16 features as they are, summing in fp32
-# (`torch.bmm` with `out_dtype`, which the CPU lacks), instead of reading an fp32 copy of them in
-# TF32. Both multiply the same values exactly (bf16's 8 significant bits fit in TF32's 11) and sum
-# in fp32; this one skips a copy of each style layer's features per iteration (at 512 px, about
-# 190 MB less memory traffic). Off until the GPU check has timed it (bench_engine's `gram_bf16`).
-GRAM_FROM_LOW_PRECISION = False
 
 CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -82,21 +75,13 @@ class _StyleLoss(torch.autograd.Function):
         # A view for NCHW and for channels-last features alike (then its rows are strided: GEMMs
         # read that layout as it is).
         own = features.reshape(n, c, h * w)
-        sign = 1.0
-        if low_precision and GRAM_FROM_LOW_PRECISION and features.device.type != "cpu":
-            flat = own
-            # T - gram(F), the difference's negative, in one add: the loss squares it, and the
-            # backward pass takes the sign back.
-            diff = torch.add(target, torch.bmm(own, own.mT, out_dtype=torch.float32), alpha=-scale)
-            sign = -1.0
-        else:
-            flat = features.to(_working_dtype(features.dtype)).reshape(n, c, h * w)  # a copy only for bf16
-            diff = torch.baddbmm(target, flat, flat.mT, beta=-1.0, alpha=scale)  # gram(F) - T
+        flat = features.to(_working_dtype(features.dtype)).reshape(n, c, h * w)  # a copy only for bf16
+        diff = torch.baddbmm(target, flat, flat.mT, beta=-1.0, alpha=scale)  # gram(F) - T
         k = weight / diff.numel()
         ctx.low_precision = LOW_PRECISION_STYLE_GRADIENT and low_precision
         # The features themselves are kept anyway (the next layer's input): no extra memory.
-        ctx.save_for_backward(own if ctx.low_precision else flat.to(_working_dtype(features.dtype)), diff)
-        ctx.coefficient = 2.0 * k * scale * sign
+        ctx.save_for_backward(own if ctx.low_precision else flat, diff)
+        ctx.coefficient = 2.0 * k * scale
         ctx.features = (features.shape, features.dtype, _is_channels_last(features))
         return _square_sum(diff) * k
 

@@ -1,4 +1,8 @@
-"""User-facing options, their bounds, and the named presets."""
+"""What shapes a result: the options, their bounds, and the named presets.
+
+How a job runs (its device, precision, how each iteration is launched) is not an option: it is a
+`device.Plan`, settled once per job from the few requests below.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ MAX_SIZE = 4096  # long side of the output, in pixels; 2048 fits a 24 GiB GPU wi
 MIN_SIZE = 64  # below this relu5_1 is a few pixels wide and the style statistics mean little
 MAX_ITERATIONS = 10_000
 MAX_STYLES = 8
-PRECISIONS = ("auto", "fp32", "bf16")  # of the network; "auto": see device.resolve_precision
+# What a caller may ask of how a job runs (device.resolve_plan settles "auto"); kept here, with no
+# PyTorch to import, for the command line's choices.
+PRECISIONS = ("auto", "fp32", "bf16")  # of the network
 CAPTURES = ("auto", "none", "compile", "cuda_graph")  # how an iteration is launched: see iterations.py
 MAX_HISTORY = 1000
-# L-BFGS pairs kept. neural-style kept 100; 20 made the standard preset's iterations on an H100
-# ~15% faster (the history products read every pair each iteration) for under 1% of final loss,
-# which an independent scorer could not tell apart (docs/benchmarks.md, "Quality trade-offs").
+# L-BFGS pairs kept. neural-style kept 100; 20 measured faster on an H100 (the history products
+# read every pair each iteration) at a final loss within the runs' own spread
+# (docs/benchmarks.md, "Quality trade-offs").
 HISTORY = 20
 
 
@@ -34,30 +40,12 @@ class Options:
     style_scale: float = 1.0  # style image's long side, relative to the output's
     style_blend: tuple[float, ...] = ()  # one weight per style image; empty = equal
     preserve_colors: bool = False  # luminance-only transfer: the content keeps its colours
-    init: Literal["content", "noise"] = "content"
+    init: Literal["content", "noise"] = "content"  # noise: neural-style's, the mean pixel and a trace of noise
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     learning_rate: float = 10.0  # Adam's, in caffe-space pixel units (0..255)
     pooling: Literal["max", "avg"] = "max"
     seed: int = 0
-    device: str = "auto"  # "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
-    # Of the network (weights and activations); Gram matrices, losses and the optimiser are always
-    # fp32 or TF32. "auto": see device.resolve_precision.
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    channels_last: bool | None = None  # None: where it measured faster (CUDA)
-    deterministic: bool = True  # same seed, same result; False lets cuDNN autotune (faster, not repeatable)
-    # TF32 tensor cores for fp32 convolutions and the Gram matrices; None: on where there are some (CUDA)
-    tf32: bool | None = None
-    # How each iteration is launched: eagerly, compiled, or as one CUDA graph (see iterations.py);
-    # "auto": see device.resolve_capture.
-    capture: Literal["auto", "none", "compile", "cuda_graph"] = "auto"
     history: int = HISTORY  # L-BFGS pairs kept
-    # Pixels per chunk of the L-BFGS history products (see lbfgs.py); 0: one product; None: what
-    # device.resolve_history_chunk picks (chunks on CUDA, one product on a CPU).
-    history_chunk: int | None = None
-    # Make each scale ready (its targets, warm-up and CUDA graph) while the GPU still runs the one
-    # before, instead of between them; None: the engine's choice (off until measured on a GPU, see
-    # device.resolve_prepare_ahead). Same result either way.
-    prepare_ahead: bool | None = None
 
     def __post_init__(self) -> None:
         problems = list(_problems(self))
@@ -95,12 +83,6 @@ def _problems(o: Options) -> list[str]:
     bounded("learning_rate", o.learning_rate, 1e-6, 1e4)
     bounded("seed", o.seed, 0, 2**63 - 1)
     bounded("history", o.history, 1, MAX_HISTORY)
-    if o.history_chunk is not None and (
-        isinstance(o.history_chunk, bool) or not isinstance(o.history_chunk, int) or o.history_chunk < 0
-    ):
-        found.append(f"history_chunk must be a whole number of pixels, 0 or more, or None, not {o.history_chunk!r}")
-    if o.prepare_ahead not in (None, True, False):
-        found.append(f"prepare_ahead must be true, false or None, not {o.prepare_ahead!r}")
     if not all(isinstance(v, int) for v in (o.size, o.iterations, o.scales, o.seed, o.history)):
         found.append("size, iterations, scales, seed and history must be whole numbers")
     if o.style_blend and (any(not (math.isfinite(w) and w >= 0) for w in o.style_blend) or sum(o.style_blend) <= 0):
@@ -109,8 +91,6 @@ def _problems(o: Options) -> list[str]:
         ("init", ("content", "noise")),
         ("optimizer", ("lbfgs", "adam")),
         ("pooling", ("max", "avg")),
-        ("precision", PRECISIONS),
-        ("capture", CAPTURES),
     ):
         if getattr(o, name) not in allowed:
             found.append(f"{name} must be one of {', '.join(allowed)}, not {getattr(o, name)!r}")

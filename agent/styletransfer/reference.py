@@ -71,10 +71,16 @@ def reference_loss(
     loss = content_weight * ((f[CONTENT] - content_target) ** 2).mean()
     for name in STYLE:
         loss = loss + style_weight * ((_gram(f[name]) - style_grams[name]) ** 2).mean()
+    return loss + total_variation(image, tv_weight)
+
+
+def total_variation(image: torch.Tensor, tv_weight: float) -> torch.Tensor:
+    """The objective's smoothness term: tv_weight times half the sum of squared differences of
+    neighbouring pixels, in caffe space."""
     tv = ((image[:, :, :, 1:] - image[:, :, :, :-1]) ** 2).sum() + (
         (image[:, :, 1:, :] - image[:, :, :-1, :]) ** 2
     ).sum()
-    return loss + tv_weight * tv / 2
+    return tv_weight * tv / 2
 
 
 def reference_targets(
@@ -92,11 +98,13 @@ def reference_stylize(
     style: torch.Tensor,
     iterations: int,
     weights: tuple[float, float, float] = (5.0, 100.0, 1e-3),
+    start: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """Optimise from the content image; inputs and output in caffe space. Returns (image, final loss)."""
+    """Optimise from `start` (default: the content image); inputs and output in caffe space.
+    Returns (image, final loss)."""
     model, taps = reference_vgg(content.device)
     content_target, style_grams = reference_targets(model, taps, content, style)
-    image = content.clone().requires_grad_(True)
+    image = (content if start is None else start).clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS(
         [image],
         lr=1.0,
@@ -141,12 +149,20 @@ class Scorer:
             self.content_target, self.style_grams = reference_targets(self.model, self.taps, self.content, self.style)
 
     def score(self, image: Image.Image) -> float:
-        caffe = to_caffe(to_tensor(image.convert("RGB"))).to(self.device)
-        if caffe.shape != self.content.shape:
-            raise ValueError(f"a {image.size[0]}x{image.size[1]} result cannot be scored at this size")
+        caffe = self._caffe(image)
         with torch.no_grad(), fp32():
             args = (self.model, self.taps, caffe, self.content_target, self.style_grams, self.weights)
             return float(reference_loss(*args))
+
+    def roughness(self, image: Image.Image) -> float:
+        """The score's total-variation term alone: how rough the result is."""
+        return float(total_variation(self._caffe(image), self.weights[2]))
+
+    def _caffe(self, image: Image.Image) -> torch.Tensor:
+        caffe = to_caffe(to_tensor(image.convert("RGB"))).to(self.device)
+        if caffe.shape != self.content.shape:
+            raise ValueError(f"a {image.size[0]}x{image.size[1]} result cannot be scored at this size")
+        return caffe
 
 
 def fp32() -> contextlib.AbstractContextManager[None]:

@@ -22,7 +22,7 @@ MEAN_BGR = (103.939, 116.779, 123.68)
 @functools.cache
 def _mean(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     # Made once per device: on a GPU a tensor made from host values is a copy that waits for the
-    # device, and the engine prepares each scale's targets while the GPU still runs the last one.
+    # device, which every scale's targets would otherwise pay for again.
     return torch.tensor(MEAN_BGR, dtype=dtype, device=device).view(1, 3, 1, 1)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from styletransfer import Options
+from styletransfer import Options, Plan
 from styletransfer.engine import final_objective
 from styletransfer.reference import Scorer, fp32, reference_loss
 from styletransfer.samples import stained_glass, swirls
@@ -97,10 +97,12 @@ def _loss_and_gradient(objective: Callable[[torch.Tensor], torch.Tensor], image:
     return float(loss.detach()), grad.detach().float()
 
 
-def compare_at_same_image(content: Image.Image, style: Image.Image, options: Options, seed: int = 5) -> SameImage:
+def compare_at_same_image(
+    content: Image.Image, style: Image.Image, options: Options, plan: Plan | None = None, seed: int = 5
+) -> SameImage:
     """Both objectives at the content image plus fixed noise, the reference in fp32 with TF32
-    off, on the options' device."""
-    with final_objective(content, style, options) as (objective, start):
+    off, on the plan's device."""
+    with final_objective(content, style, options, plan) as (objective, start):
         image = _noisy(start, seed)
         engine_loss, engine_grad = _loss_and_gradient(objective, image)
     scorer = Scorer(content, style, options.size, device=start.device)
@@ -120,11 +122,11 @@ def same_image():
 
 
 def compiled_and_eager(
-    content: Image.Image, style: Image.Image, options: Options, seed: int = 5
+    content: Image.Image, style: Image.Image, options: Options, plan: Plan | None = None, seed: int = 5
 ) -> tuple[tuple[float, torch.Tensor], tuple[float, torch.Tensor]]:
     """(loss, gradient) of the objective run eagerly and compiled by torch.compile (what
     capture="compile" runs), at the content image plus fixed noise."""
-    with final_objective(content, style, options) as (objective, start):
+    with final_objective(content, style, options, plan) as (objective, start):
         image = _noisy(start, seed)
         compiled = torch.compile(objective, dynamic=False, fullgraph=True)
         return _loss_and_gradient(objective, image), _loss_and_gradient(compiled, image)
@@ -133,17 +135,3 @@ def compiled_and_eager(
 @pytest.fixture
 def compiled_vs_eager():
     return compiled_and_eager
-
-
-def engine_at_same_image(
-    content: Image.Image, style: Image.Image, options: Options, seed: int = 5
-) -> tuple[float, torch.Tensor]:
-    """(loss, gradient) of the engine's objective at the content image plus fixed noise: called
-    twice with one setting changed between the calls, the same image through two paths."""
-    with final_objective(content, style, options) as (objective, start):
-        return _loss_and_gradient(objective, _noisy(start, seed))
-
-
-@pytest.fixture
-def at_same_image():
-    return engine_at_same_image

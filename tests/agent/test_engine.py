@@ -6,25 +6,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from styletransfer import Options, Progress, run, stylize
+from styletransfer import Options, Progress, resolve_plan, run, stylize
 from styletransfer.color import rgb_to_yiq
-from styletransfer.device import (
-    HISTORY_CHUNK_ON_CUDA,
-    PREPARE_AHEAD_WITH_CUDA_GRAPHS,
-    cpu_has_native_bf16,
-    resolve_capture,
-    resolve_history_chunk,
-    resolve_precision,
-    resolve_prepare_ahead,
-    settings_for,
-)
-from styletransfer.engine import ScaleTiming, _Job, feature_model
+from styletransfer.device import HISTORY_CHUNK_ON_CUDA, cpu_has_native_bf16, plan_for
+from styletransfer.engine import ScaleTiming, _Job, feature_model, final_objective
 from styletransfer.images import resized, to_tensor
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
 from styletransfer.reference import reference_loss, reference_stylize, reference_targets, reference_vgg
 from styletransfer.vgg import to_caffe
 
-TINY = Options(size=64, iterations=8, scales=1, precision="fp32")  # auto may pick bf16 on this CPU
+TINY = Options(size=64, iterations=8, scales=1)
+FP32 = resolve_plan(precision="fp32")  # auto may pick bf16 on this CPU
 
 
 def pixels(image) -> np.ndarray:
@@ -33,18 +25,18 @@ def pixels(image) -> np.ndarray:
 
 def test_loss_falls_by_a_large_factor(content, style):
     losses = []
-    result = run(content, style, TINY.replace(iterations=25), progress=lambda p: losses.append(p.loss))
+    result = run(content, style, TINY.replace(iterations=25), progress=lambda p: losses.append(p.loss), plan=FP32)
     assert result.loss < losses[0] / 10
 
 
 def test_result_has_the_requested_size_and_aspect(content, style):
-    result = stylize(content, style, TINY.replace(size=80, iterations=2))  # content is 96x64
+    result = stylize(content, style, TINY.replace(size=80, iterations=2), plan=FP32)  # content is 96x64
     assert result.size == (80, 53)
     assert result.mode == "RGB"
 
 
 def test_result_differs_from_the_content(content, style):
-    result = stylize(content, style, TINY.replace(iterations=15))
+    result = stylize(content, style, TINY.replace(iterations=15), plan=FP32)
     original = pixels(resized(content, 64))
     assert np.abs(pixels(result) - original).mean() > 5
 
@@ -95,44 +87,40 @@ def test_a_scale_timing_splits_setup_from_the_steady_pace():
     assert one.per_iteration is None
     assert one.setup == 0.15  # with no steady pace, all of it
     assert one.summary()["msPerIteration"] is None
-    # On CUDA the device's own seconds after the first read give the pace: the host's clock also
-    # counts what it did meanwhile (here 0.8 s of preparing the next scale)
-    timed = ScaleTiming((512, 384), 200, 3.15, 0.5, 20, last_read=3.1, steady_seconds=1.8)
-    assert timed.per_iteration == pytest.approx(0.01)
-    assert timed.setup == pytest.approx(0.3)
 
 
 def test_same_seed_same_result_and_other_seed_differs(content, style):
     options = TINY.replace(init="noise", iterations=5, seed=123)
-    first, second = stylize(content, style, options), stylize(content, style, options)
+    first, second = stylize(content, style, options, plan=FP32), stylize(content, style, options, plan=FP32)
     assert np.array_equal(pixels(first), pixels(second))
-    other = stylize(content, style, options.replace(seed=124))
+    other = stylize(content, style, options.replace(seed=124), plan=FP32)
     assert not np.array_equal(pixels(first), pixels(other))
 
 
 def test_adam_also_lowers_the_loss(content, style):
     losses = []
-    run(content, style, TINY.replace(optimizer="adam", iterations=20), progress=lambda p: losses.append(p.loss))
+    adam = TINY.replace(optimizer="adam", iterations=20)
+    run(content, style, adam, progress=lambda p: losses.append(p.loss), plan=FP32)
     assert losses[-1] < losses[0] * 0.8
 
 
 def test_blend_weight_zero_ignores_that_style(content, style, second_style):
-    alone = stylize(content, style, TINY)
-    blended = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 0.0)))
+    alone = stylize(content, style, TINY, plan=FP32)
+    blended = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 0.0)), plan=FP32)
     assert np.array_equal(pixels(alone), pixels(blended))
-    mixed = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 1.0)))
+    mixed = stylize(content, [style, second_style], TINY.replace(style_blend=(1.0, 1.0)), plan=FP32)
     assert not np.array_equal(pixels(alone), pixels(mixed))
 
 
 def test_blend_count_must_match_styles(content, style):
     with pytest.raises(ValueError, match="blend"):
-        run(content, [style], TINY.replace(style_blend=(1.0, 2.0)))
+        run(content, [style], TINY.replace(style_blend=(1.0, 2.0)), plan=FP32)
     with pytest.raises(ValueError, match="style images"):
-        run(content, [], TINY)
+        run(content, [], TINY, plan=FP32)
 
 
 def test_preserve_colors_keeps_the_content_chroma(content, style):
-    result = stylize(content, style, TINY.replace(preserve_colors=True, iterations=10))
+    result = stylize(content, style, TINY.replace(preserve_colors=True, iterations=10), plan=FP32)
     original = to_tensor(resized(content, 64))
     styled = to_tensor(result)
     chroma_error = (rgb_to_yiq(styled)[:, 1:] - rgb_to_yiq(original)[:, 1:]).abs().mean()
@@ -140,7 +128,7 @@ def test_preserve_colors_keeps_the_content_chroma(content, style):
     assert chroma_error < 0.01  # 8-bit rounding and clipping only
     assert luma_change > 0.02  # while the luminance did take the style
     # without the option the stained glass colours come through
-    plain = to_tensor(stylize(content, style, TINY.replace(iterations=10)))
+    plain = to_tensor(stylize(content, style, TINY.replace(iterations=10), plan=FP32))
     assert (rgb_to_yiq(plain)[:, 1:] - rgb_to_yiq(original)[:, 1:]).abs().mean() > 2 * chroma_error
 
 
@@ -148,8 +136,8 @@ def test_strength_changes_the_style_weight(content, style):
     assert Options(strength=0.5).effective_style_weight == pytest.approx(100.0)
     assert Options(strength=1.0).effective_style_weight == pytest.approx(1000.0)
     assert Options(strength=0.0).effective_style_weight == pytest.approx(10.0)
-    weak = pixels(stylize(content, style, TINY.replace(strength=0.0)))
-    strong = pixels(stylize(content, style, TINY.replace(strength=1.0)))
+    weak = pixels(stylize(content, style, TINY.replace(strength=0.0), plan=FP32))
+    strong = pixels(stylize(content, style, TINY.replace(strength=1.0), plan=FP32))
     original = pixels(resized(content, 64))
     assert np.abs(strong - original).mean() > np.abs(weak - original).mean()
 
@@ -184,10 +172,10 @@ def test_objective_equals_the_reference_objective(content, style):
 @pytest.mark.parametrize(
     ("fast_path", "same_image"),
     [
-        ({}, 1e-5),  # eager fp32: the engine's sync-free L-BFGS against torch's
-        ({"channels_last": True}, 1e-5),  # the memory layout CUDA uses
-        ({"precision": "bf16"}, 0.02),  # bfloat16 convolutions, fp32 Grams and losses
-        ({"capture": "compile"}, 1e-5),  # torch.compile's fused objective and gradient
+        (FP32, 1e-5),  # eager fp32: the engine's sync-free L-BFGS against torch's
+        (FP32.replace(channels_last=True), 1e-5),  # the memory layout CUDA uses
+        (FP32.replace(precision="bf16"), 0.02),  # bfloat16 convolutions, fp32 Grams and losses
+        (FP32.replace(capture="compile"), 1e-5),  # torch.compile's fused objective and gradient
     ],
     ids=["eager", "channels_last", "bf16", "compile"],
 )
@@ -200,7 +188,7 @@ def test_every_fast_path_matches_the_reference(content, style, fast_path, same_i
     optimiser or objective that is wrong, not one that rounds differently."""
     iterations = 10
     losses: list[float] = []
-    engine = run(content, style, TINY.replace(iterations=iterations, **fast_path), lambda p: losses.append(p.loss))
+    engine = run(content, style, TINY.replace(iterations=iterations), lambda p: losses.append(p.loss), plan=fast_path)
     content_caffe, style_caffe = to_caffe(to_tensor(resized(content, 64))), to_caffe(to_tensor(resized(style, 64)))
     _, ref_loss = reference_stylize(content_caffe, style_caffe, iterations)
     model, taps = reference_vgg()
@@ -214,41 +202,34 @@ def test_every_fast_path_matches_the_reference(content, style, fast_path, same_i
 
 
 def test_the_cuda_defaults_are_the_fast_path_and_the_cpu_ones_unchanged():
-    cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert resolve_precision("auto", cuda) == "bf16"
-    assert resolve_capture("auto", cuda) == "cuda_graph"
-    assert settings_for(cuda).allow_tf32
-    assert settings_for(cuda).tf32_matmul  # exact on the bf16 features
-    assert not settings_for(cuda, precision="fp32").tf32_matmul
-    assert settings_for(cuda).channels_last
-    assert not settings_for(cuda).cudnn_benchmark  # no autotuning of each new size in a one-shot job
-    assert resolve_history_chunk(None, cuda) == HISTORY_CHUNK_ON_CUDA
-    assert resolve_history_chunk(0, cuda) is None  # one product, when asked for
-    assert resolve_history_chunk(None, cpu) is None
-    assert resolve_history_chunk(64, cpu) == 64
-    assert resolve_capture("auto", cpu) == "none"
-    # each scale made ready in turn until the GPU check has timed the other way, then ahead only
-    # where iterations are CUDA graphs (on a CPU it would only change places)
-    assert resolve_prepare_ahead(None, "cuda_graph") is PREPARE_AHEAD_WITH_CUDA_GRAPHS
-    assert not resolve_prepare_ahead(None, "none")
-    assert not resolve_prepare_ahead(None, "compile")
-    assert resolve_prepare_ahead(True, "none")
-    assert not resolve_prepare_ahead(False, "cuda_graph")
-    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
-    assert not settings_for(cpu).allow_tf32
-    assert not settings_for(cpu).tf32_matmul
+    cuda, cpu = plan_for(torch.device("cuda")), plan_for(torch.device("cpu"))
+    assert cuda.precision == "bf16"
+    assert cuda.capture == "cuda_graph"
+    assert cuda.tf32
+    assert cuda.tf32_grams  # exact on the bf16 features
+    assert not plan_for(torch.device("cuda"), precision="fp32").tf32_grams
+    assert cuda.channels_last
+    assert not cuda.cudnn_benchmark  # no autotuning of each new size in a one-shot job
+    assert cuda.history_chunk == HISTORY_CHUNK_ON_CUDA
+    assert plan_for(torch.device("cuda"), history_chunk=0).history_chunk is None  # one product, when asked for
+    assert cpu.history_chunk is None
+    assert plan_for(torch.device("cpu"), history_chunk=64).history_chunk == 64
+    assert cpu.capture == "none"
+    assert cpu.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert not cpu.tf32
+    assert not cpu.tf32_grams
 
 
 @pytest.mark.parametrize(
     ("fast_path", "loss_error", "cosine"),
-    [({"precision": "fp32"}, 1e-5, 0.999999), ({"precision": "bf16"}, 0.02, 0.995)],
+    [(FP32, 1e-5, 0.999999), (FP32.replace(precision="bf16"), 0.02, 0.995)],
     ids=["fp32", "bf16"],
 )
 def test_the_objective_and_gradient_equal_the_references_at_the_same_image(
     content, style, same_image, fast_path, loss_error, cosine
 ):
     """bf16: the weights and activations cast once; Grams, losses and the optimiser in fp32."""
-    compared = same_image(content, style, TINY.replace(**fast_path))
+    compared = same_image(content, style, TINY, fast_path)
     assert compared.loss_error < loss_error
     assert compared.cosine > cosine
     assert compared.norm_ratio == pytest.approx(1, abs=3 * loss_error + 1e-5)
@@ -256,21 +237,34 @@ def test_the_objective_and_gradient_equal_the_references_at_the_same_image(
 
 def test_cuda_graph_capture_without_cuda_is_a_clear_error(content, style):
     with pytest.raises(ValueError, match="cuda_graph' needs a CUDA device"):
-        run(content, style, TINY.replace(capture="cuda_graph", device="cpu"))
+        run(content, style, TINY, plan=resolve_plan("cpu", capture="cuda_graph"))
 
 
 def test_style_scale_changes_the_result(content, style):
-    small = pixels(stylize(content, style, TINY.replace(style_scale=0.5)))
-    large = pixels(stylize(content, style, TINY.replace(style_scale=2.0)))
+    small = pixels(stylize(content, style, TINY.replace(style_scale=0.5), plan=FP32))
+    large = pixels(stylize(content, style, TINY.replace(style_scale=2.0), plan=FP32))
     assert np.abs(small - large).mean() > 1
 
 
 def test_avg_pooling_and_noise_init_run(content, style):
     losses = []
-    result = run(
-        content, style, TINY.replace(pooling="avg", init="noise", iterations=30), lambda p: losses.append(p.loss)
-    )
+    options = TINY.replace(pooling="avg", init="noise", iterations=30)
+    result = run(content, style, options, lambda p: losses.append(p.loss), plan=FP32)
     assert result.loss < losses[0] / 5
+
+
+def test_a_noise_start_is_neural_styles_the_mean_pixel_and_a_trace_of_noise(content, style):
+    """init="noise" starts where jcjohnson/neural-style's -init random does, randn * 0.001 in caffe
+    space: the first loss is the objective's at the flat mean-pixel image (caffe zeros), to within
+    that trace. Uniform noise over the whole pixel range would add a large roughness term alone."""
+    options = TINY.replace(init="noise", iterations=1)
+    losses: list[float] = []
+    run(content, style, options, lambda p: losses.append(p.loss), plan=FP32)
+    with final_objective(content, style, options, FP32) as (objective, start), torch.no_grad():
+        at_the_mean = float(objective(torch.zeros_like(start)))
+        rough = float(objective(torch.rand(start.shape, generator=torch.Generator().manual_seed(0)) * 255 - 128))
+    assert losses[0] == pytest.approx(at_the_mean, rel=1e-4)
+    assert abs(rough - at_the_mean) > 1e-2 * at_the_mean  # the check can tell a uniform start apart
 
 
 @pytest.mark.parametrize("which", ["content", "style"])
@@ -278,80 +272,21 @@ def test_too_thin_an_image_is_a_clear_error(content, style, which):
     thin = Image.new("RGB", (2000, 8), (200, 100, 50))
     images = (thin, style) if which == "content" else (content, thin)
     with pytest.raises(ValueError, match=r"2000x8: too thin"):
-        run(*images, TINY)
-    run(Image.new("RGB", (400, 100)), style, TINY.replace(iterations=1))  # 64x16: thin but usable
+        run(*images, TINY, plan=FP32)
+    run(Image.new("RGB", (400, 100)), style, TINY.replace(iterations=1), plan=FP32)  # 64x16: thin but usable
 
 
 def test_the_compiled_objective_and_gradient_equal_the_eager_ones_at_the_same_image(content, style, compiled_vs_eager):
     """capture="compile" runs torch.compile's fusion of the same objective: at one image its loss
     and gradient are the eager ones, up to fp32 rounding (3e-7 of the gradient's norm here)."""
-    (eager_loss, eager_grad), (compiled_loss, compiled_grad) = compiled_vs_eager(content, style, TINY)
+    (eager_loss, eager_grad), (compiled_loss, compiled_grad) = compiled_vs_eager(content, style, TINY, FP32)
     assert compiled_loss == pytest.approx(eager_loss, rel=1e-5)
     assert float((compiled_grad - eager_grad).norm() / eager_grad.norm()) < 1e-5
 
 
-@pytest.mark.parametrize(
-    "changes",
-    [{}, {"optimizer": "adam", "init": "noise"}, {"preserve_colors": True, "history": 3}],
-    ids=["defaults", "adam_noise", "preserve_colors"],
-)
-def test_scales_prepared_ahead_give_the_same_result(content, style, changes):
-    """prepare_ahead makes each scale ready (targets, warm-up on the content, then undone) before
-    the previous scale's losses are read. Forced on a CPU, where every step runs in order, the
-    result, every reported loss and the final loss are bit for bit those of the scales made one
-    after the other."""
-    options = Options(size=96, iterations=4, scales=3, precision="fp32", **changes)
-    reports: dict[bool, list[tuple[int, int, float]]] = {True: [], False: []}
-    results = {}
-    for ahead in (False, True):
-        results[ahead] = run(
-            content,
-            style,
-            options.replace(prepare_ahead=ahead),
-            lambda p, ahead=ahead: reports[ahead].append((p.scale, p.iteration, p.loss)),
-        )
-    assert reports[True] == reports[False]
-    assert len(reports[True]) == 12
-    assert np.array_equal(pixels(results[True].image), pixels(results[False].image))
-    assert results[True].loss == results[False].loss
-
-
-def test_the_next_scale_is_made_ready_while_this_one_runs(content, style, monkeypatch):
-    """With prepare_ahead, scale k+1 is prepared after scale k's first read and before its other
-    losses are read (on a GPU: while the device runs them); the first scale before anything."""
-    events: list[object] = []
-    prepare = _Job._prepare
-
-    def logged(job, size):
-        events.append(("prepare", size))
-        return prepare(job, size)
-
-    monkeypatch.setattr(_Job, "_prepare", logged)
-    options = Options(size=96, iterations=3, scales=3, precision="fp32", prepare_ahead=True)
-    run(content, style, options, lambda p: events.append((p.scale, p.iteration)))
-    assert events == [
-        ("prepare", (64, 43)),
-        (1, 1),
-        ("prepare", (68, 45)),
-        (1, 2),
-        (1, 3),
-        (2, 4),
-        ("prepare", (96, 64)),
-        (2, 5),
-        (2, 6),
-        (3, 7),
-        (3, 8),
-        (3, 9),
-    ]
-    events.clear()
-    run(content, style, options.replace(prepare_ahead=False), lambda p: events.append((p.scale, p.iteration)))
-    assert not [event for event in events if event[0] == "prepare"]  # made as each scale starts
-
-
-@pytest.mark.parametrize("ahead", [True, False], ids=["ahead", "in_turn"])
-def test_each_scales_style_images_are_uploaded_once_at_the_start(content, style, monkeypatch, ahead):
+def test_each_scales_style_images_are_uploaded_once_at_the_start(content, style, monkeypatch):
     """A copy from the host waits for the device, so every scale's style images go up before the
-    first iteration, once per scale, and no scale uploads them again (prepared ahead or not)."""
+    first iteration, once per scale, and no scale uploads them again."""
     uploads: list[tuple[int, int]] = []
     upload = _Job._uploaded_styles
     iterations_begun: list[int] = []
@@ -362,44 +297,7 @@ def test_each_scales_style_images_are_uploaded_once_at_the_start(content, style,
         return upload(job, size)
 
     monkeypatch.setattr(_Job, "_uploaded_styles", counted)
-    options = Options(size=96, iterations=3, scales=3, precision="fp32", prepare_ahead=ahead)
-    run(content, style, options, lambda p: iterations_begun.append(p.iteration))
+    options = Options(size=96, iterations=3, scales=3)
+    run(content, style, options, lambda p: iterations_begun.append(p.iteration), plan=FP32)
     assert uploads == [(64, 43), (68, 45), (96, 64)]
     assert len(iterations_begun) == 9
-
-
-def test_preparing_a_scale_reads_nothing_back_from_its_tensors(content, style, monkeypatch):
-    """On a GPU the next scale is made ready while the device works, and reading a tensor's value
-    would make the host wait for it. This CPU canary fails on any such read in that preparation
-    (item, tolist, float, int, bool, numpy, cpu); test_gpu.py checks the real thing with torch's
-    sync debug mode, which also sees copies from the host."""
-    reads: list[str] = []
-    preparing = False
-
-    def reading(name: str):
-        original = getattr(torch.Tensor, name)
-
-        def read(self, *args, **kwargs):
-            if preparing:
-                reads.append(name)
-            return original(self, *args, **kwargs)
-
-        return read
-
-    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "numpy", "cpu"):
-        monkeypatch.setattr(torch.Tensor, name, reading(name))
-    prepare = _Job._prepare
-
-    def watched(job, size):
-        nonlocal preparing
-        preparing = True
-        try:
-            return prepare(job, size)
-        finally:
-            preparing = False
-
-    monkeypatch.setattr(_Job, "_prepare", watched)
-    for changes in ({}, {"preserve_colors": True}):
-        options = Options(size=96, iterations=3, scales=3, precision="fp32", prepare_ahead=True, **changes)
-        assert run(content, style, options).iterations == 9
-    assert reads == []

@@ -3,25 +3,17 @@ side of every fast path is tested in test_engine.py, test_iterations.py and test
 GPU machine they run in `benchmarks/gpu_check.sh` (see docs/benchmarks.md).
 
 They compare like with like: the engine's objective and gradient against the plain fp32
-reference's at the same image, the replayed CUDA graph against the same iterations run eagerly, the
-same job with its scales prepared ahead and in turn (the first scale's start, the same image; later
-scales' starts within a wide margin that only a wrong start would leave), and long runs' final
-losses, scored by one objective, with a stated margin. Two short L-BFGS trajectories are never
+reference's at the same image, the replayed CUDA graph against the same iterations run eagerly,
+and long runs' final losses, scored by one objective, with a stated margin. Two short L-BFGS trajectories are never
 compared for their outcome: rounding alone makes them diverge."""
 
-import contextlib
 import gc
-import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 import torch
-from styletransfer import Options, iterations, run
+from styletransfer import Options, resolve_plan, run
+from styletransfer.device import HISTORY_CHUNK_ON_CUDA
 from styletransfer.images import resized, to_image, to_tensor
 from styletransfer.iterations import ScaleIterations
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
@@ -31,7 +23,7 @@ from styletransfer.vgg import VGGFeatures, from_caffe, to_caffe
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 CUDA = torch.device("cuda")
-TINY = Options(size=64, iterations=10, scales=1, device="cuda")
+TINY = Options(size=64, iterations=10, scales=1)
 LONG_RUN_MARGIN = 0.05  # the defaults' final loss may exceed the reference's by at most 5%
 
 
@@ -40,7 +32,7 @@ LONG_RUN_MARGIN = 0.05  # the defaults' final loss may exceed the reference's by
     [
         ({"precision": "fp32", "tf32": False, "channels_last": False}, 1e-4, 0.99999),
         ({"precision": "fp32", "tf32": False}, 1e-4, 0.99999),  # channels-last
-        ({"precision": "fp32"}, 0.005, 0.999),  # TF32 convolutions and Gram matrices
+        ({"precision": "fp32"}, 0.005, 0.999),  # TF32 convolutions
         ({}, 0.02, 0.995),  # the CUDA defaults: bf16 network, TF32 Grams
     ],
     ids=["fp32", "channels_last", "tf32", "defaults_bf16"],
@@ -48,116 +40,37 @@ LONG_RUN_MARGIN = 0.05  # the defaults' final loss may exceed the reference's by
 def test_each_precision_computes_the_reference_objective_and_gradient(
     content, style, same_image, fast_path, loss_error, cosine
 ):
-    compared = same_image(content, style, TINY.replace(size=128, **fast_path))
+    compared = same_image(content, style, TINY.replace(size=128), resolve_plan("cuda", **fast_path))
     print(f"{fast_path}: {compared}")
     assert compared.loss_error < loss_error
     assert compared.cosine > cosine
     assert compared.norm_ratio == pytest.approx(1, abs=3 * loss_error + 1e-4)
 
 
-def test_gram_from_bf16_features_computes_what_the_fp32_copy_computes(content, style, at_same_image, monkeypatch):
-    """losses.GRAM_FROM_LOW_PRECISION (bench_engine's gram_bf16): the same exact products of bf16
-    values, summed in fp32 by another kernel, at the same image; only the order of the sums differs."""
-    from styletransfer import losses
-
-    options = TINY.replace(size=128)  # the CUDA defaults: a bf16 network
-    results = []
-    for on in (False, True):
-        monkeypatch.setattr(losses, "GRAM_FROM_LOW_PRECISION", on)
-        results.append(at_same_image(content, style, options))
-    (copied, copied_grad), (direct, direct_grad) = results
-    assert direct == pytest.approx(copied, rel=1e-4)
-    cosine = torch.nn.functional.cosine_similarity(direct_grad.flatten(), copied_grad.flatten(), dim=0)
-    assert float(cosine) > 0.99999
-    assert float(direct_grad.norm() / copied_grad.norm()) == pytest.approx(1, abs=1e-4)
-
-
 def test_compiled_objective_computes_the_eager_one(content, style, compiled_vs_eager):
     """torch.compile's fused objective and gradient against the same objective run eagerly, in
     fp32 without TF32 so that only the fusion differs."""
-    options = TINY.replace(size=96, precision="fp32", tf32=False)
-    (eager, eager_grad), (compiled, compiled_grad) = compiled_vs_eager(content, style, options)
+    plan = resolve_plan("cuda", "fp32", tf32=False)
+    (eager, eager_grad), (compiled, compiled_grad) = compiled_vs_eager(content, style, TINY.replace(size=96), plan)
     assert compiled == pytest.approx(eager, rel=1e-3)
     cosine = torch.nn.functional.cosine_similarity(compiled_grad.flatten(), eager_grad.flatten(), dim=0)
     assert float(cosine) > 0.9999
 
 
-@pytest.mark.parametrize("ahead", [True, False], ids=["prepared", "in_run"])
-@pytest.mark.parametrize("warmup", [iterations.WARMUP, 1], ids=["default_warmup", "warmup_1"])
-def test_cuda_graph_replays_what_eager_runs(content, style, monkeypatch, warmup, ahead):
+def test_cuda_graph_replays_what_eager_runs(content, style):
     """Same settings (the defaults but for the capture), deterministic cuDNN: the replayed graph
     computes what the eager iterations compute, and keeps optimising (a replay that read stale
-    buffers would repeat one loss or diverge). The graph is made both ways: before the start image
-    (warmed up on the content, captured without waiting for the device, every state put back: the
-    prepare_ahead way) and in the run, after real eager iterations (the default). Also with one eager
-    iteration before the capture (bench_engine's warmup_1), which must capture as soundly before it
-    can become the default."""
-    monkeypatch.setattr(iterations, "WARMUP", warmup)
+    buffers would repeat one loss or diverge)."""
     eager_losses: list[float] = []
     graph_losses: list[float] = []
-    options = TINY.replace(iterations=30, init="noise")  # a start that is not the warm-up's probe
-    run(content, style, options.replace(capture="none"), lambda p: eager_losses.append(p.loss))
-    graphed = options.replace(capture="cuda_graph", prepare_ahead=ahead)
-    run(content, style, graphed, lambda p: graph_losses.append(p.loss))
+    options = TINY.replace(iterations=30, init="noise")
+    run(content, style, options, lambda p: eager_losses.append(p.loss), plan=resolve_plan("cuda", capture="none"))
+    run(content, style, options, lambda p: graph_losses.append(p.loss), plan=resolve_plan("cuda", capture="cuda_graph"))
     assert len(graph_losses) == len(eager_losses) == 30
     assert graph_losses[0] == pytest.approx(eager_losses[0], rel=1e-5)  # the same image
     assert graph_losses[:5] == pytest.approx(eager_losses[:5], rel=1e-3)
     assert graph_losses[-1] < graph_losses[0] / 2
     assert len(set(graph_losses[5:])) == 25
-
-
-def test_scales_prepared_ahead_start_where_the_last_scale_ended(content, style):
-    """Three scales, each made ready while the GPU ran the one before (prepare_ahead), against the
-    same made one after the other. The first scale starts from the same image, so its first losses
-    agree as eager and replayed ones do. Later scales start from the previous result, which rounding
-    moves between two runs (L-BFGS's final losses spread by several percent between runs that
-    differ by rounding alone), so their first losses agree within 30%: a scale that started from its
-    warm-up's probe, the content image, would start at least twice as high (30 iterations halve the
-    loss: the test above). Every scale keeps optimising, and no replay repeats a loss (stale buffers)."""
-    options = Options(size=128, iterations=30, scales=3, device="cuda")
-    losses: dict[bool, dict[int, list[float]]] = {True: {}, False: {}}
-    for ahead in (False, True):
-        run(
-            content,
-            style,
-            options.replace(prepare_ahead=ahead),
-            lambda p, ahead=ahead: losses[ahead].setdefault(p.scale, []).append(p.loss),
-        )
-    ahead, sequential = losses[True], losses[False]
-    print({scale: (ahead[scale][0], sequential[scale][0]) for scale in ahead})
-    assert ahead[1][0] == pytest.approx(sequential[1][0], rel=1e-5)
-    assert ahead[1][:5] == pytest.approx(sequential[1][:5], rel=1e-3)
-    for scale in (2, 3):
-        assert ahead[scale][0] == pytest.approx(sequential[scale][0], rel=0.3)
-    for scale in (1, 2, 3):
-        assert len(ahead[scale]) == 30
-        assert ahead[scale][-1] < ahead[scale][0]
-        assert len(set(ahead[scale])) == 30
-
-
-def test_a_scale_prepared_ahead_starts_from_what_its_preparation_made_even_when_that_lags(content, style, monkeypatch):
-    """The first scale's start image is made from the content image at that scale, which its
-    preparation made on a stream of its own. Here every preparation's stream first spins the GPU
-    for a while (torch.cuda._sleep), so a start read before the running stream waits for that one
-    would read memory not yet written: the first loss would not be the in-turn job's."""
-    from styletransfer import engine
-
-    aside = engine._Job._aside
-
-    @contextlib.contextmanager
-    def lagging(job):
-        with aside(job):
-            torch.cuda._sleep(200_000_000)  # about 0.1 s at the H100's clock
-            yield
-
-    first: dict[bool, list[float]] = {True: [], False: []}
-    options = Options(size=128, iterations=10, scales=2, device="cuda")  # init from the content
-    monkeypatch.setattr(engine._Job, "_aside", lagging)
-    for made_ahead in (False, True):
-        run(content, style, options.replace(prepare_ahead=made_ahead), lambda p, a=made_ahead: first[a].append(p.loss))
-    print({made_ahead: losses[0] for made_ahead, losses in first.items()})
-    assert first[True][0] == pytest.approx(first[False][0], rel=1e-5)
-    assert len(first[True]) == len(first[False]) == 20
 
 
 class _Cycle:
@@ -168,8 +81,7 @@ class _Cycle:
         self.me = self
 
 
-@pytest.mark.parametrize("ahead", [True, False], ids=["prepared", "in_run"])
-def test_a_stray_graph_in_a_cycle_waits_until_the_capture_ends(content, style, monkeypatch, ahead):
+def test_a_stray_graph_in_a_cycle_waits_until_the_capture_ends(content, style, monkeypatch):
     """A CUDA graph that only the cyclic collector can free (captured earlier, left in a reference
     cycle) must not be destroyed while a scale's graph is captured: that is not allowed while a
     stream captures, and it would invalidate the capture. Here the cycle becomes garbage in the
@@ -197,41 +109,10 @@ def test_a_stray_graph_in_a_cycle_waits_until_the_capture_ends(content, style, m
         step(self)
 
     monkeypatch.setattr(ScaleIterations, "step", step_that_drops_a_stray)
-    result = run(content, style, TINY.replace(prepare_ahead=ahead))
+    result = run(content, style, TINY, plan=resolve_plan("cuda"))
     assert dropped == [False]  # dropped in a capture, with the collector paused
     assert math.isfinite(result.loss)
     gc.collect()  # now it goes, outside any capture
-
-
-def test_preparing_the_next_scale_never_waits_for_the_gpu(content, style, monkeypatch):
-    """The next scale's targets, warm-up and capture run while the GPU works through this scale's
-    iterations: any operation in them that made the host wait for the device (a copy from the
-    host, a read, torch.cuda.graph's synchronize) would serialise the two again. torch's sync
-    debug mode raises on each such operation."""
-    from styletransfer import engine
-
-    prepared = []
-    prepare = engine._Job._prepare
-
-    def strict(job, size):
-        if not prepared:  # the first scale is made before any work is queued: nothing to overlap
-            prepared.append(size)
-            return prepare(job, size)
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            made = prepare(job, size)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        prepared.append(size)
-        return made
-
-    monkeypatch.setattr(engine._Job, "_prepare", strict)
-    for preserve_colors in (False, True):  # its colour matrices are device tensors too
-        prepared.clear()
-        options = Options(size=128, iterations=30, scales=3, device="cuda", preserve_colors=preserve_colors)
-        result = run(content, style, options.replace(prepare_ahead=True))
-        assert len(prepared) == 3
-        assert all(timing.steady_seconds is not None for timing in result.scales)
 
 
 def test_a_long_run_with_the_defaults_is_as_good_as_the_reference(content, style):
@@ -239,7 +120,7 @@ def test_a_long_run_with_the_defaults_is_as_good_as_the_reference(content, style
     default L-BFGS history, TF32 Grams) against the plain fp32 reference with torch's L-BFGS and
     history 100, both scored by one fp32 objective on the 8-bit result."""
     size, iterations = 256, 400
-    ours = run(content, style, Options(size=size, iterations=iterations, scales=1, device="cuda"))
+    ours = run(content, style, Options(size=size, iterations=iterations, scales=1), plan=resolve_plan("cuda"))
     scorer = Scorer(content, style, size, device=CUDA)
     with fp32():
         content_caffe = to_caffe(to_tensor(resized(content, size))).cuda()
@@ -265,7 +146,7 @@ def test_an_iteration_never_waits_for_the_gpu():
         return total_loss(model(x.to(torch.bfloat16)), x, content, style, 5.0, 100.0, 1e-3)
 
     image = start.clone().requires_grad_(True)
-    iterations = ScaleIterations(objective, image, 8, history=20)
+    iterations = ScaleIterations(objective, image, 8, history=20, history_chunk=HISTORY_CHUNK_ON_CUDA)
     iterations.step()  # the first call allocates and initialises; later ones are what gets replayed
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -280,40 +161,8 @@ def test_an_iteration_never_waits_for_the_gpu():
 def test_2048_px_fits_and_reports_its_memory(content, style):
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    result = run(content, style, Options(size=2048, iterations=6, scales=1, device="cuda"))
+    result = run(content, style, Options(size=2048, iterations=6, scales=1), plan=resolve_plan("cuda"))
     peak = torch.cuda.max_memory_allocated() / 2**30
     print(f"2048 px, the CUDA defaults: peak {peak:.2f} GiB")
     assert result.image.size[0] == 2048
     assert peak < torch.cuda.get_device_properties(0).total_memory / 2**30
-
-
-def test_pytorch_works_in_the_context_the_workers_cuda_thread_made():
-    """The worker starts CUDA in a thread while torch imports (stylize_worker.cuda_start). In a fresh
-    process as the worker's, torch's first tensor must then live in the very context the thread
-    retained (the runtime's primary context), or the thread only did CUDA's start twice."""
-    script = textwrap.dedent(
-        """
-        import ctypes, json
-        from stylize_worker.cuda_start import CudaStart
-        start = CudaStart()
-        import torch
-        start.join()
-        total = float((torch.ones(4, device="cuda") * 2).sum())  # torch's own CUDA start, then a kernel
-        current = ctypes.c_void_p()
-        assert ctypes.CDLL("libcuda.so.1").cuCtxGetCurrent(ctypes.byref(current)) == 0
-        print(json.dumps({"outcome": start.outcome, "context": start.context, "current": current.value,
-                          "total": total}))
-        """
-    )
-    agent = str(Path(__file__).resolve().parents[2] / "agent")  # where stylize_worker lives
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [agent, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
-    print(seen)
-    assert seen["outcome"] == "ready"
-    assert seen["context"]
-    assert seen["current"] == seen["context"]
-    assert seen["total"] == 8.0

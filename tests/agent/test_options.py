@@ -4,7 +4,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from styletransfer.device import applied, cpu_has_native_bf16, pick_device, resolve_precision, settings_for
+from styletransfer.device import applied, cpu_has_native_bf16, pick_device, plan_for, resolve_plan
 from styletransfer.options import MAX_SIZE, PRESETS, Options, preset
 
 
@@ -21,19 +21,28 @@ from styletransfer.options import MAX_SIZE, PRESETS, Options, preset
         ("style_scale", 0.0),
         ("init", "zeros"),
         ("optimizer", "sgd"),
-        ("precision", "fp16"),
         ("style_blend", (0.0, 0.0)),
         ("size", 512.5),
-        ("history_chunk", -1),
-        ("history_chunk", 2.5),
-        ("history_chunk", True),
-        ("prepare_ahead", "yes"),
-        ("prepare_ahead", 1.5),
     ],
 )
 def test_out_of_bounds_options_are_refused(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):
         Options(**{field: value})
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("precision", "fp16"),
+        ("capture", "jit"),
+        ("history_chunk", -1),
+        ("history_chunk", 2.5),
+        ("history_chunk", True),
+    ],
+)
+def test_out_of_bounds_plans_are_refused(field, value):
+    with pytest.raises(ValueError, match=field.split("_")[0]):
+        resolve_plan("cpu", **{field: value})
 
 
 @given(st.integers(64, MAX_SIZE), st.integers(1, 8))
@@ -61,20 +70,20 @@ def test_auto_preset_follows_the_device(monkeypatch):
     assert preset("auto") == PRESETS["preview"]
 
 
-def test_device_settings_for_cuda_and_cpu():
-    cuda = settings_for(torch.device("cuda"))
+def test_plans_for_cuda_and_cpu():
+    cuda = plan_for(torch.device("cuda"))
     assert cuda.channels_last
-    assert cuda.allow_tf32
+    assert cuda.tf32
     assert cuda.deterministic
     assert not cuda.cudnn_benchmark
-    assert settings_for(torch.device("cuda"), deterministic=False).cudnn_benchmark
-    cpu = settings_for(torch.device("cpu"))
+    assert plan_for(torch.device("cuda"), deterministic=False).cudnn_benchmark
+    cpu = plan_for(torch.device("cpu"))
     assert not (cpu.channels_last)
-    assert not (cpu.allow_tf32)
+    assert not (cpu.tf32)
     assert not (cpu.cudnn_benchmark)
-    assert settings_for(torch.device("cpu"), channels_last=True).channels_last
-    assert not settings_for(torch.device("cuda"), tf32=False).allow_tf32
-    assert not settings_for(torch.device("cpu"), tf32=True).allow_tf32  # no tensor cores to use
+    assert plan_for(torch.device("cpu"), channels_last=True).channels_last
+    assert not plan_for(torch.device("cuda"), tf32=False).tf32
+    assert not plan_for(torch.device("cpu"), tf32=True).tf32  # no tensor cores to use
 
 
 @pytest.mark.parametrize(("precision", "tf32_grams"), [("fp32", False), ("bf16", True), ("auto", True)])
@@ -84,7 +93,7 @@ def test_applied_settings_use_tf32_for_grams_only_where_exact_and_are_restored(p
     torch.backends.cuda.matmul.allow_tf32 = not tf32_grams
     try:
         cuda = torch.device("cuda")
-        with applied(cuda, settings_for(cuda, deterministic=False, precision=precision)):
+        with applied(plan_for(cuda, precision, deterministic=False)):
             assert torch.backends.cudnn.allow_tf32
             assert torch.backends.cuda.matmul.allow_tf32 == tf32_grams
             assert torch.backends.cudnn.benchmark
@@ -126,7 +135,7 @@ def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_it_natively():
         flags = set(next(line for line in cpuinfo if line.startswith("flags")).split(":", 1)[1].split())
     native = bool(flags & {"avx512_bf16", "amx_bf16"})
     assert cpu_has_native_bf16() == native
-    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
-    assert resolve_precision("auto", torch.device("cuda")) == "bf16"  # measured fastest on an H100
-    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
-    assert resolve_precision("bf16", torch.device("cuda")) == "bf16"
+    assert plan_for(torch.device("cpu")).precision == ("bf16" if native else "fp32")
+    assert plan_for(torch.device("cuda")).precision == "bf16"  # measured fastest on an H100
+    assert plan_for(torch.device("cpu"), "fp32").precision == "fp32"
+    assert plan_for(torch.device("cuda"), "bf16").precision == "bf16"
