@@ -68,10 +68,11 @@ class ScaleTiming:
         return self.first_read - self.first_iterations * pace if pace is not None else self.first_read
 
     def summary(self) -> dict[str, object]:
-        """For a log line or a JSON file: size, seconds, setup, milliseconds per iteration."""
+        """For a log line or a JSON file: size, iterations, seconds, setup, milliseconds per iteration."""
         pace = self.per_iteration
         return {
             "size": list(self.size),
+            "iterations": self.iterations,
             "seconds": round(self.seconds, 4),
             "setup": round(self.setup, 4),
             "msPerIteration": None if pace is None else round(1000 * pace, 4),

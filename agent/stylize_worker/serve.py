@@ -221,6 +221,7 @@ class Worker:
         if not self.registry.renew(self.config.worker_id, "IDLE", self.config.lease_seconds):
             return "not in the pool (it gave up on this worker before it came up)"
         self.registry.came_up()
+        self.registry.record_pace(self.device.type, start_seconds=seconds_since_process_start())
         keepalive.start()
         idle_since = time.monotonic()
         why = None
@@ -302,6 +303,8 @@ class Worker:
         outcome, summary = "succeeded", {}
         try:
             summary = self.painter.paint(task.job, reporter, phases)
+            if (pace := painting_pace(summary)) is not None:  # for the page's estimates of a job's time
+                self.registry.record_pace(self.device.type, seconds_per_megapixel_iteration=pace)
             task.succeed(
                 TaskResult(
                     result_key=task.job.output_key,
@@ -349,6 +352,14 @@ class Worker:
             gpuPeakMiB=gpu_peak_mib(self.device),
             **summary,
         )
+
+
+def painting_pace(summary: dict[str, Any]) -> float | None:
+    """Seconds per megapixel-iteration of a painting: its scales' seconds over their pixels times
+    their iterations (what an estimate of another size's time multiplies back)."""
+    work = sum(scale["size"][0] * scale["size"][1] * scale["iterations"] for scale in summary.get("scales", []))
+    seconds = sum(scale["seconds"] for scale in summary.get("scales", []))
+    return seconds / (work / 1e6) if work else None
 
 
 def warm_up(device: Any) -> None:

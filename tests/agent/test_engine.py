@@ -71,6 +71,7 @@ def test_each_scale_says_where_its_time_went(content, style):
     assert first.per_iteration >= 0.2 / 3  # the sleep falls between the first and the last reads
     assert first.summary() == {
         "size": [64, 43],
+        "iterations": 4,
         "seconds": round(first.seconds, 4),
         "setup": round(first.first_read - first.per_iteration, 4),
         "msPerIteration": round(1000 * first.per_iteration, 4),

@@ -162,6 +162,11 @@ def test_a_job_is_painted_stored_announced_and_answered(pool: Pool, worker: Work
     assert line["residentMiB"] > 100  # PyTorch and the network, at least
     assert line["gpuPeakMiB"] is None  # no GPU here
     assert line["seconds"] >= line["phases"]["optimisation"] > 0
+    pace = pool.registry.pace()  # for the page's estimates: this job's seconds per megapixel-iteration
+    assert pace is not None
+    assert pace["device"] == "cpu"
+    [scale] = line["scales"]
+    assert pace["secondsPerMegapixelIteration"] == pytest.approx(scale["seconds"] / (64 * 43 * 60 / 1e6), rel=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -223,6 +228,7 @@ def test_a_storage_failure_is_a_failure_not_bad_input(pool: Pool):
 def test_a_work_item_whose_execution_was_stopped_is_dropped_unpainted(pool: Pool, worker: Worker, capsys):
     job = pool.job(content_image())
     arn = pool.start(job)
+    wait_until(lambda: pool.queued()["visible"] == 1, 10, "the work item sent")
     pool.machine.sfn.stop_execution(executionArn=arn, cause="the job was cancelled")
 
     assert worker._take_one(wait=10)
@@ -392,6 +398,7 @@ def test_a_worker_starts_serves_and_leaves_the_pool_when_idle(pool: Pool, aws: L
     assert (leaving["message"], leaving["why"], leaving["jobsDone"]) == ("stylize-worker leaving", "idle for 2 s", 1)
     state = pool.registry.state()
     assert (state.workers, state.counted) == ([], 0)  # its item and its count went together
+    assert 0 < state.pace["startSeconds"] <= ready["total"] + 1  # how long a worker takes to start, here
 
 
 def test_min_warm_workers_keeps_an_idle_worker_until_it_is_stopped(pool: Pool, aws: LocalAws):

@@ -8,6 +8,9 @@ The table holds one item per worker and one for the pool:
     workerId = "#pool"   workers (how many worker items exist), startFailure (why the last worker
                          that never came up did not), startFailureAt (epoch s)
     workerId = "#queue"  waiting: jobs handed to the pool that no worker has taken yet
+    workerId = "#pace"   what the workers measured, for estimates of a job's time: device ("cuda",
+                         "cpu"), secondsPerMegapixelIteration (the last job's painting), startSeconds
+                         (a worker's last start, process to ready), measuredAt (epoch s)
     workerId = <id>      status (STARTING, IDLE, BUSY), leaseUntil (epoch s), batchJobId,
                          jobId and receiptHandle while BUSY, startedAt, jobsDone, expiresAt (TTL)
 
@@ -39,6 +42,7 @@ from typing import Any
 
 POOL_KEY = "#pool"
 QUEUE_KEY = "#queue"
+PACE_KEY = "#pace"
 STARTING, IDLE, BUSY = "STARTING", "IDLE", "BUSY"
 EXPIRE_AFTER_SECONDS = 86400  # a worker item the scaler never reaped (it too was gone) expires by TTL
 
@@ -72,6 +76,7 @@ class PoolState:
     start_failure: str | None = None
     start_failure_at: float | None = None
     waiting: int = 0  # jobs no worker has taken yet
+    pace: dict[str, Any] | None = None  # the "#pace" item: what the workers measured
 
     def count(self, status: str, now: float) -> int:
         return sum(1 for w in self.workers if w.status == status and not w.lapsed(now))
@@ -92,7 +97,7 @@ class Registry:
 
     def state(self) -> PoolState:
         workers: list[Worker] = []
-        counted, failure, failure_at, waiting = 0, None, None, 0
+        counted, failure, failure_at, waiting, pace = 0, None, None, 0, None
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True):
             for item in page["Items"]:
                 if item["workerId"]["S"] == POOL_KEY:
@@ -101,9 +106,32 @@ class Registry:
                     failure_at = float(item["startFailureAt"]["N"]) if "startFailureAt" in item else None
                 elif item["workerId"]["S"] == QUEUE_KEY:
                     waiting = int(item.get("waiting", {}).get("N", "0"))
+                elif item["workerId"]["S"] == PACE_KEY:
+                    pace = _pace(item)
                 else:
                     workers.append(_worker(item))
-        return PoolState(workers, counted, failure, failure_at, waiting)
+        return PoolState(workers, counted, failure, failure_at, waiting, pace)
+
+    def pace(self) -> dict[str, Any] | None:
+        """What the workers last measured ("#pace"), or None before any worker painted."""
+        item = self.dynamodb.get_item(TableName=self.table, Key={"workerId": {"S": PACE_KEY}}).get("Item")
+        return _pace(item) if item else None
+
+    def record_pace(self, device: str, seconds_per_megapixel_iteration: float | None = None,
+                    start_seconds: float | None = None, now: float | None = None) -> None:  # fmt: skip
+        """A worker's measurement: a job's pace, or how long it took to start."""
+        values: dict[str, Any] = {":device": {"S": device}, ":at": {"N": _number(time.time() if now is None else now)}}
+        expression = "SET device = :device, measuredAt = :at"
+        if seconds_per_megapixel_iteration is not None:
+            expression += ", secondsPerMegapixelIteration = :pace"
+            values[":pace"] = {"N": f"{seconds_per_megapixel_iteration:.6g}"}
+        if start_seconds is not None:
+            expression += ", startSeconds = :start"
+            values[":start"] = {"N": f"{start_seconds:.3f}"}
+        self.dynamodb.update_item(
+            TableName=self.table, Key={"workerId": {"S": PACE_KEY}}, UpdateExpression=expression,
+            ExpressionAttributeValues=values,
+        )  # fmt: skip
 
     # --- the jobs waiting ---------------------------------------------------------------------
 
@@ -298,6 +326,14 @@ class Registry:
 
 def _number(value: float) -> str:
     return f"{value:.3f}"
+
+
+def _pace(item: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {"device": item.get("device", {}).get("S")}
+    for name in ("secondsPerMegapixelIteration", "startSeconds", "measuredAt"):
+        if name in item:
+            found[name] = float(item[name]["N"])
+    return found
 
 
 def _worker(item: dict[str, Any]) -> Worker:
