@@ -40,7 +40,12 @@ task_tokens
     Catch; the fix passes it on, as AWS does. (3) A task whose heartbeat lapsed failed as
     States.Timeout (moto takes every TimeoutError for one), so a Catch could not tell "no worker
     took the job" from "the job ran past its timeout"; the fix fails it as
-    States.HeartbeatTimeout, as AWS does.
+    States.HeartbeatTimeout, as AWS does. (4) StopExecution (a job cancelled) did not reach a
+    task waiting for its token until its heartbeat clock next ran out: moto looks for the stop
+    only between waits, so the execution stayed RUNNING, and its token valid, for up to
+    HeartbeatSeconds, and its worker painted on. In AWS the task ends at once and its token is
+    refused; the fix forgets the tokens of a stopped execution (InvalidToken), so its worker
+    stops painting at its next heartbeat.
 
 parallel_errors
     A Parallel state re-raises a failed branch's error as a custom error name, which moto refuses
@@ -293,6 +298,7 @@ def _install_task_tokens() -> Callable[[], None]:
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
     from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, HeartbeatTimeoutError
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
     from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -326,7 +332,14 @@ def _install_task_tokens() -> Callable[[], None]:
             return heartbeat_timed_out(env)
         return from_error(self, env, ex)
 
+    set_stop = Environment.set_stop
+
+    def stop_and_refuse(self: Any, stop_date: Any, cause: Any, error: Any) -> None:
+        set_stop(self, stop_date=stop_date, cause=cause, error=error)
+        self.callback_pool_manager._pool.clear()  # its tokens: heartbeats and answers are refused
+
     undoes = [
+        _patch(Environment, {"set_stop": stop_and_refuse}),
         _patch(CallbackEndpoint, {"notify_heartbeat": notify_heartbeat}),
         _patch(StepFunctionResponse, {"send_task_failure": send_task_failure}),
         _patch(StateTask, {"_from_error": task_from_error}),

@@ -278,6 +278,20 @@ def test_without_the_token_fix_a_heartbeat_before_moto_arms_its_clock_is_refused
     sfn.send_task_heartbeat(taskToken=token)  # and through the API
 
 
+def test_without_the_token_fix_a_stopped_executions_token_still_works_and_with_it_is_refused(aws, fixes):
+    sfn = aws.client("stepfunctions")
+    moto_fixes.uninstall(["task_tokens"])
+    arn, token = start_tokens(aws)
+    sfn.stop_execution(executionArn=arn, cause="the job was cancelled")
+    sfn.send_task_heartbeat(taskToken=token)  # accepted: its worker would paint on
+
+    moto_fixes.install(["task_tokens"])
+    arn, token = start_tokens(aws)
+    sfn.stop_execution(executionArn=arn, cause="the job was cancelled")
+    with pytest.raises(ClientError, match="InvalidToken"):
+        sfn.send_task_heartbeat(taskToken=token)  # as in AWS: the job is no longer its worker's
+
+
 def test_without_the_token_fix_a_failures_cause_is_lost_and_with_it_kept(aws, fixes):
     sfn = aws.client("stepfunctions")
     causes = []
