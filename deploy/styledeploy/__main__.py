@@ -13,8 +13,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .deploy import deploy, stack_outputs
 from .destroy import destroy
+from .names import check_stack_name
 from .runner import Runner
 from .smoke import SmokeError, smoke
+
+
+def stack_name(text: str) -> str:
+    """--stack, refused here (before any AWS call) when AWS would refuse a name derived from it."""
+    try:
+        return check_stack_name(text)
+    except ValueError as bad:
+        raise argparse.ArgumentTypeError(str(bad)) from None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,7 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        ("smoke", "a real client's round trip through a running stack"),
                        ("destroy", "delete the stack and everything deploy made")):  # fmt: skip
         command = commands.add_parser(name, help=what)
-        command.add_argument("--stack", default="style-transfer", help="the stack's name (default: %(default)s)")
+        command.add_argument(
+            "--stack", default="style-transfer", type=stack_name, help="the stack's name (default: %(default)s)"
+        )
         command.add_argument("--region", default="us-east-1", help="the AWS region (default: %(default)s)")
         if name != "smoke":
             command.add_argument("--dry-run", action="store_true", help="print every command and AWS call; run none")

@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import image, site
+from .names import check_stack_name
 from .runner import PLACEHOLDER_OUTPUTS, Runner, placeholder
 
 SAMCONFIG = "samconfig.toml"
@@ -67,6 +68,7 @@ def stack_outputs(runner: Runner, stack: str) -> dict[str, str]:
 
 
 def deploy(runner: Runner, stack: str, *, sam: str = "sam", parameters: list[str] | None = None) -> dict[str, Any]:
+    check_stack_name(stack)  # before any AWS call: ECR refuses what CloudFormation takes
     parameters = list(parameters or [])
     for parameter in parameters:
         if "=" not in parameter or parameter.startswith("WorkerImageUri="):

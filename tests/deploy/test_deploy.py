@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -267,3 +268,47 @@ def test_destroy_asks_first_and_an_unconfirmed_destroy_touches_nothing(runner: R
     assert len(aws("s3").list_objects_v2(Bucket=bucket)["Contents"]) == 3
     assert aws("ecr").describe_repositories()["repositories"] != []
     assert destroy(runner, "demo", ask=lambda q: "demo")  # the name itself confirms
+
+
+# --- the stack's name -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("Demo", "capital letters, and ECR refuses them in the worker's repository name (try 'demo')"),
+        ("style_transfer", "only letters, digits and single hyphens"),
+        ("9lives", "must start with a letter"),
+        ("double--hyphen", "single hyphens"),
+        ("trailing-", "single hyphens"),
+        ("a" * 54, "at most 53"),
+    ],
+)
+def test_a_stack_name_aws_would_refuse_is_refused_before_any_aws_call(name: str, why: str):
+    """Not a dry run: the real command, with an AWS endpoint where nothing listens. A name check
+    that came after the first AWS call would fail on the connection instead, and say so."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_MAX_ATTEMPTS="1")  # fmt: skip
+    for command in ("deploy", "destroy", "smoke"):
+        extra = ["--yes"] if command == "destroy" else []
+        done = subprocess.run(
+            [sys.executable, "-m", "styledeploy", command, "--stack", name, *extra],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"the stack name {name!r} cannot be used" in done.stderr or "at most 53" in done.stderr
+        assert why in done.stderr
+        assert "Could not connect" not in done.stderr
+        assert done.stdout == ""
+
+
+def test_every_name_derived_from_a_valid_stack_name_is_valid():
+    from styledeploy.names import check_stack_name
+
+    longest = "s" + "-a1" * 17 + "b"  # 53 characters, hyphens in between
+    for name in ("style-transfer", "demo", "a", "prod-2", longest):
+        assert check_stack_name(name) == name
+        assert re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", image.repository_name(name))  # ECR's rule
+        assert len(f"{name}-site-index") <= 64  # the CloudFront Function's limit
+    assert len(longest) == 53
