@@ -59,17 +59,28 @@ sam-build: $(SAM)
 # SITE=http://127.0.0.1:8000) runs the smoke test against `make up`; KEY=... passes an access key.
 STACK ?= style-transfer
 REGION ?= us-east-1
-DEPLOY := $(PY) -m styledeploy
 
-deploy: $(INSTALLED) $(SAM)
+# The deploy tooling in a light venv of its own (deploy/requirements.txt: boto3, websockets, Pillow,
+# numpy; no PyTorch, which only the worker's image needs): deploy/styledeploy, and the catalogue it
+# uploads (local/stylelocal/catalogue.py), run from the source tree.
+DEPLOY_VENV := .venv-deploy
+DEPLOY_INSTALLED := $(DEPLOY_VENV)/.installed
+DEPLOY := PYTHONPATH=$(CURDIR)/deploy:$(CURDIR)/local $(DEPLOY_VENV)/bin/python -m styledeploy
+
+$(DEPLOY_INSTALLED): deploy/requirements.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	touch $@
+
+deploy: $(DEPLOY_INSTALLED) $(SAM)
 	PATH="$(if $(PY312_DIR),$(PY312_DIR):)$$PATH" $(DEPLOY) deploy --stack $(STACK) --region $(REGION) --sam $(SAM) \
 		$(addprefix --parameter ,$(PARAMS)) $(if $(DRY_RUN),--dry-run)
 
-smoke: $(INSTALLED)
+smoke: $(DEPLOY_INSTALLED)
 	$(DEPLOY) smoke --stack $(STACK) --region $(REGION) $(if $(URL),--url $(URL)) $(if $(SITE),--site $(SITE)) \
 		$(if $(KEY),--key $(KEY))
 
-destroy: $(INSTALLED)
+destroy: $(DEPLOY_INSTALLED)
 	$(DEPLOY) destroy --stack $(STACK) --region $(REGION) $(if $(YES),--yes) $(if $(DRY_RUN),--dry-run)
 
 # checkov (pinned) in a venv of its own, on template.yaml; .checkov.yaml lists the checks that do
@@ -165,4 +176,4 @@ gpu-session: $(INSTALLED)
 	PATH="$(abspath $(VENV))/bin:$$PATH" GPU_WHEELS_DIR= bash benchmarks/gpu_check.sh $(or $(ARGS),all)
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(DEPLOY_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache

@@ -312,3 +312,55 @@ def test_every_name_derived_from_a_valid_stack_name_is_valid():
         assert re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", image.repository_name(name))  # ECR's rule
         assert len(f"{name}-site-index") <= 64  # the CloudFront Function's limit
     assert len(longest) == 53
+
+
+# --- the deploy tooling's own environment ---------------------------------------------------------
+
+# Run in a fresh interpreter in which torch and the styletransfer package cannot be imported, with
+# only deploy/ and local/ on the path, as the Makefile runs it from .venv-deploy.
+WITHOUT_TORCH = """
+import importlib.abc, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "styletransfer", "stylize_worker", "styleservice"):
+            raise ImportError(f"{name} is not in the deploy tooling's environment")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+import styledeploy.__main__, styledeploy.smoke, styledeploy.site
+objects = styledeploy.site.styles()  # the whole catalogue, drawn styles included
+assert "torch" not in sys.modules
+print(len(objects), sorted(o.key for o in objects if o.key.startswith("styles/swirls")))
+"""
+
+
+def test_the_deploy_tooling_imports_and_reads_the_catalogue_without_torch():
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = f"{ROOT / 'deploy'}:{ROOT / 'local'}"
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    count, swirls = done.stdout.split(" ", 1)
+    assert int(count) == len(site.styles())  # the same objects as with the engine installed
+    assert swirls.strip() == "['styles/swirls.jpg']"
+
+
+def test_the_deploy_tooling_has_a_light_environment_of_its_own_with_the_projects_pins():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = {}
+    for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        name, _, version = requirement.partition("==")
+        pinned[name.split("[")[0].strip().lower()] = version.strip()
+    lines = [line.split("#")[0].strip() for line in (ROOT / "deploy/requirements.txt").read_text().splitlines()]
+    wanted = dict(line.split("==") for line in lines if line)
+    assert set(wanted) == {"boto3", "websockets", "pillow", "numpy"}
+    assert wanted == {name: pinned[name] for name in wanted}
+    for target in ("deploy", "smoke", "destroy"):
+        make = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        command = next(line for line in make.splitlines() if "-m styledeploy" in line)
+        assert ".venv-deploy/bin/python -m styledeploy" in command
+        assert ".venv/" not in command
