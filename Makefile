@@ -55,7 +55,8 @@ sam-build: $(SAM)
 
 # AWS (docs/deployment.md): one command up, one to check, one down. STACK and REGION pick the stack;
 # PARAMS="AccessKey=... MaxActiveJobs=8" sets stack parameters (those not given keep their values);
-# DRY_RUN=1 prints every command and AWS call and runs none. make smoke URL=ws://127.0.0.1:8000 (or
+# DRY_RUN=1 prints every command and AWS call and runs none; FORCE=1 deploys even when the account's
+# GPU quota cannot run one job. make smoke URL=ws://127.0.0.1:8000 (or
 # SITE=http://127.0.0.1:8000) runs the smoke test against `make up`; KEY=... passes an access key.
 STACK ?= style-transfer
 REGION ?= us-east-1
@@ -74,7 +75,7 @@ $(DEPLOY_INSTALLED): deploy/requirements.txt
 
 deploy: $(DEPLOY_INSTALLED) $(SAM)
 	PATH="$(if $(PY312_DIR),$(PY312_DIR):)$$PATH" $(DEPLOY) deploy --stack $(STACK) --region $(REGION) --sam $(SAM) \
-		$(addprefix --parameter ,$(PARAMS)) $(if $(DRY_RUN),--dry-run)
+		$(addprefix --parameter ,$(PARAMS)) $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
 
 smoke: $(DEPLOY_INSTALLED)
 	$(DEPLOY) smoke --stack $(STACK) --region $(REGION) $(if $(URL),--url $(URL)) $(if $(SITE),--site $(SITE)) \

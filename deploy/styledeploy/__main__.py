@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .deploy import deploy, stack_outputs
 from .destroy import destroy
 from .names import check_stack_name
-from .runner import Runner
+from .runner import DeployError, Runner
 from .smoke import SmokeError, smoke
 
 
@@ -45,6 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--parameter", action="append", default=[], metavar="NAME=VALUE",
         help="a stack parameter (repeatable); parameters not given keep their deployed values",
     )  # fmt: skip
+    deploy_.add_argument(
+        "--force", action="store_true",
+        help="deploy even when the account's GPU quota cannot run one job (make deploy FORCE=1)",
+    )  # fmt: skip
     commands.choices["destroy"].add_argument("--yes", action="store_true", help="do not ask for confirmation")
     smoke_ = commands.choices["smoke"]
     smoke_.add_argument("--url", help="the WebSocket URL (default: the stack's WebSocketUrl output)")
@@ -71,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.command == "deploy":
-            deploy(Runner(args.region, dry_run=args.dry_run), args.stack, sam=args.sam, parameters=args.parameter)
+            deploy(
+                Runner(args.region, dry_run=args.dry_run),
+                args.stack,
+                sam=args.sam,
+                parameters=args.parameter,
+                force=args.force,
+            )
         elif args.command == "destroy":
             return 0 if destroy(Runner(args.region, dry_run=args.dry_run), args.stack, yes=args.yes) else 1
         else:
@@ -80,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     except SmokeError as failure:
         print(f"smoke test FAILED: {failure}", file=sys.stderr)
         return 1
-    except (ClientError, BotoCoreError, ValueError) as failure:
+    except (DeployError, ClientError, BotoCoreError, ValueError) as failure:
         print(f"styledeploy {args.command}: {failure}", file=sys.stderr)
         return 1
     return 0

@@ -21,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]  # deploy/styledeploy/runner.py -> th
 PLACEHOLDER_OUTPUTS = ("WebSocketUrl", "SiteUrl", "DistributionId", "ImagesBucketName", "WorkerLogGroup")
 
 
+class DeployError(Exception):
+    """A step that must not go on, with what to do about it: the command prints it and exits 1."""
+
+
 def placeholder(name: str) -> str:
     return f"<{name}>"
 

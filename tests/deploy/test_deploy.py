@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from styledeploy import image, site
-from styledeploy.deploy import check_gpu_quota, stack_outputs
+from styledeploy.deploy import capacity_type, check_gpu_quota, deploy, stack_outputs
 from styledeploy.destroy import destroy
-from styledeploy.runner import ROOT, Runner
+from styledeploy.runner import ROOT, DeployError, Runner
 
 from .conftest import REGION
 
@@ -157,12 +157,62 @@ def test_the_repository_is_made_once_with_its_lifecycle_policy(runner: Runner, a
     assert image.image_exists(runner, "demo", "code-0000")  # so a re-run skips build and push
 
 
-def test_a_low_gpu_quota_is_a_warning(runner: Runner, monkeypatch: pytest.MonkeyPatch):
-    quotas = runner.client("service-quotas")
-    monkeypatch.setattr(quotas, "get_service_quota", lambda **_: {"Quota": {"Value": 0.0}})
-    assert check_gpu_quota(runner) == 0
-    assert "a job needs 4" in runner.printed[-1]
-    assert "L-DB2E81BA" in runner.printed[-1]
+def quota(runner: Runner, monkeypatch: pytest.MonkeyPatch, vcpus: float) -> list[str]:
+    """Service Quotas answers `vcpus` for every quota (moto has no EC2 quotas); the codes asked for."""
+    asked: list[str] = []
+
+    def answer(**request: str) -> dict[str, Any]:
+        asked.append(request["QuotaCode"])
+        return {"Quota": {"QuotaCode": request["QuotaCode"], "Value": vcpus}}
+
+    monkeypatch.setattr(runner.client("service-quotas"), "get_service_quota", answer)
+    return asked
+
+
+def test_a_gpu_quota_that_cannot_run_one_job_stops_the_deploy_before_anything_is_made(
+    runner: Runner, aws: Any, monkeypatch: pytest.MonkeyPatch
+):
+    quota(runner, monkeypatch, 0.0)
+    with pytest.raises(DeployError) as stopped:
+        deploy(runner, "demo", sam="/nonexistent/sam")
+    assert "is 0 vCPUs in eu-west-1; one job needs 4" in str(stopped.value)
+    assert "L-DB2E81BA" in str(stopped.value)
+    assert "FORCE=1" in str(stopped.value)
+    assert aws("ecr").describe_repositories()["repositories"] == []  # nothing was made
+    assert not any(line.startswith("$ ") for line in runner.printed)  # no docker, no sam
+
+
+def test_forced_a_low_gpu_quota_is_a_warning_and_a_sufficient_one_says_nothing(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+):
+    quota(runner, monkeypatch, 2.0)
+    assert check_gpu_quota(runner, force=True) == 2
+    assert runner.printed[-1].startswith("warning: the EC2 quota 'Running On-Demand G and VT instances' is 2 vCPUs")
+    assert runner.printed[-1].endswith("Deploying anyway (FORCE=1).")
+    quota(runner, monkeypatch, 4.0)
+    printed = len(runner.printed)
+    assert check_gpu_quota(runner) == 4
+    assert len(runner.printed) == printed + 1  # only the call itself
+
+
+def test_the_quota_checked_is_the_spot_one_when_the_stack_runs_on_spot(runner: Runner, aws: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch):  # fmt: skip
+    asked = quota(runner, monkeypatch, 8.0)
+    assert capacity_type(runner, "demo", []) == "EC2"  # no stack yet: the template's default
+    assert capacity_type(runner, "demo", ["CapacityType=SPOT"]) == "SPOT"
+    template = {"Parameters": {"CapacityType": {"Type": "String", "Default": "EC2"}},
+                "Resources": {"ImagesBucket": {"Type": "AWS::S3::Bucket"}}}  # fmt: skip
+    spot = [{"ParameterKey": "CapacityType", "ParameterValue": "SPOT"}]
+    aws("cloudformation").create_stack(StackName="demo", TemplateBody=json.dumps(template), Parameters=spot)
+    assert capacity_type(runner, "demo", []) == "SPOT"  # a re-deploy keeps the deployed value
+    check_gpu_quota(runner, capacity_type(runner, "demo", []))
+    assert asked == ["L-3819A6DF"]
+
+
+def test_make_deploy_passes_force():
+    make = subprocess.run(["make", "-n", "deploy", "FORCE=1"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "-m styledeploy deploy --stack style-transfer" in make.stdout
+    assert make.stdout.rstrip().endswith("--force")
 
 
 # --- the site -------------------------------------------------------------------------------------
