@@ -106,10 +106,14 @@ def deploy(
     else:
         image.build_and_push(runner, image_uri)
 
-    runner.run([sam, "build", "--config-file", SAMCONFIG])
+    runner.run([sam, "build", "--config-file", SAMCONFIG], failed="sam build failed; the stack was not changed")
     # NoEcho parameters (the access key) are not printed
     secrets = [p.split("=", 1)[1] for p in parameters if p.split("=", 1)[0] in NO_ECHO]
-    runner.run(sam_deploy_command(sam, stack, runner.region, image_uri, parameters), secrets=secrets)
+    runner.run(
+        sam_deploy_command(sam, stack, runner.region, image_uri, parameters), secrets=secrets,
+        failed=f"sam deploy failed (CloudFormation rolls a failed update back; its events say why: aws "
+               f"cloudformation describe-stack-events --stack-name {stack} --region {runner.region})",
+    )  # fmt: skip
 
     outputs = stack_outputs(runner, stack)
     changes = site.publish(runner, outputs["ImagesBucketName"], outputs["WebSocketUrl"])

@@ -48,6 +48,11 @@ def test_the_dry_run_of_deploy_prints_every_step_in_order():
         "aws ecr create_repository",
         "aws ecr put_lifecycle_policy",
         "$ docker login --username AWS --password-stdin '<ACCOUNT>.dkr.ecr.ap-east-1.amazonaws.com'",
+        f"$ docker pull --platform linux/amd64 {image.base_image()}",
+        f"$ docker image inspect --format '{{{{json .RepoDigests}}}}' {image.base_image()}",
+        "# base image pulled: pytorch/pytorch@<DIGEST>",
+        "$ docker buildx imagetools inspect --format '{{json .Manifest}}' "
+        "pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime",
         f"$ docker build --platform linux/amd64 -f agent/Dockerfile -t '{uri}' .",
         f"$ docker push '{uri}'",
         "$ sam build --config-file samconfig.toml",
@@ -139,6 +144,87 @@ def test_the_image_tag_covers_every_folder_the_image_copies(tmp_path: Path):
     (root / "layers/common/styleservice/jobs.py").write_text("# not in the image")
     reading.write_text(reading.read_text().removesuffix("\n# a change\n"))
     assert image.image_tag(root) == tag
+
+
+def test_the_base_image_is_pinned_by_digest_and_its_torch_is_the_projects():
+    import tomllib
+
+    base = image.base_image()
+    torch = next(d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+                 if d.startswith("torch=="))  # fmt: skip
+    assert re.fullmatch(r"pytorch/pytorch:(\S+)-cuda13\.0-cudnn9-runtime@sha256:[0-9a-f]{64}", base)
+    assert base.split(":")[1].split("-")[0] == torch.removeprefix("torch==")
+
+
+FAKE_DOCKER = """#!/bin/sh
+# docker as the deploy calls it: each call logged; $FAIL names the subcommand that fails
+echo "$*" >> "$CALLS"
+case "$1" in
+  "$FAIL") echo "fake docker: $1 failed" >&2; exit 1 ;;
+  image) echo '["pytorch/pytorch@'"$PULLED"'"]' ;;
+  buildx) echo '{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "'"$TODAY"'", "size": 1}' ;;
+esac
+exit 0
+"""
+FAKE_SAM = """#!/bin/sh
+echo "sam $*" >> "$CALLS"
+[ "$1" = "$FAIL" ] && { echo "fake sam: $1 failed" >&2; exit 1; }
+exit 0
+"""
+
+
+def deploy_with_fakes(
+    tmp_path: Path, moto_endpoint: str, fail: str, today: str = ""
+) -> tuple[int, str, str, list[str]]:
+    """`python -m styledeploy deploy` for real against moto, with docker and sam replaced by scripts
+    (outside this process: what they print and how they exit); (status, stdout, stderr, calls)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, script in (("docker", FAKE_DOCKER), ("sam", FAKE_SAM)):
+        (bin_dir / name).write_text(script)
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    pinned = image.base_image().split("@")[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", CALLS=str(calls), FAIL=fail, PULLED=pinned, TODAY=today or pinned,
+               AWS_ENDPOINT_URL=moto_endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent")  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "styledeploy", "deploy", "--stack", "demo", "--region", REGION, "--sam", "sam"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return done.returncode, done.stdout, done.stderr, calls.read_text().splitlines()
+
+
+def test_a_failed_build_stops_the_deploy_with_a_clear_message(tmp_path: Path, aws: Any, moto_endpoint: str):
+    status, out, err, calls = deploy_with_fakes(tmp_path, moto_endpoint, fail="build")
+    assert status == 1
+    assert err.strip().splitlines()[-1] == (
+        "styledeploy deploy: the worker image did not build; nothing was pushed and the stack was not changed: "
+        "`docker build` exited with status 1 (its output is above)"
+    )
+    assert "Traceback" not in err
+    assert [c.split()[0] for c in calls] == ["login", "pull", "image", "buildx", "build"]  # no push, no sam
+    assert f"# base image pulled: pytorch/pytorch@{image.base_image().split('@')[1]}" in out
+    assert "the pin is current" in out
+
+
+def test_a_base_image_that_cannot_be_pulled_or_a_failed_sam_deploy_stops_with_what_failed(
+    tmp_path: Path, aws: Any, moto_endpoint: str
+):
+    status, _, err, calls = deploy_with_fakes(tmp_path, moto_endpoint, fail="pull")
+    assert status == 1
+    assert "the worker's base image pytorch/pytorch:2.13.0-cuda13.0-cudnn9-runtime@sha256:" in err
+    assert "could not be pulled" in err
+    assert not any(c.startswith(("build", "sam")) for c in calls)
+
+    moved = "sha256:" + "1" * 64
+    status, out, err, calls = deploy_with_fakes(tmp_path, moto_endpoint, fail="deploy", today=moved)
+    assert status == 1
+    assert f"names {moved} today, not the pinned" in out  # a moved tag is said, and the pin still builds
+    assert "styledeploy deploy: sam deploy failed (CloudFormation rolls a failed update back" in err
+    assert [c.split()[:2] for c in calls if c.startswith("sam")] == [["sam", "build"], ["sam", "deploy"]]
 
 
 def test_the_repository_is_made_once_with_its_lifecycle_policy(runner: Runner, aws: Any):
