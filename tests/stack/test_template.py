@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 from statelint.linter import Linter
+from stylelocal import iam
 
 from . import template
 from .template import ROOT
@@ -598,6 +599,44 @@ def test_the_results_queue_hides_a_message_for_six_notify_timeouts_and_its_dead_
     assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
     subscription = template.resources("AWS::SNS::Subscription")["AlertEmailSubscription"]
     assert subscription["Condition"] == "HasAlertEmail"
+
+
+def test_the_alert_topic_takes_this_stacks_alarms_and_the_budget_and_nothing_else():
+    """The topic policy replaces SNS's default one, so a publisher it does not name is refused:
+    CloudWatch was, and no alarm e-mail ever went out. Evaluated as IAM does (stylelocal.iam),
+    with the ARNs a deployed stack would have."""
+    account = template.Resolver({}, {}, "eu-west-1").refs["AWS::AccountId"]
+    topic = f"arn:aws:sns:eu-west-1:{account}:demo-AlertTopic-1A2B3C"
+    alarm = f"arn:aws:cloudwatch:eu-west-1:{account}:alarm:demo-ResultsDeadLetterAlarm-4D5E6F"
+    resolve = template.Resolver({"AlertTopic": topic}, {("ResultsDeadLetterAlarm", "Arn"): alarm}, "eu-west-1")
+    policy = resources("AWS::SNS::TopicPolicy")["AlertTopicPolicy"]
+    assert policy["Topics"] == [{"Ref": "AlertTopic"}]
+    statements = resolve(policy["PolicyDocument"]["Statement"])
+
+    def publish(service: str, **context: str) -> bool:
+        request = iam.Request("sns:Publish", topic, {f"aws:{k}": v for k, v in context.items()}, {"Service": service})
+        return iam.allows(statements, request)
+
+    cloudwatch, budgets = "cloudwatch.amazonaws.com", "budgets.amazonaws.com"
+    assert publish(cloudwatch, SourceArn=alarm, SourceAccount=account)  # the stack's alarm reaches e-mail
+    assert not publish(cloudwatch, SourceArn=alarm.replace("demo-", "other-"), SourceAccount=account)
+    assert not publish(cloudwatch, SourceArn=alarm.replace(account, "210987654321"), SourceAccount="210987654321")
+    assert not publish(cloudwatch)  # no source at all
+    assert publish(budgets, SourceAccount=account)
+    assert not publish(budgets, SourceAccount="210987654321")
+    assert not publish("events.amazonaws.com", SourceArn=alarm, SourceAccount=account)
+    topic_request = iam.Request("sns:Subscribe", topic, {"aws:SourceAccount": account}, {"Service": cloudwatch})
+    assert not iam.allows(statements, topic_request)  # publishing only
+
+    # every alarm that notifies the topic is named in the policy, and nothing else is
+    notifying = {
+        name for name, alarm_ in resources("AWS::CloudWatch::Alarm").items()
+        if {"Ref": "AlertTopic"} in [*alarm_.get("AlarmActions", []), *alarm_.get("OKActions", []),
+                                     *alarm_.get("InsufficientDataActions", [])]
+    }  # fmt: skip
+    [alarms] = [s for s in policy["PolicyDocument"]["Statement"] if s["Principal"] == {"Service": cloudwatch}]
+    assert {arn["Fn::GetAtt"][0] for arn in alarms["Condition"]["ArnEquals"]["aws:SourceArn"]} == notifying
+    assert notifying == {"ResultsDeadLetterAlarm"}
 
 
 def test_the_budget_exists_only_with_an_email_and_an_amount():
