@@ -108,6 +108,7 @@ def test_installing_is_idempotent_and_uninstalling_restores_moto_exactly(fixes):
         "batch_threads",
         "lambda_invoker",
         "s3_presigned",
+        "s3_missing_keys",
     ]
     assert moto_fixes.install() == []
     assert vars(Job)["run"] is not originals["run"]

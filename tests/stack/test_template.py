@@ -273,7 +273,13 @@ def test_the_worker_reads_inputs_and_writes_only_results():
     role = resources("AWS::IAM::Role")["WorkerJobRole"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     statements = role["Policies"][0]["PolicyDocument"]["Statement"]
-    granted = s3_grants(statements)
+    [listing] = [s for s in statements if s["Action"] == ["s3:ListBucket"]]
+    granted = s3_grants([s for s in statements if s is not listing])
+    # ListBucket where it reads, and only there: a missing image is "not found" (404), not AccessDenied
+    assert listing["Resource"] == {"Fn::GetAtt": ["ImagesBucket", "Arn"]}
+    assert set(listing["Condition"]["StringLike"]["s3:prefix"]) == {
+        key for action, key in granted if action == "s3:GetObject"
+    }
     assert granted == {
         ("s3:GetObject", "styles/*"),
         ("s3:GetObject", "uploads/*"),
