@@ -15,7 +15,7 @@ from .deploy import deploy, stack_outputs
 from .destroy import destroy
 from .names import check_stack_name
 from .runner import DeployError, Runner
-from .smoke import SmokeError, smoke
+from .smoke import KEEPALIVE_SECONDS, SmokeError, smoke
 
 
 def stack_name(text: str) -> str:
@@ -56,6 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     smoke_.add_argument("--key", help="the stack's AccessKey, if it has one")
     smoke_.add_argument("--style", help="the catalogue style to use (default: the first)")
     smoke_.add_argument(
+        "--keepalive", type=float, default=KEEPALIVE_SECONDS, metavar="SECONDS",
+        help="while a job runs, each client sends a request this often, as API Gateway closes connections idle "
+             "for 10 minutes (default: %(default)g; 0: never, and rely on reconnecting)",
+    )  # fmt: skip
+    smoke_.add_argument(
         "--job-timeout", type=float, default=900,
         help="seconds a job may take (default: %(default)s; the first job after a while starts a GPU instance)",
     )  # fmt: skip
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if destroy(Runner(args.region, dry_run=args.dry_run), args.stack, yes=args.yes) else 1
         else:
             asyncio.run(smoke(websocket_url(args), key=args.key, style=args.style, job_timeout=args.job_timeout,
-                              out=sys.stdout))  # fmt: skip
+                              keepalive=args.keepalive, out=sys.stdout))  # fmt: skip
     except SmokeError as failure:
         print(f"smoke test FAILED: {failure}", file=sys.stderr)
         return 1
