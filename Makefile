@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 OUT := out
 
 .PHONY: setup up demo test lint bench bench-stack bench-job bench-preview clean sam sam-validate sam-build chromium screenshots \
-	gpu-wheels gpu-session deploy smoke destroy checkov
+	gpu-wheels gpu-session deploy smoke destroy env-vars checkov
 
 setup: $(INSTALLED)
 
@@ -80,6 +80,10 @@ deploy: $(DEPLOY_INSTALLED) $(SAM)
 smoke: $(DEPLOY_INSTALLED)
 	$(DEPLOY) smoke --stack $(STACK) --region $(REGION) $(if $(URL),--url $(URL)) $(if $(SITE),--site $(SITE)) \
 		$(if $(KEY),--key $(KEY))
+
+# `sam local invoke --env-vars` for the deployed stack: out/env-vars.json (docs/deployment.md)
+env-vars: $(DEPLOY_INSTALLED)
+	$(DEPLOY) env-vars --stack $(STACK) --region $(REGION) $(if $(KEY),--access-key $(KEY)) $(if $(DRY_RUN),--dry-run)
 
 destroy: $(DEPLOY_INSTALLED)
 	$(DEPLOY) destroy --stack $(STACK) --region $(REGION) $(if $(YES),--yes) $(if $(DRY_RUN),--dry-run)

@@ -464,7 +464,7 @@ class Refuse(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, Refuse())
-import styledeploy.__main__, styledeploy.smoke, styledeploy.site
+import styledeploy.__main__, styledeploy.smoke, styledeploy.site, styledeploy.env_vars
 objects = styledeploy.site.styles()  # the whole catalogue, drawn styles included
 assert "torch" not in sys.modules
 print(len(objects), sorted(o.key for o in objects if o.key.startswith("styles/swirls")))
@@ -492,8 +492,8 @@ def test_the_deploy_tooling_has_a_light_environment_of_its_own_with_the_projects
         name, _, version = requirement.partition("==")
         pinned[name.split("[")[0].strip().lower()] = version.strip()
     lines = [line.split("#")[0].strip() for line in (ROOT / "deploy/requirements.txt").read_text().splitlines()]
-    wanted = dict(line.split("==") for line in lines if line)
-    assert set(wanted) == {"boto3", "websockets", "pillow", "numpy"}
+    wanted = {name.lower(): version for name, version in (line.split("==") for line in lines if line)}
+    assert set(wanted) == {"boto3", "websockets", "pillow", "numpy", "pyyaml"}
     assert wanted == {name: pinned[name] for name in wanted}
     for target in ("deploy", "smoke", "destroy"):
         make = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True).stdout
