@@ -289,6 +289,62 @@ def test_a_photo_comes_back_painted_beside_it(pages) -> None:
     assert len(request.actions("REQUEST_UPLOAD")) == 1
 
 
+def png_of(size: int, seed: int) -> bytes:
+    """A PNG of exactly `size` bytes: noise (which barely compresses), padded with a text chunk."""
+    from PIL.PngImagePlugin import PngInfo
+
+    noise = np.random.default_rng(seed).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    padding = 0
+    while True:
+        info = PngInfo()
+        info.add_text("pad", "x" * padding)
+        buffer = io.BytesIO()
+        Image.fromarray(noise).save(buffer, "PNG", pnginfo=info, compress_level=9)
+        if len(buffer.getvalue()) == size:
+            return buffer.getvalue()
+        assert len(buffer.getvalue()) < size, "the noise alone is larger than asked"
+        padding += size - len(buffer.getvalue())
+
+
+def test_an_own_style_and_a_photo_each_just_under_the_inline_limit_keep_every_message_in_one_frame(pages) -> None:
+    """Each image's data URL is just under 30 KB (the page's old rule for inlining), about 59 KB
+    together in one TRANSFER_STYLE: over the 32 KB frame that API Gateway (and the local gateway)
+    allows, which closes the connection (1009) and starts nothing. The own style goes to S3 first
+    (the protocol takes a style only as a catalogue name or an upload's key), and the photo inline
+    only while the whole message fits in one frame."""
+    request = pages(REQUEST)
+    page = ready(request)
+    photo, style = png_of(22_400, seed=1), png_of(22_350, seed=2)  # the old rule: size * 1.37 < 30 KB
+    for image in (photo, style):
+        assert 29 * 1024 < len("data:image/png;base64,") + len(base64.b64encode(image)) < 30 * 1024
+    choose(page, photo, "photo.png")
+    page.set_input_files("#own-style", files=[{"name": "mine.png", "mimeType": "image/png", "buffer": style}])
+    expect(page.locator("#own-tile")).to_be_visible()
+    page.click("#submit")
+    expect(page.locator("#job")).to_have_attribute("data-state", "running", timeout=30_000)
+    painted(page)
+    [upload] = request.actions("REQUEST_UPLOAD")  # the style went to S3 first ...
+    assert upload == {"action": "REQUEST_UPLOAD", "contentType": "image/png", "size": len(style)}
+    [transfer] = request.actions("TRANSFER_STYLE")
+    assert transfer["style"] == request.events("UPLOAD_READY")[0]["key"]
+    assert base64.b64decode(transfer["image"].split(",", 1)[1]) == photo  # ... and the photo fits inline
+
+    # a photo whose data URL alone fits in a frame, but not with the rest of the message: uploaded
+    alone = png_of(24_510, seed=3)
+    data_url = len("data:image/png;base64,") + len(base64.b64encode(alone))
+    inline = {**transfer, "style": "swirls", "isPrivate": True, "image": "x" * data_url}  # what it would send
+    assert data_url < 32 * 1024 < len(json.dumps(inline, separators=(",", ":")))
+    choose(page, alone, "photo.png")
+    page.check("#private")  # kept out of the Feed, which other tests watch
+    submit(page, style="swirls")
+    assert request.actions("REQUEST_UPLOAD")[-1]["size"] == len(alone)
+    assert request.actions("TRANSFER_STYLE")[-1]["image"] == request.events("UPLOAD_READY")[-1]["key"]
+
+    for _, message in request.sent:  # every whole message fitted in one frame
+        assert len(json.dumps(message, separators=(",", ":")).encode()) <= 32 * 1024
+    assert len(request.connections) == 1  # and none was closed for a frame too large
+
+
 def test_the_feed_shows_a_new_public_result_live(pages) -> None:
     feed = pages(FEED)
     feed_page = feed_loaded(feed)
