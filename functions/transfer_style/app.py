@@ -1,8 +1,10 @@
-"""TRANSFER_STYLE: check the photo and the style, store the photo under the job's own key, record
-the job and start its Step Functions execution; answer with the job's id and its secret token.
+"""TRANSFER_STYLE: check the photo and the style, store the photo (and an uploaded style image)
+under the job's own keys, record the job and start its Step Functions execution; answer with the
+job's id and its secret token.
 
 Every check runs before anything is written, so a refused request leaves nothing behind: no
-object, no job item, no execution."""
+object, no job item, no execution (except when an upload changed between its check and its copy:
+then at most the copy of the style, which expires within a day)."""
 
 from __future__ import annotations
 
@@ -94,20 +96,20 @@ def resolve_image(value: str) -> Image:
     raise ProtocolError(f"image must be {IMAGE_FORMS}")
 
 
-def resolve_style(value: str) -> tuple[str, str]:
-    """(style for the job item, key of the style image)."""
+def resolve_style(value: str) -> tuple[str, str, Image | None]:
+    """(style for the job item, key of the style image, the upload to copy for the job or None)."""
     if keys.STYLE_NAME.match(value):
         key = keys.style_key(value)
         if object_start(s3, key) is None:
             raise ProtocolError(f"unknown style {value!r}: LIST_STYLES gives the catalogue")
-        return value, key
+        return value, key, None
     if keys.is_upload_key(value):
-        checked_upload(value, "style", STYLE)
-        return CUSTOM_STYLE, value
+        content_type, etag = checked_upload(value, "style", STYLE)
+        return CUSTOM_STYLE, value, Image(content_type, upload_key=value, etag=etag)
     raise ProtocolError(f"style must be {STYLE_FORMS}")
 
 
-def store(image: Image, key: str) -> None:
+def store(image: Image, key: str, field: str = "image") -> None:
     bucket = settings.images_bucket
     if image.data is not None:
         s3.put_object(Bucket=bucket, Key=key, Body=image.data, ContentType=image.content_type)
@@ -126,7 +128,7 @@ def store(image: Image, key: str) -> None:
         )
     except ClientError as failure:
         if failure.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-            raise ProtocolError("image: the upload changed while it was checked; send the request again") from None
+            raise ProtocolError(f"{field}: the upload changed while it was checked; send the request again") from None
         raise
 
 
@@ -146,7 +148,7 @@ def check_limits(event: dict[str, Any]) -> None:
 
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
     image = resolve_image(request.image)
-    style, style_key = resolve_style(request.style)
+    style, style_key, own_style = resolve_style(request.style)
     try:
         check_limits(event)
     except ProtocolError:
@@ -160,6 +162,12 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
     input_key = keys.input_key(job_id, private, keys.EXTENSIONS[image.content_type])
     output_key = keys.output_key(job_id, private)
     options = request.options.model_dump(by_alias=True)
+    if own_style is not None:
+        # pinned as the photo is: the job reads its own copy of the checked version, since the
+        # upload's presigned POST stays valid and could replace the upload after ACCEPTED. First,
+        # so that a refusal leaves at most this copy (it expires within a day), never a job.
+        style_key = keys.own_style_key(job_id, private, keys.EXTENSIONS[own_style.content_type])
+        store(own_style, style_key, "style")
     store(image, input_key)
     jobs.create(
         {

@@ -1,4 +1,4 @@
-"""Small patches that close six gaps of moto 5.2.5, so that the real state machine can run a
+"""Small patches that close seven gaps of moto 5.2.5, so that the real state machine can run a
 Batch job and invoke a function locally, and the bucket is as strict as S3. Each one refuses any
 other moto version: they patch private code.
 
@@ -52,6 +52,11 @@ s3_missing_keys
     with an access key naming their principal (aws.principal_credentials), and what that
     principal's identity policy allows (`set_principals`, registered by LocalAws) is evaluated by
     stylelocal.iam. Requests signed with any other key (the tests', the harness's) get moto's 404.
+s3_copy_if_match
+    CopyObject with x-amz-copy-source-if-match (boto3's CopySourceIfMatch) copies only when the
+    source's ETag is the one given, and otherwise answers 412 PreconditionFailed; moto copies
+    whatever the source holds now. TRANSFER_STYLE copies an upload pinned to the version it checked
+    this way, so the local stack must refuse a copy of a version that changed, as S3 does.
 """
 
 from __future__ import annotations
@@ -426,6 +431,32 @@ def _install_s3_missing_keys() -> Callable[[], None]:
     return _patch(S3Response, {"key_response": patched_key_response})
 
 
+# --- s3_copy_if_match ---------------------------------------------------------------------------
+
+
+def _install_s3_copy_if_match() -> Callable[[], None]:
+    from urllib.parse import unquote, urlparse
+
+    from moto.s3.exceptions import PreconditionFailed
+    from moto.s3.responses import S3Response
+
+    copy_object = S3Response.copy_object
+
+    def patched_copy_object(self: Any) -> Any:
+        wanted = self.headers.get("x-amz-copy-source-if-match")
+        if wanted is not None:
+            source = self.headers.get("x-amz-copy-source")
+            source = source.decode() if isinstance(source, bytes) else str(source)
+            parsed = urlparse(source)
+            bucket, key = unquote(parsed.path).lstrip("/").split("/", 1)
+            found = self.backend.get_object(bucket, key)
+            if found is not None and wanted.strip('"') != found.etag.strip('"'):
+                raise PreconditionFailed(failed_condition="x-amz-copy-source-If-Match")
+        return copy_object(self)
+
+    return _patch(S3Response, {"copy_object": patched_copy_object})
+
+
 # --- installing ---------------------------------------------------------------------------------
 
 FIXES: dict[str, Callable[[], Callable[[], None]]] = {
@@ -435,6 +466,7 @@ FIXES: dict[str, Callable[[], Callable[[], None]]] = {
     "lambda_invoker": _install_lambda_invoker,
     "s3_presigned": _install_s3_presigned,
     "s3_missing_keys": _install_s3_missing_keys,
+    "s3_copy_if_match": _install_s3_copy_if_match,
 }
 _undo: dict[str, Callable[[], None]] = {}
 _install_lock = threading.Lock()

@@ -337,7 +337,8 @@ def test_the_worker_reads_inputs_and_writes_only_results():
     }
     assert granted == {
         ("s3:GetObject", "styles/*"),
-        ("s3:GetObject", "uploads/*"),
+        ("s3:GetObject", "public/style/*"),  # a job's own copy of an uploaded style, never uploads/
+        ("s3:GetObject", "private/style/*"),
         ("s3:GetObject", "public/input/*"),
         ("s3:GetObject", "private/input/*"),
         ("s3:PutObject", "public/output/*"),
@@ -733,7 +734,8 @@ def test_every_log_group_has_the_retention_parameter_and_every_function_has_its_
 def test_private_images_and_uploads_expire_and_public_ones_are_kept():
     rules = resources("AWS::S3::Bucket")["ImagesBucket"]["LifecycleConfiguration"]["Rules"]
     expiring = {r.get("Prefix"): r.get("ExpirationInDays") for r in rules if "ExpirationInDays" in r}
-    assert expiring == {"uploads/": 1, "private/": {"Ref": "PrivateRetentionDays"}}
+    assert expiring == {"uploads/": 1, "private/": {"Ref": "PrivateRetentionDays"}, "public/style/": 1,
+                        "private/style/": 1}  # fmt: skip
     jobs = resources("AWS::DynamoDB::Table")["JobsTable"]
     assert jobs["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     assert template.function("TransferStyleFunction")["Environment"]["Variables"]["PRIVATE_RETENTION_DAYS"] == {

@@ -4,9 +4,11 @@ styles/<name>.jpg                         the style catalogue (public through Cl
 styles/catalogue.json                     its titles, artists and years (catalogue/catalogue.json)
 uploads/<32 hex>.<jpg|png|webp>           presigned-POST uploads (expire after a day if unused)
 public/input/<jobId>.<ext>                content images of public jobs (public)
+public/style/<jobId>.<ext>                their own style image, if uploaded: the checked copy (a day)
 public/output/<jobId>.jpg                 their results (public)
 public/preview/<jobId>.jpg                their instant previews (public, never listed)
 private/input/<jobId>.<ext>               private jobs: reachable only through presigned URLs
+private/style/<jobId>.<ext>
 private/output/<jobId>.jpg
 private/preview/<jobId>.jpg
 """
@@ -57,6 +59,12 @@ def _area(private: bool) -> str:
 
 def input_key(job_id: str, private: bool, extension: str) -> str:
     return f"{_area(private)}/input/{job_id}.{extension}"
+
+
+def own_style_key(job_id: str, private: bool, extension: str) -> str:
+    """A job's copy of the style image its client uploaded: exactly the version that was checked,
+    where the upload's presigned POST (still valid for a while) cannot replace it."""
+    return f"{_area(private)}/style/{job_id}.{extension}"
 
 
 def output_key(job_id: str, private: bool) -> str:
