@@ -76,6 +76,37 @@ def test_an_address_is_limited_across_its_connections(seeded: LocalAws):
     assert accepted(transfer(seeded, connection="conn-other=", source_ip="198.51.100.7"))
 
 
+def counts(aws: LocalAws) -> dict[str, int]:
+    """Each rate counter's count, by who it counts (its id without the window's start)."""
+    items = aws.client("dynamodb").scan(TableName="RateLimitsTable")["Items"]
+    return {item["id"]["S"].rsplit("#", 1)[0]: int(item["count"]["N"]) for item in items}
+
+
+def test_a_job_the_address_refuses_spends_none_of_the_connections_allowance(seeded: LocalAws):
+    seeded.overrides["JOBS_PER_CONNECTION"] = "2"
+    seeded.overrides["JOBS_PER_SOURCE_IP"] = "1"
+    assert accepted(transfer(seeded, source_ip="192.0.2.10"))
+    for _ in range(3):  # refused by the address, again and again
+        assert "from your network address" in refusal(transfer(seeded, source_ip="192.0.2.10"))
+    assert counts(seeded)["connection#conn-a="] == 1  # only the job that started
+    assert accepted(transfer(seeded, source_ip="198.51.100.7"))  # so the connection's second job is still there
+    assert "from this connection: at most 2" in refusal(transfer(seeded, source_ip="203.0.113.9"))
+    assert counts(seeded) == {"connection#conn-a=": 2, "address#192.0.2.10": 1, "address#198.51.100.7": 1}
+    assert len(executions(seeded)) == 2
+
+
+def test_a_give_back_never_goes_below_zero_nor_makes_a_counter(aws: LocalAws, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint)
+    limits = RateLimits(aws.refs["RateLimitsTable"])
+    limit = RateLimit("this connection", 2, 600)
+    limits.give_back(limit, "connection#nobody", 1_000.0)
+    assert counts(aws) == {}
+    limits.take(limit, "connection#someone", 1_000.0)
+    limits.give_back(limit, "connection#someone", 1_000.0)
+    limits.give_back(limit, "connection#someone", 1_000.0)
+    assert counts(aws) == {"connection#someone": 0}
+
+
 def test_ipv6_addresses_count_by_their_64():
     assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")

@@ -84,6 +84,24 @@ class RateLimits:
                 f"{wait_words(limit.window_seconds)}; please try again in {wait_words(end - now)}"
             ) from None
 
+    def give_back(self, limit: RateLimit, subject: str, now: float) -> None:
+        """Takes back one job counted by `take(limit, subject, now)` (the same `now`: the same
+        window), for a job that was refused after all: a refusal must spend no allowance."""
+        if limit.jobs <= 0:
+            return
+        start = int(now // limit.window_seconds) * limit.window_seconds
+        try:
+            self.table.update_item(
+                Key={"id": f"{subject}#{start}"},
+                UpdateExpression="ADD #n :minus_one",
+                ConditionExpression="#n > :zero",  # never below zero, nor an item where there was none
+                ExpressionAttributeNames={"#n": "count"},
+                ExpressionAttributeValues={":minus_one": -1, ":zero": 0},
+            )
+        except ClientError as failure:
+            if failure.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
 
 def connection_limit() -> RateLimit:
     return RateLimit("this connection", settings.jobs_per_connection, settings.connection_window_seconds)
