@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from styleservice import keys
 from styleservice.images import check_image
 from styleservice.jobs import Jobs, new_token
-from styleservice.limits import RateLimits, address_key, address_limit, check_not_busy, connection_limit
+from styleservice.limits import RateLimits, address_limits, check_not_busy, connection_limit
 from styleservice.protocol import (
     ACCEPTED,
     ERROR,
@@ -135,29 +135,15 @@ def store(image: Image, key: str, field: str = "image") -> None:
 def check_limits(event: dict[str, Any]) -> None:
     """Refuses (ProtocolError) a job the service must not start now: too many in flight, or too
     many lately from this connection or this address. The cheap, uncounted check comes first, so
-    that a busy service takes nothing off anyone's allowance; and a job the address's limit (or a
-    failure) refuses gives back what the connection's count took, so no refusal spends any."""
+    that a busy service takes nothing off anyone's allowance; and a job one limit (or a failure)
+    refuses gives back what the others took, so no refusal spends any allowance."""
     source_ip = event["requestContext"].get("identity", {}).get("sourceIp", "")
-    connection = f"connection#{connection_id(event)}"
-    now = time.time()  # both counts and the give-back in the same windows
     try:
         check_not_busy(states, settings.state_machine_arn, settings.max_active_jobs)
-        rate_limits.take(connection_limit(), connection, now)
-        try:
-            rate_limits.take(address_limit(), f"address#{address_key(source_ip)}", now)
-        except (ProtocolError, ClientError, BotoCoreError):
-            give_back(connection, now)
-            raise
+        rate_limits.take_all([(connection_limit(), f"connection#{connection_id(event)}"), *address_limits(source_ip)])
     except (ClientError, BotoCoreError):  # no count, no job: a limit must hold when it cannot be read
         logger.exception("the limits could not be checked")
         raise ProtocolError(f"{START_FAILED}; please try again") from None
-
-
-def give_back(connection: str, now: float) -> None:
-    try:
-        rate_limits.give_back(connection_limit(), connection, now)
-    except (ClientError, BotoCoreError):  # the refusal stands; the connection's window ends in minutes
-        logger.exception("the connection's count could not be given back")
 
 
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
