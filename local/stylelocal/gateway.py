@@ -31,6 +31,14 @@ POST sends the body to the client as one message (text when it is UTF-8), GET de
 connection, DELETE closes it; an unknown or closed connection answers 410 GoneException, a body
 over 128 KB 413 PayloadTooLargeException, both with the `x-amzn-ErrorType` header botocore reads.
 (POST and DELETE cannot share the WebSocket port: the handshake parser accepts only GET.)
+In AWS only a SigV4-signed caller that IAM allows execute-api:ManageConnections can use that API;
+the local stack's credentials are fake and public, so instead each gateway makes a secret when it
+is created (`.management_secret`) and answers only requests that carry it in the header
+X-Stylelocal-Connections-Secret (any other: 403 ForbiddenException). It gives the secret to the
+functions that reach @connections (those with WEBSOCKET_ENDPOINT) through their environment,
+STYLELOCAL_CONNECTIONS_SECRET, where styleservice.gateway's client adds the header; without it
+anyone who can reach the port could push forged events to any page, read a connection's address
+or drop it.
 
 Routes and their functions come from template.yaml (AWS::ApiGatewayV2::Route -> Integration ->
 the function named in its IntegrationUri); functions run through a `LambdaRuntime`.
@@ -47,6 +55,7 @@ import base64
 import concurrent.futures
 import contextlib
 import email.utils
+import hmac
 import json
 import mimetypes
 import re
@@ -82,6 +91,10 @@ INVOKE_THREADS = 64
 # Bodies larger than this are not even read by the management API (413 and the connection closed).
 MAX_MANAGEMENT_BODY = 16 * 1024 * 1024
 _TEXT_FRAGMENT_CHARS = MAX_FRAME_BYTES // 4  # a UTF-8 character takes up to 4 bytes
+# The @connections API's secret: the variable the functions get it in, and the header they send it
+# in (the same names as styleservice.gateway's, which the functions use; a test checks they agree).
+CONNECTIONS_SECRET_VARIABLE = "STYLELOCAL_CONNECTIONS_SECRET"
+CONNECTIONS_SECRET_HEADER = "X-Stylelocal-Connections-Secret"
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -283,6 +296,10 @@ class Gateway:
         self._reaper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self.management_secret = secrets.token_urlsafe(32)  # see the module's docstring
+        # the functions that reach @connections get it (a stand-in runtime without the method, none)
+        if hasattr(runtime, "update_local_variables"):
+            runtime.update_local_variables({CONNECTIONS_SECRET_VARIABLE: self.management_secret})
 
     # --- addresses ----------------------------------------------------------------------------
 
@@ -678,7 +695,11 @@ class Gateway:
                     body = await reader.readexactly(length) if length else b""
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                status, payload, kind = await self._manage(method, target, body)
+                given = headers.get(CONNECTIONS_SECRET_HEADER.lower(), "")
+                if hmac.compare_digest(given.encode(), self.management_secret.encode()):
+                    status, payload, kind = await self._manage(method, target, body)
+                else:  # as API Gateway answers a caller it cannot authenticate
+                    status, payload, kind = 403, {"message": "Forbidden"}, "ForbiddenException"
                 close = headers.get("connection", "").lower() == "close" or version != "HTTP/1.1"
                 await _write(writer, status, payload, kind, close=close)
                 if close:
