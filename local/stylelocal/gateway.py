@@ -23,6 +23,8 @@ and (as CloudFront does in AWS) the pages.
   outside it, nor hidden files), `/config.json` ({"websocketUrl": ...}, the address the pages
   connect to), and, like the CloudFront distribution, the images bucket's public areas
   (`/public/...`, `/styles/...`, read from moto), so that PUBLIC_BASE_URL can be `.http_url`.
+  Every answer carries the security headers of CloudFront's managed SecurityHeadersPolicy and a
+  Content-Security-Policy that the pages keep to (`.security_headers()`).
 
 And, on a second port, the @connections management API (`.management_endpoint`, what the
 functions get as WEBSOCKET_ENDPOINT; boto3's apigatewaymanagementapi client with that
@@ -107,6 +109,14 @@ _CONTENT_TYPES = {
     ".png": "image/png",
     ".webp": "image/webp",
     ".ico": "image/x-icon",
+}
+# The headers of CloudFront's managed SecurityHeadersPolicy (template.yaml's distribution uses it).
+SECURITY_HEADERS = {
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Strict-Transport-Security": "max-age=31536000",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "X-XSS-Protection": "1; mode=block",
 }
 # What the CloudFront distribution serves from the bucket (the bucket policy's public areas).
 _BUCKET_AREAS = ("public/", "styles/")
@@ -325,6 +335,24 @@ class Gateway:
         """The @connections API, as WEBSOCKET_ENDPOINT gives it to the functions: http://host:port/stage."""
         return f"http://{_url_host(self.host)}:{self.management_port}/{self.stage}"
 
+    def security_headers(self) -> dict[str, str]:
+        """What every page, image and answer of the pages' server carries: the headers that the
+        CloudFront distribution's managed SecurityHeadersPolicy adds (Strict-Transport-Security
+        included: browsers ignore it over plain HTTP), and a Content-Security-Policy that the pages
+        keep to (scripts and styles of their own; images from here, the bucket's presigned URLs,
+        data: thumbnails and blob: previews of a chosen file; connections to here, the WebSocket
+        included, and the bucket, for presigned uploads)."""
+        origins = [self.http_url]
+        bucket = getattr(self.runtime.aws, "endpoint", None)  # presigned URLs are the bucket's, at moto
+        if bucket:
+            origins.append(str(bucket).rstrip("/"))
+        listed = " ".join(origins)
+        policy = (
+            f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: {listed}; "
+            f"connect-src 'self' {listed}; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+        )
+        return {**SECURITY_HEADERS, "Content-Security-Policy": policy}
+
     def connection_ids(self) -> list[str]:
         """The ids of the open connections."""
         return [cid for cid, client in list(self._clients.items()) if client.open]
@@ -454,7 +482,9 @@ class Gateway:
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return await self._page(request)
+            page = await self._page(request)
+            page.headers.update(self.security_headers())
+            return page
         if urlsplit(request.path).path.rstrip("/") != f"/{self.stage}":
             return _response(HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
         return None  # websockets checks the handshake; $connect runs once it is valid

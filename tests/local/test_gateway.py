@@ -23,6 +23,7 @@ from stylelocal import template
 from stylelocal.gateway import (
     CONNECTIONS_SECRET_HEADER,
     CONNECTIONS_SECRET_VARIABLE,
+    SECURITY_HEADERS,
     Api,
     Gateway,
     Route,
@@ -438,6 +439,20 @@ def get(gateway: Gateway, path: str) -> http.client.HTTPResponse:
     response.body = response.read()  # type: ignore[attr-defined]
     connection.close()
     return response
+
+
+@pytest.mark.parametrize("path", ["/", "/app.js", "/config.json", "/styles/nothing.jpg", "/no-such-page"])
+def test_every_answer_carries_cloudfronts_security_headers_and_a_content_security_policy(aws, gateway, path):
+    response = requests.get(f"{gateway.http_url}{path}", timeout=10)
+    for name, value in SECURITY_HEADERS.items():  # CloudFront's managed SecurityHeadersPolicy's
+        assert response.headers[name] == value, name
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    policy = dict(d.strip().split(" ", 1) for d in response.headers["Content-Security-Policy"].split(";"))
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == policy["style-src"] == "'self'"  # no inline script or style
+    assert policy["frame-ancestors"] == "'self'"
+    assert aws.endpoint in policy["img-src"].split()  # presigned images of private jobs
+    assert aws.endpoint in policy["connect-src"].split()  # presigned uploads
 
 
 def test_pages_and_config_are_served(gateway, site):

@@ -73,7 +73,9 @@ class Relay:
         self.received: list[tuple[int, dict[str, Any]]] = []
         self.blocked = False
         self.errors: list[str] = []
+        self.refused: list[str] = []  # what the page's Content-Security-Policy blocked (Chromium says so)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", lambda m: self.refused.append(m.text) if "Content Security Policy" in m.text else None)
         page.route_web_socket(re.compile(r".*"), self._route)
 
     def _route(self, ws: WebSocketRoute) -> None:
@@ -134,6 +136,7 @@ def pages(stack: Running, context: BrowserContext) -> Iterator[Callable[..., Rel
     yield open_page
     for relay in opened:
         assert relay.errors == [], relay.errors  # no uncaught error in the page's scripts
+        assert relay.refused == [], relay.refused  # and nothing the security policy had to block
 
 
 def noisy_png(width: int, height: int) -> bytes:
@@ -627,6 +630,21 @@ def test_a_failed_job_a_lost_connection_and_a_refusal_each_say_so(stack: Running
     expect(error).to_have_text("The service did not accept this: the image is not a JPEG, PNG or WebP file.")
     expect(button).to_be_enabled()
     assert len(request.connections) == 2
+
+
+def test_the_pages_come_with_a_security_policy_that_blocks_what_they_do_not_use(stack: Running, pages) -> None:
+    """Every browser test here runs under the pages' Content-Security-Policy and fails on any
+    violation; this one checks that the policy is really in force: an inline script is refused."""
+    request = pages(REQUEST)
+    page = ready(request)
+    headers = requests.get(f"{stack.url}{REQUEST}", timeout=10).headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    page.evaluate("""() => { const s = document.createElement("script"); s.textContent = "window.injected = 1";
+                             document.body.append(s); }""")  # fmt: skip
+    assert page.evaluate("window.injected") is None
+    assert any("script-src" in text for text in request.refused)
+    request.refused.clear()  # the one refusal this test caused on purpose
 
 
 @pytest.mark.parametrize(("path", "message"), [(REQUEST, "#job-error"), (FEED, "#feed-error")], ids=["request", "feed"])
