@@ -538,6 +538,46 @@ def test_the_feed_starts_empty_then_rotates_its_results(stack: Running, pages) -
     assert len(feed.actions("LIST_IMAGES")) == 1
 
 
+def test_the_feed_uses_nothing_a_push_carries_before_checking_it(stack: Running, pages) -> None:
+    """A broadcast (or a listing) whose jobId would break a selector, whose completedAt is no time,
+    or whose images are not web addresses is left out, whole: no script error, no half-added tile,
+    and the entries around it are shown in order."""
+    now = int(time.time() * 1000)
+    good = public_image(stack, "a" * 32, "swirls", now - 5000)
+    hostile = [
+        {**good, "jobId": 'x"] , li, [data-x="'},  # a selector, if put into querySelector as it is
+        {**good, "jobId": "b" * 31 + "Z"},
+        {**good, "jobId": "c" * 32, "completedAt": "soon"},
+        {**good, "jobId": "d" * 32, "completedAt": 1e300},  # RangeError in Date's toISOString
+        {**good, "jobId": "e" * 32, "completedAt": None},
+        {**good, "jobId": "f" * 32, "input": "javascript:alert(1)"},
+        {**good, "jobId": "0" * 32, "result": 42},
+        {**good, "jobId": "1" * 32, "style": "<img src=x onerror=alert(1)>"},
+        {key: value for key, value in good.items() if key != "style"} | {"jobId": "2" * 32},
+        "not an object",
+        None,
+        [],
+        7,
+    ]
+
+    def service(ws: WebSocketRoute, message: dict[str, Any]) -> None:
+        if message["action"] == "LIST_IMAGES":  # a listing with the same among good ones
+            images = [public_image(stack, "9" * 32, "mosaic", now - 9000), *hostile]
+            ws.send(json.dumps({"event": "IMAGES", "data": {"images": images, "cursor": None}}))
+
+    feed = pages(FEED, mock=service)
+    page = feed_loaded(feed)
+    expect(page.locator("#gallery li")).to_have_count(1)
+    for entry in hostile:
+        feed.push("TRANSFER_STYLE_COMPLETED", entry)
+    feed.push("TRANSFER_STYLE_COMPLETED", good)
+    expect(page.locator("#gallery li")).to_have_count(2)
+    assert [li.get_attribute("data-job-id") for li in page.locator("#gallery li").all()] == ["a" * 32, "9" * 32]
+    expect(page.locator("#featured-slide")).to_have_attribute("data-job-id", "a" * 32)
+    assert page.locator("#gallery").inner_html().count("<img") == 4  # two pairs, nothing injected
+    # the fixture checks that no script error happened on the way
+
+
 def test_the_feed_names_a_painting_by_its_title_once_it_has_the_titles(stack: Running, pages) -> None:
     """As the request page does, the Feed names a painting by its title from LIST_STYLES ("The
     Starry Night"); until the titles come it names it from the style's name, then renames it."""
