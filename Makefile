@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 OUT := out
 
 .PHONY: setup up demo test lint bench bench-stack bench-job bench-preview clean sam sam-validate sam-build chromium screenshots \
-	gpu-wheels gpu-session deploy smoke destroy checkov
+	gpu-wheels gpu-session deploy smoke destroy env-vars checkov
 
 setup: $(INSTALLED)
 
@@ -55,21 +55,37 @@ sam-build: $(SAM)
 
 # AWS (docs/deployment.md): one command up, one to check, one down. STACK and REGION pick the stack;
 # PARAMS="AccessKey=... MaxActiveJobs=8" sets stack parameters (those not given keep their values);
-# DRY_RUN=1 prints every command and AWS call and runs none. make smoke URL=ws://127.0.0.1:8000 (or
+# DRY_RUN=1 prints every command and AWS call and runs none; FORCE=1 deploys even when the account's
+# GPU quota cannot run one job. make smoke URL=ws://127.0.0.1:8000 (or
 # SITE=http://127.0.0.1:8000) runs the smoke test against `make up`; KEY=... passes an access key.
 STACK ?= style-transfer
 REGION ?= us-east-1
-DEPLOY := $(PY) -m styledeploy
 
-deploy: $(INSTALLED) $(SAM)
+# The deploy tooling in a light venv of its own (deploy/requirements.txt: boto3, websockets, Pillow,
+# numpy; no PyTorch, which only the worker's image needs): deploy/styledeploy, and the catalogue it
+# uploads (local/stylelocal/catalogue.py), run from the source tree.
+DEPLOY_VENV := .venv-deploy
+DEPLOY_INSTALLED := $(DEPLOY_VENV)/.installed
+DEPLOY := PYTHONPATH=$(CURDIR)/deploy:$(CURDIR)/local $(DEPLOY_VENV)/bin/python -m styledeploy
+
+$(DEPLOY_INSTALLED): deploy/requirements.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	touch $@
+
+deploy: $(DEPLOY_INSTALLED) $(SAM)
 	PATH="$(if $(PY312_DIR),$(PY312_DIR):)$$PATH" $(DEPLOY) deploy --stack $(STACK) --region $(REGION) --sam $(SAM) \
-		$(addprefix --parameter ,$(PARAMS)) $(if $(DRY_RUN),--dry-run)
+		$(addprefix --parameter ,$(PARAMS)) $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
 
-smoke: $(INSTALLED)
+smoke: $(DEPLOY_INSTALLED)
 	$(DEPLOY) smoke --stack $(STACK) --region $(REGION) $(if $(URL),--url $(URL)) $(if $(SITE),--site $(SITE)) \
 		$(if $(KEY),--key $(KEY))
 
-destroy: $(INSTALLED)
+# `sam local invoke --env-vars` for the deployed stack: out/env-vars.json (docs/deployment.md)
+env-vars: $(DEPLOY_INSTALLED)
+	$(DEPLOY) env-vars --stack $(STACK) --region $(REGION) $(if $(KEY),--access-key $(KEY)) $(if $(DRY_RUN),--dry-run)
+
+destroy: $(DEPLOY_INSTALLED)
 	$(DEPLOY) destroy --stack $(STACK) --region $(REGION) $(if $(YES),--yes) $(if $(DRY_RUN),--dry-run)
 
 # checkov (pinned) in a venv of its own, on template.yaml; .checkov.yaml lists the checks that do
@@ -165,4 +181,4 @@ gpu-session: $(INSTALLED)
 	PATH="$(abspath $(VENV))/bin:$$PATH" GPU_WHEELS_DIR= bash benchmarks/gpu_check.sh $(or $(ARGS),all)
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(DEPLOY_VENV) .aws-sam $(OUT) .pytest_cache .ruff_cache

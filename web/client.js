@@ -134,6 +134,10 @@ export class ServiceClient extends EventTarget {
    * Answers to concurrent requests can come in any order: `matches(data)` picks this one's.
    */
   async request(body, answerEvent, matches = () => true) {
+    const text = JSON.stringify(body);
+    if (byteLength(text) > FRAME_LIMIT) {  // it would close the connection: never sent
+      throw new Error(`the request is ${byteLength(text)} bytes, over the ${FRAME_LIMIT} a message may have`);
+    }
     await this.#opened(this.connectTimeout);
     return new Promise((resolve, reject) => {
       const waiter = { events: new Set([answerEvent]), action: body.action, matches, resolve, reject };
@@ -142,7 +146,7 @@ export class ServiceClient extends EventTarget {
         reject(new Error("the service did not answer; please try again"));
       }, this.answerTimeout);
       this.waiting.push(waiter);
-      this.socket.send(JSON.stringify(body));
+      this.socket.send(text);
     });
   }
 }
@@ -220,25 +224,56 @@ export function dataUrl(blob) {
   });
 }
 
-// API Gateway closes a connection on a frame over 32 KB, and a browser sends each message as one
-// frame: anything larger goes to S3 through a presigned POST.
-const DATA_URL_LIMIT = 30 * 1024;
+// API Gateway closes a connection (1009) on a frame over 32 KB, and a browser sends each message as
+// one frame: every whole message must fit in one. Images that do not go to S3 first.
+export const FRAME_LIMIT = 32 * 1024;
+const UPLOAD_KEY = `uploads/${"0".repeat(32)}.webp`;  // as long as any key REQUEST_UPLOAD hands out
 
-/** The `image`/`style` field for a blob: a data URL when small, else a presigned upload's key. */
-export async function imageField(client, blob) {
-  if (blob.size * 1.37 < DATA_URL_LIMIT) return dataUrl(blob);
-  const upload = await client.request({ action: "REQUEST_UPLOAD", contentType: blob.type, size: blob.size }, "UPLOAD_READY");
+/** A message's size on the wire: its UTF-8 bytes. */
+export const byteLength = (text) => new TextEncoder().encode(text).length;
+
+/** How long a blob's data URL is, without reading the blob. */
+const dataUrlLength = (blob) => `data:${blob.type || "application/octet-stream"};base64,`.length + 4 * Math.ceil(blob.size / 3);
+
+/**
+ * The message `build(fields)` with the images of `blobs` ({field: Blob}) as fields: as many as fit
+ * inline (data URLs, smallest first) while the whole message stays within one frame; the others,
+ * and those named in `uploadOnly`, uploaded first with REQUEST_UPLOAD and named by their keys.
+ * Sizes are worked out before anything is read: base64 needs no escaping in JSON, so a placeholder
+ * of a data URL's length weighs the same.
+ */
+export async function withImages(client, blobs, build, { uploadOnly = [] } = {}) {
+  const names = Object.keys(blobs).sort((a, b) => blobs[a].size - blobs[b].size);
+  const planned = Object.fromEntries(names.map((name) => [name, UPLOAD_KEY]));
+  const inline = new Set();
+  for (const name of names.filter((n) => !uploadOnly.includes(n))) {
+    const trial = { ...planned, [name]: "x".repeat(dataUrlLength(blobs[name])) };
+    if (byteLength(JSON.stringify(build(trial))) <= FRAME_LIMIT) {
+      planned[name] = trial[name];
+      inline.add(name);
+    }
+  }
+  const fields = {};
+  for (const name of names) {
+    fields[name] = inline.has(name) ? await dataUrl(blobs[name]) : await upload(client, blobs[name]);
+  }
+  return build(fields);
+}
+
+/** Uploads a blob through a presigned POST (REQUEST_UPLOAD); its key. */
+async function upload(client, blob) {
+  const ready = await client.request({ action: "REQUEST_UPLOAD", contentType: blob.type, size: blob.size }, "UPLOAD_READY");
   const form = new FormData();
-  for (const [name, value] of Object.entries(upload.fields)) form.append(name, value);
+  for (const [name, value] of Object.entries(ready.fields)) form.append(name, value);
   form.append("file", blob);
   // no-cors: the POST is a simple request S3 accepts from any page; its answer cannot be read
   // then, but TRANSFER_STYLE checks the upload and says clearly if it is missing
   try {
-    await fetch(upload.url, { method: "POST", body: form, mode: "no-cors" });
+    await fetch(ready.url, { method: "POST", body: form, mode: "no-cors" });
   } catch {
     throw new Error("the photo could not be uploaded; check your network and try again");
   }
-  return upload.key;
+  return ready.key;
 }
 
 /** "just now", "5 min ago", "3 h ago", or a date: when something happened, for people. */

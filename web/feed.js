@@ -26,8 +26,31 @@ let rotation = null;
 
 const titles = new Map();  // style name → its title from LIST_STYLES ("The Starry Night")
 const titleOf = (name) => titles.get(name) ?? styleTitle(name);
-const valid = (image) => image && typeof image.jobId === "string" && typeof image.input === "string" &&
-  typeof image.result === "string" && typeof image.style === "string";
+
+// What a Feed entry must be before the page uses it (a broadcast or a LIST_IMAGES entry: anything
+// the service sends is checked, as a bad one would otherwise break a selector or a Date, or leave
+// the gallery half-updated): a job id of 32 hex digits, http(s) image URLs, a style name, and a
+// time a Date can hold.
+const JOB_ID = /^[0-9a-f]{32}$/;
+const STYLE = /^[a-z0-9][a-z0-9-]{0,39}$/;  // a catalogue name, or "custom"
+const LATEST_MS = 8.64e15;  // the largest time a Date holds
+const webUrl = (text) => {
+  try {
+    return typeof text === "string" && ["http:", "https:"].includes(new URL(text, location.href).protocol);
+  } catch {
+    return false;
+  }
+};
+
+/** The entry's fields, checked; null when it is not a Feed entry this page can show. */
+function checked(image) {
+  if (!image || typeof image !== "object") return null;
+  const { jobId, input, result, style, completedAt } = image;
+  const ok = typeof jobId === "string" && JOB_ID.test(jobId) && webUrl(input) && webUrl(result) &&
+    typeof style === "string" && STYLE.test(style) && Number.isFinite(completedAt) && completedAt > 0 &&
+    completedAt <= LATEST_MS;
+  return ok ? { jobId, input, result, style, completedAt } : null;
+}
 
 function element(tag, properties = {}, ...children) {
   const node = Object.assign(document.createElement(tag), properties);
@@ -55,15 +78,19 @@ function tile(image) {
   return item;
 }
 
-/** Adds a result once, in its place by time; returns whether it was new. */
-function add(image) {
-  if (!valid(image) || images.has(image.jobId)) return false;
+/** Adds a result once, in its place by time; returns whether it was new (false for an entry that
+ * is not one: see `checked`). */
+function add(entry) {
+  const image = checked(entry);
+  if (!image || images.has(image.jobId)) return false;
+  const item = tile(image);  // first: nothing is recorded for an entry that cannot be shown
   images.set(image.jobId, image);
-  const at = order.findIndex((id) => (images.get(id).completedAt ?? 0) < (image.completedAt ?? 0));
+  const at = order.findIndex((id) => images.get(id).completedAt < image.completedAt);
   const index = at < 0 ? order.length : at;
   order.splice(index, 0, image.jobId);
-  const next = index + 1 < order.length ? $("gallery").querySelector(`[data-job-id="${order[index + 1]}"]`) : null;
-  $("gallery").insertBefore(tile(image), next);
+  const next = index + 1 < order.length
+    ? $("gallery").querySelector(`[data-job-id="${CSS.escape(order[index + 1])}"]`) : null;
+  $("gallery").insertBefore(item, next);
   return true;
 }
 
@@ -166,8 +193,9 @@ async function load() {
   try {
     let page = await client.request({ action: "LIST_IMAGES", limit: PAGE }, "IMAGES");
     for (let pages = 1; ; pages += 1) {
-      const known = page.images.some((image) => images.has(image.jobId));
-      for (const image of page.images) add(image);
+      const entries = Array.isArray(page?.images) ? page.images : [];
+      const known = entries.some((image) => images.has(image?.jobId));
+      for (const image of entries) add(image);
       if (first) cursor = page.cursor;
       if (first || known || !page.cursor || pages >= GAP_PAGES) break;
       page = await client.request({ action: "LIST_IMAGES", limit: PAGE, cursor: page.cursor }, "IMAGES");
@@ -191,7 +219,7 @@ $("more").addEventListener("click", async () => {
   $("more").disabled = true;
   try {
     const page = await client.request({ action: "LIST_IMAGES", limit: PAGE, cursor }, "IMAGES");
-    for (const image of page.images) add(image);
+    for (const image of Array.isArray(page?.images) ? page.images : []) add(image);
     cursor = page.cursor;
   } catch (error) {
     $("feed-error").textContent = `Older results could not be loaded: ${error.message}.`;
@@ -214,7 +242,7 @@ try {
 }
 showConnection(client, $("status"), $("offline"));
 client.addEventListener("push", ({ detail: { event, data } }) => {
-  if (event !== "TRANSFER_STYLE_COMPLETED" || !add(data)) return;  // a public result, live
+  if (event !== "TRANSFER_STYLE_COMPLETED" || !add(data)) return;  // a public result, live (checked)
   feature(data.jobId, { fresh: true });
   restartRotation();
   updateShell();

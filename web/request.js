@@ -5,8 +5,8 @@
 // the result in pixels (the preview preset's is 256), so a job on a CPU takes seconds.
 
 import {
-  ServiceClient, ServiceError, decode, imageField, inStyle, showConnection, showUnavailable, shrink, styleTitle, thumbnail,
-  websocketUrl,
+  ServiceClient, ServiceError, decode, inStyle, showConnection, showUnavailable, shrink, styleTitle, thumbnail,
+  websocketUrl, withImages,
 } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -325,14 +325,16 @@ $("request").addEventListener("submit", async (event) => {
     const image = await shrink(photo);
     const before = await thumbnail(image).catch(() => null);  // shown again after a reload
     message("Uploading your photo…");
-    const style = choice === "own" ? await imageField(client, await shrink(ownStyle, 1024)) : choice;
-    const field = await imageField(client, image);
-    message("Sending…");
     const isPrivate = $("private").checked;
     const options = { preset: PRESET, strength: Number($("strength").value), preserveColors: $("colors").checked };
     if (SIZE) options.size = SIZE;
-    const accepted = await client.request(
-      { action: "TRANSFER_STYLE", image: field, style, isPrivate, options }, "TRANSFER_STYLE_ACCEPTED");
+    // the photo inline while the whole message fits in one frame, else uploaded; an own style is
+    // always uploaded (the protocol takes a style only as a catalogue name or an upload's key)
+    const images = choice === "own" ? { image, style: await shrink(ownStyle, 1024) } : { image };
+    const request = await withImages(client, images,
+      (fields) => ({ action: "TRANSFER_STYLE", style: choice, ...fields, isPrivate, options }), { uploadOnly: ["style"] });
+    message("Sending…");
+    const accepted = await client.request(request, "TRANSFER_STYLE_ACCEPTED");
     jobGeneration = client.generation;
     const named = choice === "own" ? null : choice;
     remember({ ...accepted, style: named && (titles.get(named) ?? styleTitle(named)), styleName: named, isPrivate, before });

@@ -1,6 +1,6 @@
 """`make deploy`: everything docs/deployment.md used to list by hand, in order, re-runnable:
 
-1. the caller's account; a warning if its GPU quota cannot run a single job;
+1. the caller's account; its GPU quota, and a stop if it cannot run a single job (unless forced);
 2. the worker's ECR repository (created once) and its lifecycle policy;
 3. the worker image, tagged from its code (image.image_tag), built for linux/amd64 and pushed
    unless that tag is already there;
@@ -17,7 +17,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import image, site
-from .runner import PLACEHOLDER_OUTPUTS, Runner, placeholder
+from .names import check_stack_name
+from .runner import PLACEHOLDER_OUTPUTS, DeployError, Runner, placeholder
 
 SAMCONFIG = "samconfig.toml"
 NO_ECHO = ("AccessKey",)
@@ -31,11 +32,28 @@ def account_id(runner: Runner) -> str:
     return runner.call("sts", "get_caller_identity", read={"Account": placeholder("ACCOUNT")})["Account"]
 
 
-def check_gpu_quota(runner: Runner, capacity_type: str = "EC2") -> float | None:
-    """The account's G-instance vCPU quota; a warning when it cannot run one job (new accounts
-    have 0, and every job would wait until Batch cancels it). Never fatal: an increase may be on
-    its way, and reading quotas may not be allowed."""
-    code, title = GPU_QUOTAS[capacity_type]
+def capacity_type(runner: Runner, stack: str, parameters: list[str]) -> str:
+    """CapacityType as this deploy will leave it: the one given, else the deployed stack's (SAM keeps
+    a parameter's previous value), else the template's default, EC2."""
+    for parameter in parameters:
+        if parameter.startswith("CapacityType="):
+            return parameter.split("=", 1)[1]
+    try:
+        answer = runner.call("cloudformation", "describe_stacks", StackName=stack, read={"Stacks": []})
+    except ClientError:  # no such stack yet
+        return "EC2"
+    for stack_ in answer.get("Stacks", []):
+        for parameter in stack_.get("Parameters", []):
+            if parameter["ParameterKey"] == "CapacityType":
+                return parameter["ParameterValue"]
+    return "EC2"
+
+
+def check_gpu_quota(runner: Runner, capacity_type: str = "EC2", *, force: bool = False) -> float | None:
+    """The account's G-instance vCPU quota. Below one job's vCPUs (new accounts have 0) the deploy
+    stops, since every job would wait until Batch cancels it, unless `force` (an increase may be on
+    its way): then it only warns. A quota that cannot be read (not allowed) is a warning."""
+    code, title = GPU_QUOTAS.get(capacity_type, GPU_QUOTAS["EC2"])
     try:
         answer = runner.call("service-quotas", "get_service_quota", ServiceCode="ec2", QuotaCode=code,
                              read={"Quota": {"Value": float(JOB_VCPUS)}})  # fmt: skip
@@ -44,11 +62,14 @@ def check_gpu_quota(runner: Runner, capacity_type: str = "EC2") -> float | None:
         return None
     value = float(answer["Quota"]["Value"])
     if value < JOB_VCPUS:
-        runner.say(
-            f"warning: the EC2 quota '{title}' is {value:g} vCPUs in {runner.region}; a job needs {JOB_VCPUS}. "
-            "Until an increase is granted every job fails after 10 minutes ('no GPU became free'). "
-            f"Ask for one: Service Quotas > Amazon EC2 > {code}."
+        problem = (
+            f"the EC2 quota '{title}' is {value:g} vCPUs in {runner.region}; one job needs {JOB_VCPUS}. "
+            "Until an increase is granted every job waits 10 minutes and fails ('no GPU became free'). "
+            f"Ask for one (Service Quotas > Amazon EC2 > {code}, at least {JOB_VCPUS} vCPUs)"
         )
+        if not force:
+            raise DeployError(f"{problem}, then deploy again; or deploy anyway with FORCE=1 (--force).")
+        runner.say(f"warning: {problem}. Deploying anyway (FORCE=1).")
     return value
 
 
@@ -66,14 +87,16 @@ def stack_outputs(runner: Runner, stack: str) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in answer["Stacks"][0].get("Outputs", [])}
 
 
-def deploy(runner: Runner, stack: str, *, sam: str = "sam", parameters: list[str] | None = None) -> dict[str, Any]:
+def deploy(
+    runner: Runner, stack: str, *, sam: str = "sam", parameters: list[str] | None = None, force: bool = False
+) -> dict[str, Any]:
+    check_stack_name(stack)  # before any AWS call: ECR refuses what CloudFormation takes
     parameters = list(parameters or [])
     for parameter in parameters:
         if "=" not in parameter or parameter.startswith("WorkerImageUri="):
             raise ValueError(f"--parameter {parameter!r}: give Name=Value (WorkerImageUri is the deploy's own)")
-    capacity_type = next((p.split("=", 1)[1] for p in parameters if p.startswith("CapacityType=")), "EC2")
     account = account_id(runner)
-    check_gpu_quota(runner, capacity_type)
+    check_gpu_quota(runner, capacity_type(runner, stack, parameters), force=force)
 
     repository = image.ensure_repository(runner, stack, account)
     tag = image.image_tag()
@@ -83,10 +106,14 @@ def deploy(runner: Runner, stack: str, *, sam: str = "sam", parameters: list[str
     else:
         image.build_and_push(runner, image_uri)
 
-    runner.run([sam, "build", "--config-file", SAMCONFIG])
+    runner.run([sam, "build", "--config-file", SAMCONFIG], failed="sam build failed; the stack was not changed")
     # NoEcho parameters (the access key) are not printed
     secrets = [p.split("=", 1)[1] for p in parameters if p.split("=", 1)[0] in NO_ECHO]
-    runner.run(sam_deploy_command(sam, stack, runner.region, image_uri, parameters), secrets=secrets)
+    runner.run(
+        sam_deploy_command(sam, stack, runner.region, image_uri, parameters), secrets=secrets,
+        failed=f"sam deploy failed (CloudFormation rolls a failed update back; its events say why: aws "
+               f"cloudformation describe-stack-events --stack-name {stack} --region {runner.region})",
+    )  # fmt: skip
 
     outputs = stack_outputs(runner, stack)
     changes = site.publish(runner, outputs["ImagesBucketName"], outputs["WebSocketUrl"])

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from botocore.exceptions import ClientError
 
 from . import image
+from .names import check_stack_name
 from .runner import Runner
 
 
@@ -71,6 +72,7 @@ def delete_log_groups(runner: Runner, stack: str) -> list[str]:
 
 def destroy(runner: Runner, stack: str, *, yes: bool = False, ask: Callable[[str], str] = input) -> bool:
     """False if the operator did not confirm (nothing is touched then)."""
+    check_stack_name(stack)
     if not yes and not runner.dry_run:
         answer = ask(
             f"This deletes stack {stack} in {runner.region} with every image, job and log, and the worker's "

@@ -21,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]  # deploy/styledeploy/runner.py -> th
 PLACEHOLDER_OUTPUTS = ("WebSocketUrl", "SiteUrl", "DistributionId", "ImagesBucketName", "WorkerLogGroup")
 
 
+class DeployError(Exception):
+    """A step that must not go on, with what to do about it: the command prints it and exits 1."""
+
+
 def placeholder(name: str) -> str:
     return f"<{name}>"
 
@@ -42,9 +46,11 @@ class Runner:
 
     def run(
         self, argv: Sequence[str], *, stdin: str | None = None, env: Mapping[str, str] | None = None,
-        shown_stdin: str | None = None, secrets: Sequence[str] = (),
+        shown_stdin: str | None = None, secrets: Sequence[str] = (), failed: str = "",
     ) -> None:  # fmt: skip
-        """A command, from the repository root; `stdin` (a password) and `secrets` are never printed."""
+        """A command, from the repository root; `stdin` (a password) and `secrets` are never printed.
+        A command that fails (or cannot be found) raises DeployError, starting with `failed` (what
+        it means for the deploy) when given: the command's own output is above it."""
         line = "$ " + shlex.join(argv)
         for secret in secrets:
             if secret:
@@ -54,7 +60,24 @@ class Runner:
         self.say(line)
         if self.dry_run:
             return
-        subprocess.run(list(argv), input=stdin, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, check=True)
+        self._run(argv, failed, input=stdin, env={**os.environ, **(env or {})})
+
+    def output(self, argv: Sequence[str], *, read: str, failed: str = "") -> str:
+        """A command's standard output (its errors go to the terminal); `read` in a dry run."""
+        self.say("$ " + shlex.join(argv))
+        if self.dry_run:
+            return read
+        return self._run(argv, failed, stdout=subprocess.PIPE).stdout
+
+    def _run(self, argv: Sequence[str], failed: str, **options: Any) -> subprocess.CompletedProcess[str]:
+        what = f"`{shlex.join(argv[:2])}`"
+        prefix = f"{failed}: " if failed else ""
+        try:
+            return subprocess.run(list(argv), text=True, cwd=ROOT, check=True, **options)
+        except FileNotFoundError:
+            raise DeployError(f"{prefix}{argv[0]} was not found: is it installed and on PATH?") from None
+        except subprocess.CalledProcessError as failure:
+            raise DeployError(f"{prefix}{what} exited with status {failure.returncode} (its output is above)") from None
 
     def client(self, service: str) -> Any:
         if service not in self._clients:

@@ -1,8 +1,10 @@
-"""TRANSFER_STYLE: check the photo and the style, store the photo under the job's own key, record
-the job and start its Step Functions execution; answer with the job's id and its secret token.
+"""TRANSFER_STYLE: check the photo and the style, store the photo (and an uploaded style image)
+under the job's own keys, record the job and start its Step Functions execution; answer with the
+job's id and its secret token.
 
 Every check runs before anything is written, so a refused request leaves nothing behind: no
-object, no job item, no execution."""
+object, no job item, no execution (except when an upload changed between its check and its copy:
+then at most the copy of the style, which expires within a day)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from stylejob import keys
 from stylejob.job import Job
 from styleservice.images import check_image
 from styleservice.jobs import Jobs, new_token
-from styleservice.limits import RateLimits, address_key, address_limit, check_not_busy, connection_limit
+from styleservice.limits import RateLimits, address_limits, check_not_busy, connection_limit
 from styleservice.protocol import (
     ACCEPTED,
     ERROR,
@@ -95,20 +97,20 @@ def resolve_image(value: str) -> Image:
     raise ProtocolError(f"image must be {IMAGE_FORMS}")
 
 
-def resolve_style(value: str) -> tuple[str, str]:
-    """(style for the job item, key of the style image)."""
+def resolve_style(value: str) -> tuple[str, str, Image | None]:
+    """(style for the job item, key of the style image, the upload to copy for the job or None)."""
     if keys.STYLE_NAME.match(value):
         key = keys.style_key(value)
         if object_start(s3, key) is None:
             raise ProtocolError(f"unknown style {value!r}: LIST_STYLES gives the catalogue")
-        return value, key
+        return value, key, None
     if keys.is_upload_key(value):
-        checked_upload(value, "style", STYLE)
-        return CUSTOM_STYLE, value
+        content_type, etag = checked_upload(value, "style", STYLE)
+        return CUSTOM_STYLE, value, Image(content_type, upload_key=value, etag=etag)
     raise ProtocolError(f"style must be {STYLE_FORMS}")
 
 
-def store(image: Image, key: str) -> None:
+def store(image: Image, key: str, field: str = "image") -> None:
     bucket = settings.images_bucket
     if image.data is not None:
         s3.put_object(Bucket=bucket, Key=key, Body=image.data, ContentType=image.content_type)
@@ -127,19 +129,19 @@ def store(image: Image, key: str) -> None:
         )
     except ClientError as failure:
         if failure.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-            raise ProtocolError("image: the upload changed while it was checked; send the request again") from None
+            raise ProtocolError(f"{field}: the upload changed while it was checked; send the request again") from None
         raise
 
 
 def check_limits(event: dict[str, Any]) -> None:
     """Refuses (ProtocolError) a job the service must not start now: too many in flight, or too
     many lately from this connection or this address. The cheap, uncounted check comes first, so
-    that a busy service takes nothing off anyone's allowance."""
+    that a busy service takes nothing off anyone's allowance; and a job one limit (or a failure)
+    refuses gives back what the others took, so no refusal spends any allowance."""
     source_ip = event["requestContext"].get("identity", {}).get("sourceIp", "")
     try:
         check_not_busy(states, settings.state_machine_arn, settings.max_active_jobs)
-        rate_limits.take(connection_limit(), f"connection#{connection_id(event)}")
-        rate_limits.take(address_limit(), f"address#{address_key(source_ip)}")
+        rate_limits.take_all([(connection_limit(), f"connection#{connection_id(event)}"), *address_limits(source_ip)])
     except (ClientError, BotoCoreError):  # no count, no job: a limit must hold when it cannot be read
         logger.exception("the limits could not be checked")
         raise ProtocolError(f"{START_FAILED}; please try again") from None
@@ -147,7 +149,7 @@ def check_limits(event: dict[str, Any]) -> None:
 
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
     image = resolve_image(request.image)
-    style, style_key = resolve_style(request.style)
+    style, style_key, own_style = resolve_style(request.style)
     try:
         check_limits(event)
     except ProtocolError:
@@ -155,10 +157,17 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
         metrics.add_metric(name="TransferLimited", unit=MetricUnit.Count, value=1)
         raise
 
-    job = Job.new(private=request.is_private, content_type=image.content_type, style_key=style_key,
+    job_id, private = keys.new_job_id(), request.is_private
+    if own_style is not None:
+        style_key = keys.own_style_key(job_id, private, keys.EXTENSIONS[own_style.content_type])
+    job = Job.new(job_id=job_id, private=private, content_type=image.content_type, style_key=style_key,
                   options=request.options)  # fmt: skip
-    job_id, private = job.job_id, job.is_private
     token, token_hash = new_token()
+    if own_style is not None:
+        # pinned as the photo is: the job reads its own copy of the checked version, since the
+        # upload's presigned POST stays valid and could replace the upload after ACCEPTED. First,
+        # so that a refusal leaves at most this copy (it expires within a day), never a job.
+        store(own_style, job.style_key, "style")
     store(image, job.input_key)
     execution = job.message()
     jobs.create(

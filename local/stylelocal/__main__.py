@@ -25,7 +25,7 @@ from .batch import LocalBatch, visible_gpus
 from .catalogue import seed_styles
 from .event_source import SqsEventSource
 from .events import LocalEvents
-from .gateway import Gateway
+from .gateway import IDLE_TIMEOUT_SECONDS, Gateway
 from .lambdas import LambdaRuntime
 from .moto_fixes import set_lambda_invoker
 from .persistence import PeriodicSaver, restore, save
@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--parameter", action="append", default=[], metavar="NAME=VALUE", type=parameter,
         help="a template.yaml parameter other than its default, e.g. JobsPerSourceIp=0 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--idle-timeout", type=float, default=IDLE_TIMEOUT_SECONDS, metavar="SECONDS",
+        help="close a WebSocket connection idle this long, as API Gateway does after 10 minutes (default: %(default)g)",
     )  # fmt: skip
     parser.add_argument("--web", type=Path, default=WEB, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -131,7 +135,9 @@ class Stack:
         seed_styles(aws)
         runtime = LambdaRuntime(aws)
         self._stops.append(runtime.close)
-        self.gateway = Gateway(runtime, host=args.host, port=args.port, web_dir=args.web).start_background()
+        self.gateway = Gateway(
+            runtime, host=args.host, port=args.port, web_dir=args.web, idle_timeout=args.idle_timeout
+        ).start_background()
         self._stops.append(self.gateway.stop_background)
         # the functions reach @connections and build public URLs through the gateway
         runtime.update_overrides(

@@ -27,12 +27,15 @@ import requests
 from botocore.model import ListShape, MapShape, Shape, StructureShape
 from moto.server import ThreadedMotoServer
 
-from . import moto_fixes, template
+from . import iam, moto_fixes, template
 from .template import ACCOUNT_ID, ROOT, Resolver
 
 REGION = "us-east-1"
 # moto accepts any credentials; these never reach AWS because every client has a local endpoint
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"}
+# Each function and the worker sign as a principal of their own (the access key names it), so that
+# the local S3 can answer each as S3 answers that principal's role (moto_fixes' s3_missing_keys).
+PRINCIPAL_KEY_PREFIX = "LOCAL-"
 WORKER_IMAGE = "stylize-worker:local"  # WorkerImageUri has no default; locally no image is pulled
 SFN_CONFIG = "/moto-api/config"
 
@@ -135,6 +138,17 @@ def start_moto(host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> Mo
     return moto
 
 
+def principal_credentials(principal: str) -> dict[str, str]:
+    """Fake credentials that name a principal of the template: a function (its role) or an
+    AWS::IAM::Role, by logical id. The secret is the fake one; only the key id differs."""
+    return {**FAKE_CREDENTIALS, "AWS_ACCESS_KEY_ID": f"{PRINCIPAL_KEY_PREFIX}{principal}"}
+
+
+def principal_of(access_key: str) -> str | None:
+    """The principal whose credentials carry this access key id; None for any other key."""
+    return access_key.removeprefix(PRINCIPAL_KEY_PREFIX) if access_key.startswith(PRINCIPAL_KEY_PREFIX) else None
+
+
 # --- template properties as API requests -----------------------------------------------------
 
 
@@ -234,6 +248,7 @@ class LocalAws:
         self._functions()
         self._state_machines()
         self._batch()  # after the state machine: the worker's role names it (the task tokens it answers)
+        self.register_principals()
         return self
 
     @property
@@ -393,10 +408,20 @@ class LocalAws:
             )["stateMachineArn"]
             self.refs[name] = arn
 
+    def register_principals(self) -> None:
+        """What each principal's identity policy allows, for the local S3 (moto_fixes'
+        s3_missing_keys): every function's inline statements, and every role that has only inline
+        policies (the worker's; the Batch instance role has AWS managed ones and calls no S3)."""
+        principals = list(template.resources("AWS::Serverless::Function"))
+        principals += [name for name, role in template.resources("AWS::IAM::Role").items()
+                       if not role["Properties"].get("ManagedPolicyArns")]  # fmt: skip
+        moto_fixes.set_principals({name: iam.identity_statements(name, self.resolve) for name in principals})
+
     def environment(self, logical_id: str) -> dict[str, str]:
         """What `sam local invoke` puts in the function's environment, with local endpoints: the
         template's variables (Globals merged, intrinsics resolved, `overrides` applied), the
-        Lambda runtime's variables, fake credentials and AWS_ENDPOINT_URL = moto."""
+        Lambda runtime's variables, fake credentials naming the function (principal_credentials)
+        and AWS_ENDPOINT_URL = moto."""
         props = template.function(logical_id)
         variables = {k: str(v) for k, v in self.resolve(props["Environment"]["Variables"]).items()}
         return {
@@ -408,7 +433,7 @@ class LocalAws:
             "AWS_SAM_LOCAL": "true",  # as sam local sets it: powertools' tracer stays off
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
-            **FAKE_CREDENTIALS,
+            **principal_credentials(logical_id),  # its role, as Lambda gives it
             "AWS_ENDPOINT_URL": self.endpoint,
             "_HANDLER": props["Handler"],
         }

@@ -16,8 +16,10 @@ A job runs as Batch would run its container:
 - the environment of the job definition (IMAGES_BUCKET, RESULTS_QUEUE_URL, JOBS_TABLE,
   AWS_DEFAULT_REGION, as LocalAws registered them from template.yaml) and of the
   ContainerOverrides (JOB_JSON from the state machine), AWS_BATCH_JOB_ID, AWS_BATCH_JOB_ATTEMPT
-  and AWS_BATCH_JQ_NAME, plus AWS_ENDPOINT_URL = moto and fake credentials (the host's own AWS_*
-  variables are left out, so that nothing reaches a real account) and CUDA_VISIBLE_DEVICES =
+  and AWS_BATCH_JQ_NAME, plus AWS_ENDPOINT_URL = moto and fake credentials naming the job role
+  (aws.principal_credentials, as ECS gives a task its role's: the local S3 answers the worker as
+  S3 answers that role; the host's own AWS_* variables are left out, so that nothing reaches a
+  real account) and CUDA_VISIBLE_DEVICES =
   the job's GPU ("" on a CPU);
 - states SUBMITTED -> RUNNABLE (waiting for a slot) -> STARTING -> RUNNING -> SUCCEEDED or
   FAILED, with createdAt/startedAt/stoppedAt, statusReason and one entry per attempt;
@@ -51,7 +53,7 @@ from queue import Queue
 from typing import Any, Protocol
 
 from . import moto_fixes
-from .aws import FAKE_CREDENTIALS
+from .aws import FAKE_CREDENTIALS, principal_credentials
 from .moto_fixes import SubmittedJob
 from .template import ROOT
 
@@ -486,6 +488,14 @@ class LocalBatch:
         parameters = job.spec.parameters
         return [_substitute(part, parameters) for part in command]
 
+    @staticmethod
+    def _credentials(container: Mapping[str, Any]) -> dict[str, str]:
+        """As ECS gives a task its job role's credentials: fake ones naming the role, so that the
+        local S3 answers the worker as S3 answers that role; a job without a role gets the plain
+        fake ones."""
+        role = _job_role(container)
+        return principal_credentials(role) if role else dict(FAKE_CREDENTIALS)
+
     def _environment(self, job: LocalJob, slot: int, attempt: int) -> dict[str, str]:
         """The container's own variables (the host's environment, less AWS_*, comes beneath)."""
         container = job.spec.job_definition.get("containerProperties") or {}
@@ -497,10 +507,16 @@ class LocalBatch:
             "AWS_BATCH_JQ_NAME": job.spec.job_queue,
             "AWS_ENDPOINT_URL": self.aws.endpoint,
             "AWS_REGION": self.aws.region,
-            **FAKE_CREDENTIALS,
+            **self._credentials(container),
             "CUDA_VISIBLE_DEVICES": self.gpus[slot % len(self.gpus)] if self.gpus else "",
             "PYTHONUNBUFFERED": "1",  # progress lines as they happen, not when a buffer fills
         }
+
+
+def _job_role(container: Mapping[str, Any]) -> str | None:
+    """The job role's name (the template's logical id, as LocalAws names roles) from its ARN."""
+    arn = str(container.get("jobRoleArn") or "")
+    return arn.rsplit(":role/", 1)[1].rsplit("/", 1)[-1] if ":role/" in arn else None
 
 
 def _kill_if_alive(process: subprocess.Popen[str]) -> None:

@@ -1,32 +1,60 @@
 """The style catalogue of the local stack, stored where LIST_STYLES looks for it: the paintings of
 the repository's catalogue/ (public-domain works, see catalogue/SOURCES.md) with their manifest
 (styles/catalogue.json: title, artist, year), and after them the styles the project draws itself
-(styletransfer.samples), whose licence is ours."""
+(styletransfer.samples), whose licence is ours.
+
+The deploy tooling uploads the same objects (styledeploy.site) from a light environment of its own
+without PyTorch, so this module must not import it: styletransfer's __init__ imports the engine
+and with it torch, so the drawn styles' painter, styletransfer/samples.py (numpy and Pillow only),
+is loaded from its file without its package (`_samples`)."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from PIL import Image
-from styletransfer import samples
 
-CATALOGUE = Path(__file__).resolve().parents[2] / "catalogue"  # the same files the deployment uploads
+ROOT = Path(__file__).resolve().parents[2]
+CATALOGUE = ROOT / "catalogue"  # the same files the deployment uploads
+SAMPLES = ROOT / "agent" / "styletransfer" / "samples.py"
 MANIFEST = CATALOGUE / "catalogue.json"
 MANIFEST_KEY = "styles/catalogue.json"  # styleservice.keys.CATALOGUE_KEY
 STYLE_CACHE = "public, max-age=86400"
 MANIFEST_CACHE = "no-cache"  # it changes with the catalogue
 SIZE = 512  # px a side: the `standard` preset's size, and styleScale 1 matches a 512 px result
 JPEG_QUALITY = 92
-STYLES: dict[str, Callable[[int], Image.Image]] = {  # catalogue name (^[a-z0-9][a-z0-9-]*$) -> painter
-    "swirls": samples.swirls,
-    "stained-glass": samples.stained_glass,
-    "mosaic": samples.mosaic,
-    "waves": samples.waves,
+
+
+@cache
+def _samples() -> ModuleType:
+    """styletransfer/samples.py as a module of its own, without importing the styletransfer package
+    (whose __init__ imports PyTorch: see the module's docstring)."""
+    spec = importlib.util.spec_from_file_location("stylelocal._samples", SAMPLES)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {SAMPLES}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _painter(name: str) -> Callable[[int], Image.Image]:
+    return lambda size: getattr(_samples(), name)(size)
+
+
+# catalogue name (^[a-z0-9][a-z0-9-]*$) -> painter (styletransfer.samples' function of that name)
+STYLES: dict[str, Callable[[int], Image.Image]] = {
+    "swirls": _painter("swirls"),
+    "stained-glass": _painter("stained_glass"),
+    "mosaic": _painter("mosaic"),
+    "waves": _painter("waves"),
 }
 
 

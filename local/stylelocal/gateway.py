@@ -23,6 +23,8 @@ and (as CloudFront does in AWS) the pages.
   outside it, nor hidden files), `/config.json` ({"websocketUrl": ...}, the address the pages
   connect to), and, like the CloudFront distribution, the images bucket's public areas
   (`/public/...`, `/styles/...`, read from moto), so that PUBLIC_BASE_URL can be `.http_url`.
+  Every answer carries the security headers of CloudFront's managed SecurityHeadersPolicy and a
+  Content-Security-Policy that the pages keep to (`.security_headers()`).
 
 And, on a second port, the @connections management API (`.management_endpoint`, what the
 functions get as WEBSOCKET_ENDPOINT; boto3's apigatewaymanagementapi client with that
@@ -31,6 +33,14 @@ POST sends the body to the client as one message (text when it is UTF-8), GET de
 connection, DELETE closes it; an unknown or closed connection answers 410 GoneException, a body
 over 128 KB 413 PayloadTooLargeException, both with the `x-amzn-ErrorType` header botocore reads.
 (POST and DELETE cannot share the WebSocket port: the handshake parser accepts only GET.)
+In AWS only a SigV4-signed caller that IAM allows execute-api:ManageConnections can use that API;
+the local stack's credentials are fake and public, so instead each gateway makes a secret when it
+is created (`.management_secret`) and answers only requests that carry it in the header
+X-Stylelocal-Connections-Secret (any other: 403 ForbiddenException). It gives the secret to the
+functions that reach @connections (those with WEBSOCKET_ENDPOINT) through their environment,
+STYLELOCAL_CONNECTIONS_SECRET, where styleservice.gateway's client adds the header; without it
+anyone who can reach the port could push forged events to any page, read a connection's address
+or drop it.
 
 Routes and their functions come from template.yaml (AWS::ApiGatewayV2::Route -> Integration ->
 the function named in its IntegrationUri); functions run through a `LambdaRuntime`.
@@ -47,6 +57,7 @@ import base64
 import concurrent.futures
 import contextlib
 import email.utils
+import hmac
 import json
 import mimetypes
 import re
@@ -82,6 +93,10 @@ INVOKE_THREADS = 64
 # Bodies larger than this are not even read by the management API (413 and the connection closed).
 MAX_MANAGEMENT_BODY = 16 * 1024 * 1024
 _TEXT_FRAGMENT_CHARS = MAX_FRAME_BYTES // 4  # a UTF-8 character takes up to 4 bytes
+# The @connections API's secret: the variable the functions get it in, and the header they send it
+# in (the same names as styleservice.gateway's, which the functions use; a test checks they agree).
+CONNECTIONS_SECRET_VARIABLE = "STYLELOCAL_CONNECTIONS_SECRET"
+CONNECTIONS_SECRET_HEADER = "X-Stylelocal-Connections-Secret"
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -94,6 +109,14 @@ _CONTENT_TYPES = {
     ".png": "image/png",
     ".webp": "image/webp",
     ".ico": "image/x-icon",
+}
+# The headers of CloudFront's managed SecurityHeadersPolicy (template.yaml's distribution uses it).
+SECURITY_HEADERS = {
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Strict-Transport-Security": "max-age=31536000",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "X-XSS-Protection": "1; mode=block",
 }
 # What the CloudFront distribution serves from the bucket (the bucket policy's public areas).
 _BUCKET_AREAS = ("public/", "styles/")
@@ -283,6 +306,10 @@ class Gateway:
         self._reaper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self.management_secret = secrets.token_urlsafe(32)  # see the module's docstring
+        # the functions that reach @connections get it (a stand-in runtime without the method, none)
+        if hasattr(runtime, "update_local_variables"):
+            runtime.update_local_variables({CONNECTIONS_SECRET_VARIABLE: self.management_secret})
 
     # --- addresses ----------------------------------------------------------------------------
 
@@ -307,6 +334,24 @@ class Gateway:
     def management_endpoint(self) -> str:
         """The @connections API, as WEBSOCKET_ENDPOINT gives it to the functions: http://host:port/stage."""
         return f"http://{_url_host(self.host)}:{self.management_port}/{self.stage}"
+
+    def security_headers(self) -> dict[str, str]:
+        """What every page, image and answer of the pages' server carries: the headers that the
+        CloudFront distribution's managed SecurityHeadersPolicy adds (Strict-Transport-Security
+        included: browsers ignore it over plain HTTP), and a Content-Security-Policy that the pages
+        keep to (scripts and styles of their own; images from here, the bucket's presigned URLs,
+        data: thumbnails and blob: previews of a chosen file; connections to here, the WebSocket
+        included, and the bucket, for presigned uploads)."""
+        origins = [self.http_url]
+        bucket = getattr(self.runtime.aws, "endpoint", None)  # presigned URLs are the bucket's, at moto
+        if bucket:
+            origins.append(str(bucket).rstrip("/"))
+        listed = " ".join(origins)
+        policy = (
+            f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: {listed}; "
+            f"connect-src 'self' {listed}; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+        )
+        return {**SECURITY_HEADERS, "Content-Security-Policy": policy}
 
     def connection_ids(self) -> list[str]:
         """The ids of the open connections."""
@@ -437,7 +482,9 @@ class Gateway:
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return await self._page(request)
+            page = await self._page(request)
+            page.headers.update(self.security_headers())
+            return page
         if urlsplit(request.path).path.rstrip("/") != f"/{self.stage}":
             return _response(HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
         return None  # websockets checks the handshake; $connect runs once it is valid
@@ -678,7 +725,11 @@ class Gateway:
                     body = await reader.readexactly(length) if length else b""
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
-                status, payload, kind = await self._manage(method, target, body)
+                given = headers.get(CONNECTIONS_SECRET_HEADER.lower(), "")
+                if hmac.compare_digest(given.encode(), self.management_secret.encode()):
+                    status, payload, kind = await self._manage(method, target, body)
+                else:  # as API Gateway answers a caller it cannot authenticate
+                    status, payload, kind = 403, {"message": "Forbidden"}, "ForbiddenException"
                 close = headers.get("connection", "").lower() == "close" or version != "HTTP/1.1"
                 await _write(writer, status, payload, kind, close=close)
                 if close:

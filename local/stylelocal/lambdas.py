@@ -11,8 +11,10 @@ would, but keeps the process between invocations:
 - the environment is only what the function would get: the template's variables
   (`aws.environment(logical_id)`, which holds the Globals, AWS_ENDPOINT_URL pointing at moto and
   sam local's additions), `overrides` for variables the function has (such as WEBSOCKET_ENDPOINT
-  -> the local gateway's management endpoint), credentials, and Lambda's own variables. Nothing
-  else of the caller's environment leaks in, so two functions never see each other's settings;
+  -> the local gateway's management endpoint), credentials, and Lambda's own variables; a function
+  that reaches @connections (it declares WEBSOCKET_ENDPOINT) also gets the local gateway's secret
+  (`local_variables`, see stylelocal.gateway). Nothing else of the caller's environment leaks in,
+  so two functions never see each other's settings;
 - each function has a small pool of processes (`max_concurrency`, 4 by default): concurrent
   invocations of one function run in parallel, as Lambda scales out, and a fifth waits for a free
   one; module state (clients, caches) persists in a process between invocations;
@@ -216,6 +218,9 @@ class LambdaRuntime:
             raise ValueError("max_concurrency must be at least 1")
         self.aws = aws
         self.overrides: dict[str, str] = dict(overrides or {})
+        # what the local stack adds to the environment of the functions that reach @connections
+        # (those that declare WEBSOCKET_ENDPOINT): the local gateway's secret
+        self.local_variables: dict[str, str] = {}
         self.max_concurrency = max_concurrency
         self.logs = logs
         self._configs: dict[str, FunctionConfig] = {config.logical_id: config for config in functions}
@@ -273,6 +278,8 @@ class LambdaRuntime:
             env.update(self.aws.environment(logical_id))
             declared = _template().function(logical_id).get("Environment", {}).get("Variables", {})
         env.update({k: v for k, v in self.overrides.items() if k in declared})
+        if "WEBSOCKET_ENDPOINT" in declared:
+            env.update(self.local_variables)
         return env
 
     def update_overrides(self, overrides: dict[str, str]) -> None:
@@ -280,6 +287,17 @@ class LambdaRuntime:
         each function starts with the new environment (busy ones finish first)."""
         with self._lock:
             self.overrides.update(overrides)
+        self._retire_idle()
+
+    def update_local_variables(self, variables: dict[str, str]) -> None:
+        """Variables the local stack adds for the functions that reach @connections (the local
+        gateway's secret: stylelocal.gateway); idle processes are retired, as by update_overrides."""
+        with self._lock:
+            self.local_variables.update(variables)
+        self._retire_idle()
+
+    def _retire_idle(self) -> None:
+        with self._lock:
             pools = list(self._pools.values())
         for pool in pools:
             with pool.cond:

@@ -1,4 +1,4 @@
-"""Small patches that close six gaps of moto 5.2.5, so that the real state machine can hand a
+"""Small patches that close eight gaps of moto 5.2.5, so that the real state machine can hand a
 job to the pool's workers and invoke a function locally, the local Batch runner can run the
 workers, and the bucket is as strict as S3. Each one refuses any other moto version: they patch
 private code.
@@ -61,12 +61,28 @@ s3_presigned
     policy's signature, expiry and every condition; the GET's SigV4 query signature and
     expiry) and answers S3's errors (403 AccessDenied / SignatureDoesNotMatch, 400
     EntityTooLarge ...), so that a wrong policy fails the local tests as it would fail in AWS.
+
+s3_missing_keys
+    S3 answers a GET or HEAD of a key that does not exist with 404 NoSuchKey only when the caller
+    may list the bucket there (s3:ListBucket with s3:prefix = the key); otherwise with 403
+    AccessDenied, so that a caller learns nothing of keys it may not list. moto always answers 404.
+    The fix answers as S3 does for the template's principals: each function and the worker sign
+    with an access key naming their principal (aws.principal_credentials), and what that
+    principal's identity policy allows (`set_principals`, registered by LocalAws) is evaluated by
+    stylelocal.iam. Requests signed with any other key (the tests', the harness's) get moto's 404.
+
+s3_copy_if_match
+    CopyObject with x-amz-copy-source-if-match (boto3's CopySourceIfMatch) copies only when the
+    source's ETag is the one given, and otherwise answers 412 PreconditionFailed; moto copies
+    whatever the source holds now. TRANSFER_STYLE copies an upload pinned to the version it checked
+    this way, so the local stack must refuse a copy of a version that changed, as S3 does.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -372,9 +388,12 @@ def _install_parallel_errors() -> Callable[[], None]:
 
 
 def _secrets() -> dict[str, str]:
-    from .aws import FAKE_CREDENTIALS  # the only credentials the local stack signs with
+    """The local stack's signing keys: the fake credentials, and each registered principal's
+    (aws.principal_credentials), all with the fake secret."""
+    from .aws import FAKE_CREDENTIALS, principal_credentials
 
-    return {FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]: FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+    keys = [FAKE_CREDENTIALS, *(principal_credentials(p) for p in _principals)]
+    return {k["AWS_ACCESS_KEY_ID"]: k["AWS_SECRET_ACCESS_KEY"] for k in keys}
 
 
 def _install_s3_presigned() -> Callable[[], None]:
@@ -409,6 +428,94 @@ def _install_s3_presigned() -> Callable[[], None]:
     return _patch(S3Response, {"_bucket_response_post": patched_post, "_key_response": patched_key_response})
 
 
+# --- s3_missing_keys ----------------------------------------------------------------------------
+
+_principals: dict[str, list[dict[str, Any]]] = {}  # principal -> its resolved identity statements
+
+
+def set_principals(statements: dict[str, list[dict[str, Any]]]) -> None:
+    """Registers each principal's identity policy (resolved statements), replacing the previous ones."""
+    global _principals
+    _principals = dict(statements)
+
+
+def _access_key(request: Any, full_url: str) -> str:
+    """The access key id a request is signed with: its Authorization header's or its query's credential."""
+    found = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization", ""))
+    if found:
+        return found.group(1)
+    url = getattr(request, "raw_url", None) or full_url
+    found = re.search(r"[?&](?:X-Amz-Credential|AWSAccessKeyId)=([^/&%]+)", url, re.IGNORECASE)
+    return found.group(1) if found else ""
+
+
+def may_list(principal: str, bucket: str, key: str) -> bool | None:
+    """Whether `principal` may list `bucket` at `key` (S3's test before it says a key is missing);
+    None for a principal that is not registered."""
+    from . import iam
+
+    statements = _principals.get(principal)
+    if statements is None:
+        return None
+    return iam.allows(statements, iam.Request("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": key}))
+
+
+def _install_s3_missing_keys() -> Callable[[], None]:
+    from moto.s3.responses import S3Response
+
+    from . import s3_auth
+    from .aws import principal_of
+
+    key_response = S3Response.key_response
+    denied = s3_auth.Refused(403, "AccessDenied", "Access Denied").xml()
+
+    def patched_key_response(self: Any, request: Any, full_url: str, headers: dict[str, Any]) -> Any:
+        answer = key_response(self, request, full_url, headers)
+        if answer[0] != 404 or request.method not in ("GET", "HEAD"):
+            return answer
+        principal = principal_of(_access_key(request, full_url))
+        if principal is None:
+            return answer
+        bucket, key = self.parse_bucket_name_from_url(request, full_url), self.parse_key_name()
+        try:
+            self.backend.get_bucket(bucket)  # NoSuchBucket stays 404, as in S3
+        except Exception:
+            return answer
+        if self.backend.get_object(bucket, key) is not None or may_list(principal, bucket, key) is not False:
+            return answer  # a missing version, or a caller who may list: S3's 404
+        if request.method == "HEAD":
+            return 403, {}, ""
+        return 403, {"Content-Type": "application/xml"}, denied
+
+    return _patch(S3Response, {"key_response": patched_key_response})
+
+
+# --- s3_copy_if_match ---------------------------------------------------------------------------
+
+
+def _install_s3_copy_if_match() -> Callable[[], None]:
+    from urllib.parse import unquote, urlparse
+
+    from moto.s3.exceptions import PreconditionFailed
+    from moto.s3.responses import S3Response
+
+    copy_object = S3Response.copy_object
+
+    def patched_copy_object(self: Any) -> Any:
+        wanted = self.headers.get("x-amz-copy-source-if-match")
+        if wanted is not None:
+            source = self.headers.get("x-amz-copy-source")
+            source = source.decode() if isinstance(source, bytes) else str(source)
+            parsed = urlparse(source)
+            bucket, key = unquote(parsed.path).lstrip("/").split("/", 1)
+            found = self.backend.get_object(bucket, key)
+            if found is not None and wanted.strip('"') != found.etag.strip('"'):
+                raise PreconditionFailed(failed_condition="x-amz-copy-source-If-Match")
+        return copy_object(self)
+
+    return _patch(S3Response, {"copy_object": patched_copy_object})
+
+
 # --- installing ---------------------------------------------------------------------------------
 
 FIXES: dict[str, Callable[[], Callable[[], None]]] = {
@@ -418,6 +525,8 @@ FIXES: dict[str, Callable[[], Callable[[], None]]] = {
     "task_tokens": _install_task_tokens,
     "parallel_errors": _install_parallel_errors,
     "s3_presigned": _install_s3_presigned,
+    "s3_missing_keys": _install_s3_missing_keys,
+    "s3_copy_if_match": _install_s3_copy_if_match,
 }
 _undo: dict[str, Callable[[], None]] = {}
 _install_lock = threading.Lock()

@@ -98,7 +98,8 @@ def test_a_function_gets_its_template_environment_with_local_endpoints_and_fake_
     assert env["WEBSOCKET_ENDPOINT"] == "http://127.0.0.1:9/local"
     assert "NOT_A_VARIABLE" not in env  # overrides replace the template's values, they add none
     assert env["AWS_ENDPOINT_URL"] == aws.endpoint
-    assert {k: env[k] for k in FAKE_CREDENTIALS} == FAKE_CREDENTIALS
+    # fake credentials that name the function's own role (the local S3 answers it as S3 would)
+    assert {k: env[k] for k in FAKE_CREDENTIALS} == {**FAKE_CREDENTIALS, "AWS_ACCESS_KEY_ID": "LOCAL-NotifyFunction"}
     assert env["AWS_LAMBDA_FUNCTION_TIMEOUT"] == "30"
     assert env["IDEMPOTENCY_TABLE"] == "IdempotencyTable"
 

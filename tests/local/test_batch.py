@@ -204,6 +204,7 @@ def test_the_job_gets_the_definitions_environment_and_never_the_hosts_aws_settin
     assert env["AWS_DEFAULT_REGION"] == "us-east-1"
     assert env["AWS_ENDPOINT_URL"] == aws.endpoint
     assert env["AWS_SECRET_ACCESS_KEY"] == "testing"
+    assert env["AWS_ACCESS_KEY_ID"] == "LOCAL-WorkerJobRole"  # its job role's, as ECS gives them
     assert "AWS_PROFILE" not in env
     assert (env["AWS_BATCH_JOB_ID"], env["AWS_BATCH_JQ_NAME"]) == (job_id, "local-gpu")
     assert env["CUDA_VISIBLE_DEVICES"] == ""  # on the CPU no GPU is visible

@@ -126,6 +126,31 @@ def test_private_job_from_a_presigned_upload(stack: Running, clients) -> None:
     assert requests.get(f"{stack.url}/{private_path.split('/', 1)[-1]}", timeout=5).status_code == 404
 
 
+def test_an_uploaded_style_replaced_after_acceptance_still_paints_with_the_one_checked(stack: Running, clients):
+    """The upload's presigned POST stays valid after ACCEPTED, and posting a page of HTML over the
+    style then used to make the job fail late: the job now reads its own copy of the checked style."""
+    requester = clients()
+    style = photo_png(80, 80)
+    upload = requester.ask({"action": "REQUEST_UPLOAD", "contentType": "image/png", "size": len(style)}, "UPLOAD_READY")
+    posted = requests.post(upload["url"], data=upload["fields"], files={"file": ("style.png", style)}, timeout=10)
+    assert posted.status_code in (200, 204), posted.text
+    job = requester.ask(
+        {"action": "TRANSFER_STYLE", "image": data_url(photo_png(96, 64)), "style": upload["key"], "isPrivate": False,
+         "options": OPTIONS},
+        ACCEPTED,
+    )  # fmt: skip
+    swapped = requests.post(
+        upload["url"], data=upload["fields"], files={"file": ("style.png", b"<html>not a painting</html>")}, timeout=10
+    )
+    assert swapped.status_code in (200, 204), swapped.text  # S3 takes it: the policy still holds
+    ended = requester.wait_for(
+        lambda m: m["event"] in (f"TRANSFER_STYLE_COMPLETED::{job['jobId']}", f"TRANSFER_STYLE_FAILED::{job['jobId']}"),
+        JOB_SECONDS,
+    )
+    assert ended["event"] == f"TRANSFER_STYLE_COMPLETED::{job['jobId']}", ended
+    assert image_at(ended["data"]["result"]).size == (64, 43)
+
+
 def test_a_failed_preview_leaves_the_job_to_finish(stack: Running, clients) -> None:
     client = clients()
     # 192x60 at 64 px is 64x20: thick enough for the engine (16 px), too thin for the preview's

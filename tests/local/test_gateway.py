@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-import boto3
 import pytest
 import requests
 from aws_lambda_powertools.utilities.parser.models import (
@@ -20,7 +19,18 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketDisconnectEventModel,
     APIGatewayWebSocketMessageEventModel,
 )
-from stylelocal.gateway import Api, Gateway, Route, api_from_template
+from stylelocal import template
+from stylelocal.gateway import (
+    CONNECTIONS_SECRET_HEADER,
+    CONNECTIONS_SECRET_VARIABLE,
+    SECURITY_HEADERS,
+    Api,
+    Gateway,
+    Route,
+    api_from_template,
+)
+from styleservice import gateway as styleservice_gateway
+from styleservice.gateway import management_client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -38,8 +48,14 @@ def stored_connections(aws) -> set[str]:
     return {item["connectionId"]["S"] for item in items}
 
 
-def management(gateway: Gateway) -> Any:
-    return boto3.client("apigatewaymanagementapi", endpoint_url=gateway.management_endpoint, region_name="us-east-1")
+def management(gateway: Gateway, secret: str | None = None) -> Any:
+    """boto3's management client as the functions make it (styleservice.gateway), with the
+    gateway's secret unless another is given ("" for none)."""
+    return management_client(gateway.management_endpoint, gateway.management_secret if secret is None else secret)
+
+
+def authorised(gateway: Gateway) -> dict[str, str]:
+    return {CONNECTIONS_SECRET_HEADER: gateway.management_secret}
 
 
 def ask(ws: ClientConnection, request: dict[str, Any] | str) -> dict[str, Any]:
@@ -303,8 +319,9 @@ def test_connections_post_reaches_the_client(gateway):
             api.post_to_connection(ConnectionId=connection_id, Data=b"z" * (128 * KB + 1))
         # without the stage in the path, as a client given the bare domain would send it
         response = requests.post(
-            f"http://127.0.0.1:{gateway.management_port}/@connections/{connection_id}", data=b"bare", timeout=10
-        )
+            f"http://127.0.0.1:{gateway.management_port}/@connections/{connection_id}", data=b"bare", timeout=10,
+            headers=authorised(gateway),
+        )  # fmt: skip
         assert response.status_code == 200
         assert ws.recv(timeout=10) == "bare"
 
@@ -344,12 +361,61 @@ def test_a_closed_or_unknown_connection_answers_410_gone(gateway):
     for unknown in (connection_id, "Tm90QUNvbm5lY3Q="):
         with pytest.raises(api.exceptions.GoneException):
             api.post_to_connection(ConnectionId=unknown, Data=b"{}")
-    response = requests.post(f"{gateway.management_endpoint}/@connections/Tm90QUNvbm5lY3Q=", data=b"{}", timeout=10)
+    response = requests.post(
+        f"{gateway.management_endpoint}/@connections/Tm90QUNvbm5lY3Q=", data=b"{}", timeout=10,
+        headers=authorised(gateway),
+    )  # fmt: skip
     assert response.status_code == 410
     assert response.headers["x-amzn-ErrorType"] == "GoneException"
     assert "message" in response.json()
-    elsewhere = requests.post(f"{gateway.management_endpoint}/somewhere/else", data=b"{}", timeout=10)
+    elsewhere = requests.post(
+        f"{gateway.management_endpoint}/somewhere/else", data=b"{}", timeout=10, headers=authorised(gateway)
+    )
     assert elsewhere.status_code == 403
+
+
+@pytest.mark.parametrize("secret", ["", "not-the-secret"])
+def test_without_the_secret_connections_cannot_be_pushed_to_read_or_dropped(gateway, secret: str):
+    """Anyone who can reach the port could otherwise push forged events to any page, read a
+    connection's address or close it."""
+    intruder = management(gateway, secret)
+    with connect(gateway.ws_url) as ws:
+        connection_id = only_connection(gateway)
+        with pytest.raises(intruder.exceptions.ForbiddenException):
+            intruder.post_to_connection(ConnectionId=connection_id, Data=b'{"event":"FORGED","data":{}}')
+        with pytest.raises(intruder.exceptions.ForbiddenException):
+            intruder.get_connection(ConnectionId=connection_id)
+        with pytest.raises(intruder.exceptions.ForbiddenException):
+            intruder.delete_connection(ConnectionId=connection_id)
+        for method in ("POST", "GET", "DELETE"):  # plain HTTP too, with or without the stage
+            for path in (f"/local/@connections/{connection_id}", f"/@connections/{connection_id}"):
+                headers = {CONNECTIONS_SECRET_HEADER: secret} if secret else {}
+                response = requests.request(method, f"http://127.0.0.1:{gateway.management_port}{path}",
+                                            data=b"{}", headers=headers, timeout=10)  # fmt: skip
+                assert response.status_code == 403
+                assert response.headers["x-amzn-ErrorType"] == "ForbiddenException"
+        # nothing reached the page, and it is still connected: the holder of the secret reaches it
+        management(gateway).post_to_connection(ConnectionId=connection_id, Data=b'{"event":"REAL","data":{}}')
+        assert json.loads(ws.recv(timeout=10)) == {"event": "REAL", "data": {}}
+    assert len(gateway.management_secret) >= 43  # 32 random bytes
+
+
+def test_only_the_functions_that_reach_connections_get_the_secret(recording, site):
+    gateway = started(recording, site)
+    try:
+        for function in recording.functions():
+            env = recording.environment(function)
+            declares = "WEBSOCKET_ENDPOINT" in template.function(function)["Environment"]["Variables"]
+            assert (env.get(CONNECTIONS_SECRET_VARIABLE) == gateway.management_secret) == declares, function
+            assert (CONNECTIONS_SECRET_VARIABLE in env) == declares, function
+    finally:
+        gateway.stop_background()
+    assert {function for function in recording.functions()
+            if "WEBSOCKET_ENDPOINT" in template.function(function)["Environment"]["Variables"]} == {
+        "NotifyFunction", "PreviewFunction"}  # fmt: skip
+    # the names the functions' code uses are the gateway's
+    assert (styleservice_gateway.LOCAL_SECRET_VARIABLE, styleservice_gateway.LOCAL_SECRET_HEADER) == (
+        CONNECTIONS_SECRET_VARIABLE, CONNECTIONS_SECRET_HEADER)  # fmt: skip
 
 
 def test_many_posts_in_parallel_reach_many_clients(gateway):
@@ -373,6 +439,20 @@ def get(gateway: Gateway, path: str) -> http.client.HTTPResponse:
     response.body = response.read()  # type: ignore[attr-defined]
     connection.close()
     return response
+
+
+@pytest.mark.parametrize("path", ["/", "/app.js", "/config.json", "/styles/nothing.jpg", "/no-such-page"])
+def test_every_answer_carries_cloudfronts_security_headers_and_a_content_security_policy(aws, gateway, path):
+    response = requests.get(f"{gateway.http_url}{path}", timeout=10)
+    for name, value in SECURITY_HEADERS.items():  # CloudFront's managed SecurityHeadersPolicy's
+        assert response.headers[name] == value, name
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    policy = dict(d.strip().split(" ", 1) for d in response.headers["Content-Security-Policy"].split(";"))
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == policy["style-src"] == "'self'"  # no inline script or style
+    assert policy["frame-ancestors"] == "'self'"
+    assert aws.endpoint in policy["img-src"].split()  # presigned images of private jobs
+    assert aws.endpoint in policy["connect-src"].split()  # presigned uploads
 
 
 def test_pages_and_config_are_served(gateway, site):

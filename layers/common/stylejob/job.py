@@ -79,7 +79,7 @@ class JobOptions(Contract):
 class Job(Contract):
     """One style transfer: its id, its objects and its options. The keys must be the job's own
     (its id, its area), so a worker writes nowhere else and reads only what the job owns or the
-    catalogue and uploads hold."""
+    catalogue holds."""
 
     job_id: JobId
     input_key: str = Field(max_length=200)
@@ -95,14 +95,24 @@ class Job(Contract):
             raise ValueError(f"inputKey must be {keys.input_key(self.job_id, self.is_private, '<jpg|png|webp>')}")
         if self.output_key != keys.output_key(self.job_id, self.is_private):
             raise ValueError(f"outputKey must be {keys.output_key(self.job_id, self.is_private)}")
-        if not keys.is_style_key(self.style_key):
-            raise ValueError("styleKey must be a catalogue style (styles/<name>.jpg) or an upload (uploads/...)")
+        own = keys.job_object(self.style_key)
+        if not (
+            keys.is_catalogue_key(self.style_key)
+            or (own is not None and own[:3] == (self.is_private, "style", self.job_id))
+        ):
+            raise ValueError(
+                f"styleKey must be a catalogue style (styles/<name>.jpg) or the job's own copy "
+                f"({keys.own_style_key(self.job_id, self.is_private, '<jpg|png|webp>')})"
+            )
         return self
 
     @classmethod
-    def new(cls, *, private: bool, content_type: str, style_key: str, options: JobOptions) -> Job:
-        """A new job (a fresh id) whose photo is of `content_type`."""
-        job_id = keys.new_job_id()
+    def new(
+        cls, *, private: bool, content_type: str, style_key: str, options: JobOptions, job_id: str | None = None
+    ) -> Job:
+        """A new job whose photo is of `content_type` (with a fresh id unless `job_id` is given: a
+        job whose own style's key is made from its id)."""
+        job_id = keys.new_job_id() if job_id is None else job_id
         return cls.model_validate(
             {
                 "jobId": job_id,

@@ -4,9 +4,11 @@ styles/<name>.jpg                         the style catalogue (public through Cl
 styles/catalogue.json                     its titles, artists and years (catalogue/catalogue.json)
 uploads/<32 hex>.<jpg|png|webp>           presigned-POST uploads (expire after a day if unused)
 public/input/<jobId>.<ext>                content images of public jobs (public)
+public/style/<jobId>.<ext>                their own style image, if uploaded: the checked copy (a day)
 public/output/<jobId>.jpg                 their results (public)
 public/preview/<jobId>.jpg                their instant previews (public, never listed)
 private/input/<jobId>.<ext>               private jobs: reachable only through presigned URLs
+private/style/<jobId>.<ext>
 private/output/<jobId>.jpg
 private/preview/<jobId>.jpg
 """
@@ -23,7 +25,7 @@ UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}\.(jpg|png|webp)\Z")
 JOB_ID = re.compile(r"^[0-9a-f]{32}\Z")
 STYLE_KEY = re.compile(r"^styles/([a-z0-9][a-z0-9-]{0,39})\.jpg\Z")
 # a job's own objects: <area>/<what>/<jobId>.<ext>; (area, what, jobId, extension)
-JOB_OBJECT = re.compile(r"^(public|private)/(input|output|preview)/([0-9a-f]{32})\.(jpg|png|webp)\Z")
+JOB_OBJECT = re.compile(r"^(public|private)/(input|style|output|preview)/([0-9a-f]{32})\.(jpg|png|webp)\Z")
 
 
 def new_job_id() -> str:
@@ -54,13 +56,12 @@ def is_upload_key(key: str) -> bool:
     return bool(UPLOAD_KEY.match(key))
 
 
-def is_style_key(key: str) -> bool:
-    """A key a job's style image may have: a catalogue style or an upload."""
-    return bool(STYLE_KEY.match(key) or UPLOAD_KEY.match(key))
+def is_catalogue_key(key: str) -> bool:
+    return bool(STYLE_KEY.match(key))
 
 
 def job_object(key: str) -> tuple[bool, str, str, str] | None:
-    """(private, what, jobId, extension) of a job's own object (input, output, preview), else None."""
+    """(private, what, jobId, extension) of a job's own object (input, style, output, preview), else None."""
     match = JOB_OBJECT.match(key)
     return (match.group(1) == "private", match.group(2), match.group(3), match.group(4)) if match else None
 
@@ -71,6 +72,12 @@ def _area(private: bool) -> str:
 
 def input_key(job_id: str, private: bool, extension: str) -> str:
     return f"{_area(private)}/input/{job_id}.{extension}"
+
+
+def own_style_key(job_id: str, private: bool, extension: str) -> str:
+    """A job's copy of the style image its client uploaded: exactly the version that was checked,
+    where the upload's presigned POST (still valid for a while) cannot replace it."""
+    return f"{_area(private)}/style/{job_id}.{extension}"
 
 
 def output_key(job_id: str, private: bool) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import boto3
@@ -10,11 +11,31 @@ import boto3
 from .protocol import MAX_MESSAGE_BYTES
 from .settings import settings
 
+# The local stack only (`make up`): its @connections endpoint answers only requests that carry the
+# secret it gave the functions in this variable (local/stylelocal/gateway.py). In AWS the variable
+# is never set, and API Gateway checks the requests' SigV4 signatures against IAM instead.
+LOCAL_SECRET_VARIABLE = "STYLELOCAL_CONNECTIONS_SECRET"
+LOCAL_SECRET_HEADER = "X-Stylelocal-Connections-Secret"
+
+
+def management_client(endpoint: str, local_secret: str | None = None) -> Any:
+    """boto3's apigatewaymanagementapi client for `endpoint`; with `local_secret` (by default the
+    environment's, set by the local stack alone) every request carries it in LOCAL_SECRET_HEADER."""
+    # endpoint_url is explicit: it is the API's own URL, never the general AWS endpoint
+    client = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint)
+    secret = os.environ.get(LOCAL_SECRET_VARIABLE) if local_secret is None else local_secret
+    if secret:
+
+        def add_secret(request: Any, **_: Any) -> None:
+            request.headers[LOCAL_SECRET_HEADER] = secret
+
+        client.meta.events.register("before-sign.apigatewaymanagementapi", add_secret)
+    return client
+
 
 class Gateway:
     def __init__(self, endpoint: str | None = None) -> None:
-        # endpoint_url is explicit: it is the API's own URL, never the general AWS endpoint
-        self.client = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint or settings.websocket_endpoint)
+        self.client = management_client(endpoint or settings.websocket_endpoint)
 
     def send(self, connection_id: str, payload: dict[str, Any]) -> bool:
         """Post one message; False if the connection is gone (410), so the caller can forget it."""

@@ -14,17 +14,19 @@ item, so the count cannot drift.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .protocol import ProtocolError
 from .settings import settings
 
+log = logging.getLogger(__name__)
 BUSY = "the service is busy: {count} jobs are waiting or running, the most it takes at once; please try again in a few minutes"  # noqa: E501
 
 
@@ -35,16 +37,51 @@ class RateLimit:
     window_seconds: int
 
 
-def address_key(source_ip: str) -> str:
-    """The counted unit of a source address: an IPv4 address, or an IPv6 /64 (one subscriber's
-    network: a client can pick any address in it)."""
+# An IPv6 client is counted twice: by its /64, one LAN, in which it can pick any address, at the
+# address's limit; and by its /48, at this many times that limit. ISPs hand a subscriber a /64, a
+# /56 or a /48 (RIPE-690 recommends /56 or /48), so counting /64s alone gave a /56 holder 256
+# allowances and a /48 holder 65,536; a /56 or a /48 alone would make the mobile subscribers of one
+# operator, each with a /64 of a shared pool, share one allowance. With both, anyone gets at most
+# this many allowances, a household with several devices is not squeezed, and clients of a pool
+# share a larger one.
+IPV6_SITE_PREFIX = 48
+IPV6_SITE_FACTOR = 4
+
+
+def _address(source_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address; an IPv4-mapped IPv6 address (::ffff:a.b.c.d, as a dual-stack socket reports an
+    IPv4 client) as the IPv4 address it is. None for text that is no address."""
     try:
         address = ipaddress.ip_address(source_ip)
     except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def address_key(source_ip: str) -> str:
+    """The counted unit of a source address: an IPv4 address (also when written IPv4-mapped), or
+    an IPv6 /64 (one LAN: a client can pick any address in it)."""
+    address = _address(source_ip)
+    if address is None:
         return source_ip
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
+
+
+def address_limits(source_ip: str) -> list[tuple[RateLimit, str]]:
+    """(limit, counted subject) for each counter a job from this address takes: the address (an
+    IPv4 address or an IPv6 /64), and for IPv6 also its /48 at IPV6_SITE_FACTOR times the limit."""
+    limit = address_limit()
+    found = [(limit, f"address#{address_key(source_ip)}")]
+    address = _address(source_ip)
+    if address is not None and address.version == 6:
+        site = ipaddress.ip_network(f"{address}/{IPV6_SITE_PREFIX}", strict=False)
+        found.append((RateLimit("your network", limit.jobs * IPV6_SITE_FACTOR, limit.window_seconds),
+                      f"network#{site}"))  # fmt: skip
+    return found
 
 
 def wait_words(seconds: float) -> str:
@@ -83,6 +120,42 @@ class RateLimits:
                 f"too many style transfers from {limit.who}: at most {limit.jobs} every "
                 f"{wait_words(limit.window_seconds)}; please try again in {wait_words(end - now)}"
             ) from None
+
+    def take_all(self, counts: list[tuple[RateLimit, str]], now: float | None = None) -> None:
+        """Counts one job against each (limit, subject), in order, or none: when one refuses (or
+        cannot be counted), what the others took is given back before the error goes on, so that
+        a refused job spends no allowance."""
+        now = time.time() if now is None else now
+        taken: list[tuple[RateLimit, str]] = []
+        try:
+            for limit, subject in counts:
+                self.take(limit, subject, now)
+                taken.append((limit, subject))
+        except (ProtocolError, ClientError, BotoCoreError):
+            for limit, subject in reversed(taken):
+                try:
+                    self.give_back(limit, subject, now)
+                except (ClientError, BotoCoreError):  # the refusal stands; the window ends soon enough
+                    log.exception("a count could not be given back: %s", subject)
+            raise
+
+    def give_back(self, limit: RateLimit, subject: str, now: float) -> None:
+        """Takes back one job counted by `take(limit, subject, now)` (the same `now`: the same
+        window), for a job that was refused after all: a refusal must spend no allowance."""
+        if limit.jobs <= 0:
+            return
+        start = int(now // limit.window_seconds) * limit.window_seconds
+        try:
+            self.table.update_item(
+                Key={"id": f"{subject}#{start}"},
+                UpdateExpression="ADD #n :minus_one",
+                ConditionExpression="#n > :zero",  # never below zero, nor an item where there was none
+                ExpressionAttributeNames={"#n": "count"},
+                ExpressionAttributeValues={":minus_one": -1, ":zero": 0},
+            )
+        except ClientError as failure:
+            if failure.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
 
 def connection_limit() -> RateLimit:
