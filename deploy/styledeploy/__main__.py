@@ -17,7 +17,7 @@ from .destroy import destroy
 from .env_vars import env_vars
 from .names import check_stack_name
 from .runner import ROOT, DeployError, Runner
-from .smoke import KEEPALIVE_SECONDS, SmokeError, smoke
+from .smoke import KEEPALIVE_SECONDS, SIZE, SmokeError, smoke
 
 
 def stack_name(text: str) -> str:
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     smoke_.add_argument("--site", help="a site whose config.json names the WebSocket URL (e.g. http://127.0.0.1:8000)")
     smoke_.add_argument("--key", help="the stack's AccessKey, if it has one")
     smoke_.add_argument("--style", help="the catalogue style to use (default: the first)")
+    smoke_.add_argument(
+        "--size", type=int, default=SIZE, help="the results' size in px (default: %(default)s, the smallest)"
+    )
     smoke_.add_argument(
         "--keepalive", type=float, default=KEEPALIVE_SECONDS, metavar="SECONDS",
         help="while a job runs, each client sends a request this often, as API Gateway closes connections idle "
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             write_env_vars(args)
         else:
             asyncio.run(smoke(websocket_url(args), key=args.key, style=args.style, job_timeout=args.job_timeout,
-                              keepalive=args.keepalive, out=sys.stdout))  # fmt: skip
+                              keepalive=args.keepalive, size=args.size, out=sys.stdout))  # fmt: skip
     except SmokeError as failure:
         print(f"smoke test FAILED: {failure}", file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import websockets
 from PIL import Image
 
-JOB_OPTIONS = {"preset": "preview", "size": 64}  # the smallest job: a smoke test, not a benchmark
+SIZE = 64  # the smallest job by default: a smoke test, not a benchmark
 JPEG_MAGIC = b"\xff\xd8\xff"
 # API Gateway closes a connection idle for 10 minutes: a request every 5 keeps it open (a ping frame
 # is not a message and does not count)
@@ -287,10 +287,10 @@ async def keep_open(client: Client, keepalive: float) -> None:
 
 
 async def run_job(steps: Steps, requester: Client, watcher: Client, style: str, private: bool, job_timeout: float,
-                  keepalive: float) -> dict[str, Any]:  # fmt: skip
+                  keepalive: float, size: int = SIZE) -> dict[str, Any]:  # fmt: skip
     kind = "private" if private else "public"
     request = {"action": "TRANSFER_STYLE", "image": photo_data_url(), "style": style, "isPrivate": private,
-               "options": JOB_OPTIONS}  # fmt: skip
+               "options": {"preset": "preview", "size": size}}  # fmt: skip
     sent = time.monotonic()
     async with steps.step(f"{kind} job: accepted"):
         accepted = await requester.ask(request, "TRANSFER_STYLE_ACCEPTED")
@@ -352,7 +352,7 @@ async def check_broadcast(steps: Steps, watcher: Client, job: Followed, watcher_
 
 
 async def smoke(url: str, *, key: str | None = None, style: str | None = None, job_timeout: float = 900,
-                keepalive: float = KEEPALIVE_SECONDS, out: TextIO) -> dict[str, float]:  # fmt: skip
+                keepalive: float = KEEPALIVE_SECONDS, size: int = SIZE, out: TextIO) -> dict[str, float]:  # fmt: skip
     """Runs every step; raises SmokeError at the first that fails. Each step's seconds."""
     steps = Steps(out)
     print(f"smoke test of {url}", file=out, flush=True)
@@ -370,8 +370,8 @@ async def smoke(url: str, *, key: str | None = None, style: str | None = None, j
             if chosen not in styles:
                 raise SmokeError(f"no style {chosen!r} in the catalogue {styles}")
             note.append(f"{len(styles)} styles; using {chosen}")
-        await run_job(steps, requester, watcher, chosen, False, job_timeout, keepalive)
-        private = await run_job(steps, requester, watcher, chosen, True, job_timeout, keepalive)
+        await run_job(steps, requester, watcher, chosen, False, job_timeout, keepalive, size)
+        private = await run_job(steps, requester, watcher, chosen, True, job_timeout, keepalive, size)
         async with steps.step("GET_JOB of the private job") as note:
             job = await requester.ask(
                 {"action": "GET_JOB", "jobId": private["jobId"], "jobToken": private["jobToken"]}, "JOB"

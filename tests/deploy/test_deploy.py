@@ -121,20 +121,23 @@ def test_the_image_tag_changes_with_the_workers_code_and_nothing_else(tmp_path: 
     assert tag.startswith("code-")
     assert len(tag) == 21
     (root / "agent/stylize_worker/__pycache__").mkdir(exist_ok=True)
-    (root / "agent/stylize_worker/__pycache__/job.cpython-311.pyc").write_bytes(b"bytecode")
+    (root / "agent/stylize_worker/__pycache__/serve.cpython-311.pyc").write_bytes(b"bytecode")
     (root / "README.md").write_text("not in the image")
     assert image.image_tag(root) == tag
-    job = root / "agent/stylize_worker/job.py"
-    job.write_text(job.read_text() + "\n# a change\n")
+    serve = root / "agent/stylize_worker/serve.py"
+    serve.write_text(serve.read_text() + "\n# a change\n")
     assert image.image_tag(root) != tag
-    job.rename(root / "agent/stylize_worker/moved.py")  # a rename is a change too
+    serve.rename(root / "agent/stylize_worker/moved.py")  # a rename is a change too
     assert image.image_tag(root) != tag
 
 
 def test_the_image_tag_covers_every_folder_the_image_copies(tmp_path: Path):
-    """safeimage lives in the Lambda layer but the worker's image copies it: a change there is a
-    new image too."""
-    assert image.context_folders() == ["agent/styletransfer", "agent/stylize_worker", "layers/common/safeimage"]
+    """safeimage, stylejob and workerpool live in the Lambda layer but the worker's image copies
+    them: a change there is a new image too."""
+    assert image.context_folders() == [
+        "agent/styletransfer", "agent/stylize_worker", "layers/common/safeimage", "layers/common/stylejob",
+        "layers/common/workerpool",
+    ]  # fmt: skip
     root = copy_build_context(tmp_path)
     tag = image.image_tag(root)
     reading = root / "layers/common/safeimage/__init__.py"

@@ -34,9 +34,12 @@ STACK = {
         **{name: {"Type": "AWS::DynamoDB::Table", "Properties": {
             "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
             "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}], "BillingMode": "PAY_PER_REQUEST"}}
-           for name in ("JobsTable", "ConnectionsTable", "IdempotencyTable", "RateLimitsTable")},
+           for name in ("JobsTable", "ConnectionsTable", "IdempotencyTable", "RateLimitsTable", "WorkersTable")},
         "ImagesBucket": {"Type": "AWS::S3::Bucket"},
         "ResultsQueue": {"Type": "AWS::SQS::Queue"},
+        "WorkQueue": {"Type": "AWS::SQS::Queue"},
+        "GpuJobQueue": {"Type": "AWS::SSM::Parameter", "Properties": {
+            "Name": "arn:aws:batch:us-east-1:123456789012:job-queue/demo-gpu", "Type": "String", "Value": "x"}},
         "TransferStateMachine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
             "RoleArn": "arn:aws:iam::123456789012:role/sfn",
             "DefinitionString": json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})}},

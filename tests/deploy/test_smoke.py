@@ -94,7 +94,8 @@ def test_connections_kept_alive_outlast_the_idle_timeout(idle_stack: Running):
 
 
 def test_without_keepalive_it_reconnects_and_follows_the_job_with_get_job(idle_stack: Running):
-    done = smoke("--url", idle_stack.ws_url, "--keepalive", "0", "--job-timeout", "300")
+    # a job longer than the idle timeout, even on a warm worker: 256 px takes many seconds on a CPU
+    done = smoke("--url", idle_stack.ws_url, "--keepalive", "0", "--job-timeout", "300", "--size", "256")
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"smoke test passed in [\d.]+ s \(\d+ reconnections?\)$", done.stdout.rstrip())
     for kind in ("public", "private"):
