@@ -85,8 +85,9 @@ def test_smoke_without_the_key_fails_and_says_why(stack: Running):
 
 
 def test_connections_kept_alive_outlast_the_idle_timeout(idle_stack: Running):
-    """A job here takes longer than IDLE; a request every 2 s keeps both connections open."""
-    done = smoke("--url", idle_stack.ws_url, "--keepalive", "2", "--job-timeout", "300")
+    """A job here takes longer than IDLE (256 px: many seconds on a CPU, even on a warm worker); a
+    request every 2 s keeps both connections open."""
+    done = smoke("--url", idle_stack.ws_url, "--keepalive", "2", "--job-timeout", "300", "--size", "256")
     assert done.returncode == 0, done.stdout + done.stderr
     [result_at] = re.findall(r"^  public job: result .*\(at (\d+\.\d\d) s", done.stdout, re.M)
     assert float(result_at) > IDLE  # left alone, the connections would have been closed meanwhile
@@ -94,7 +95,6 @@ def test_connections_kept_alive_outlast_the_idle_timeout(idle_stack: Running):
 
 
 def test_without_keepalive_it_reconnects_and_follows_the_job_with_get_job(idle_stack: Running):
-    # a job longer than the idle timeout, even on a warm worker: 256 px takes many seconds on a CPU
     done = smoke("--url", idle_stack.ws_url, "--keepalive", "0", "--job-timeout", "300", "--size", "256")
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"smoke test passed in [\d.]+ s \(\d+ reconnections?\)$", done.stdout.rstrip())
