@@ -24,7 +24,7 @@ from .aws import LocalAws, start_moto
 from .batch import LocalBatch, visible_gpus
 from .catalogue import seed_styles
 from .event_source import SqsEventSource
-from .events import LocalEvents
+from .events import ExecutionWatcher, LocalEvents
 from .gateway import IDLE_TIMEOUT_SECONDS, Gateway
 from .lambdas import LambdaRuntime
 from .moto_fixes import set_lambda_invoker
@@ -155,6 +155,8 @@ class Stack:
         self._stops.append(batch.stop)
         events.start()
         self._stops.append(events.stop)
+        watcher = ExecutionWatcher(aws, events).start()  # jobs' ends: their places in flight given back
+        self._stops.append(watcher.stop)
         results = SqsEventSource(runtime, aws).start()
         self._stops.append(results.stop)
         if args.data:

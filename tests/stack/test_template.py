@@ -442,7 +442,7 @@ def test_every_route_has_an_integration_a_permission_and_if_two_way_a_route_resp
 def test_only_the_notifier_the_preview_and_the_scaler_have_no_route():
     routed = set(ROUTES.values())
     unrouted = set(template.resources("AWS::Serverless::Function")) - routed
-    assert unrouted == {"NotifyFunction", "PreviewFunction", "ScaleWorkersFunction"}
+    assert unrouted == {"NotifyFunction", "PreviewFunction", "ScaleWorkersFunction", "JobEndedFunction"}
 
 
 def test_the_stage_deploys_itself_after_every_route_and_is_throttled():
