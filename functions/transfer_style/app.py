@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from stylejob import keys
 from stylejob.job import Job
-from styleservice.images import check_image
+from styleservice.image_check import check_image
 from styleservice.jobs import Jobs, new_token
 from styleservice.limits import Admissions, RateLimits, address_limits, connection_limit
 from styleservice.protocol import (

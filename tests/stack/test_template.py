@@ -178,7 +178,7 @@ def test_sam_build_packages_the_layer_and_every_function(tmp_path: Path):
     layer = build / "CommonLayer" / "python"
     assert (layer / "styleservice" / "__init__.py").is_file()
     assert (layer / "styleservice" / "jobs.py").is_file()
-    assert (layer / "safeimage" / "__init__.py").is_file()  # styleservice.images and .preview read images with it
+    assert (layer / "safeimage" / "__init__.py").is_file()  # styleservice.image_check and .preview read images with it
     assert (layer / "aws_lambda_powertools").is_dir()  # from layers/common/requirements.txt
     for logical_id in template.resources("AWS::Serverless::Function"):
         assert (build / logical_id / "app.py").is_file(), f"{logical_id}: no app.py in the build"

@@ -1,4 +1,5 @@
-"""Posting to WebSocket connections through API Gateway's @connections management API."""
+"""Posting to WebSocket connections through API Gateway's @connections management API (the local
+stack's stand-in for that API is local/stylelocal/gateway.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def management_client(endpoint: str, local_secret: str | None = None) -> Any:
     return client
 
 
-class Gateway:
+class ConnectionsApi:
     def __init__(self, endpoint: str | None = None) -> None:
         self.client = management_client(endpoint or settings.websocket_endpoint)
 
