@@ -66,7 +66,7 @@ REGION ?= us-east-1
 # uploads (local/stylelocal/catalogue.py), run from the source tree.
 DEPLOY_VENV := .venv-deploy
 DEPLOY_INSTALLED := $(DEPLOY_VENV)/.installed
-DEPLOY := PYTHONPATH=$(CURDIR)/deploy:$(CURDIR)/local $(DEPLOY_VENV)/bin/python -m styledeploy
+DEPLOY := PYTHONPATH=$(CURDIR)/deploy:$(CURDIR)/local:$(CURDIR)/layers/common $(DEPLOY_VENV)/bin/python -m styledeploy
 
 $(DEPLOY_INSTALLED): deploy/requirements.txt
 	$(PYTHON) -m venv $(DEPLOY_VENV)
