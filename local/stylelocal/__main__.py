@@ -92,7 +92,9 @@ def fail_interrupted_jobs(aws: LocalAws) -> int:
 
 
 PREVIEW_FUNCTION = "PreviewFunction"
-TRANSIENT_TABLES = ("WorkersTable",)  # the pool of workers: none survives a restart
+# Not kept across restarts: no worker survives one (the pool's table), nor any execution, so the
+# jobs in flight and their places (the rate limits table, with its short-lived counters) start over.
+TRANSIENT_TABLES = ("WorkersTable", "RateLimitsTable")
 
 
 def warm_quietly(runtime: LambdaRuntime, logical_id: str) -> None:
