@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup up demo test lint bench bench-stack bench-job bench-preview clean sam sam-validate sam-build chromium screenshots \
+.PHONY: setup up demo test lint bench bench-stack bench-worker bench-preview clean sam sam-validate sam-build chromium screenshots \
 	gpu-wheels gpu-session deploy smoke destroy checkov
 
 setup: $(INSTALLED)
@@ -118,10 +118,12 @@ bench: $(INSTALLED)
 bench-stack: $(INSTALLED)
 	$(PY) benchmarks/bench_stack.py $(ARGS)
 
-# The whole job as AWS Batch runs it: a fresh `python -m stylize_worker` process against moto, its
-# phases' seconds and the optimisation's share. Options: make bench-job ARGS="--size 512 --repeat 3"
-bench-job: $(INSTALLED)
-	$(PY) benchmarks/bench_job.py $(ARGS)
+# One warm worker of the pool (`python -m stylize_worker`) against moto, fed job after job by the
+# paint-only state machine: its start, per size the first job and the warm ones (received to
+# answered, phase by phase), and its memory across mixed jobs. On a CPU, try it small:
+# make bench-worker ARGS="--device cpu --preset preview --sizes 64 --repeat 3 --mixed 6 --mixed-sizes 64 80"
+bench-worker: $(INSTALLED)
+	$(PY) benchmarks/bench_worker.py $(ARGS)
 
 # The instant preview's time, and whether starting L-BFGS from it pays, over photo/painting pairs.
 # Options: make bench-preview ARGS="--pairs 4 --preset preview --size 128"
