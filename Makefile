@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup up demo test lint bench bench-stack bench-worker bench-preview clean sam sam-validate sam-build chromium screenshots \
+.PHONY: setup up demo test lint bench bench-stack bench-worker bench-pool bench-preview clean sam sam-validate sam-build chromium screenshots \
 	gpu-wheels gpu-session deploy smoke destroy checkov
 
 setup: $(INSTALLED)
@@ -124,6 +124,12 @@ bench-stack: $(INSTALLED)
 # make bench-worker ARGS="--device cpu --preset preview --sizes 64 --repeat 3 --mixed 6 --mixed-sizes 64 80"
 bench-worker: $(INSTALLED)
 	$(PY) benchmarks/bench_worker.py $(ARGS)
+
+# The pool as a user meets it: the local stack and WebSocket clients, jobs one after another (the
+# first starts a worker, the rest find it warm), then a burst. Options: make bench-pool
+# ARGS="--jobs 6 --burst 3 --size 64 --workers 2 --parameter MaxWorkers=2 --json out/pool.json"
+bench-pool: $(INSTALLED)
+	$(PY) benchmarks/bench_pool.py $(ARGS)
 
 # The instant preview's time, and whether starting L-BFGS from it pays, over photo/painting pairs.
 # Options: make bench-preview ARGS="--pairs 4 --preset preview --size 128"
