@@ -248,6 +248,7 @@ class Done:
     line: dict[str, Any]
     round_trip: float
     status: str
+    reason: str | None = None  # a failed execution's error and cause, as the user would be told
 
     @property
     def ok(self) -> bool:
@@ -264,8 +265,9 @@ def run_job(bench: Bench, worker: Worker, options: dict[str, Any], timeout: floa
     line = worker.wait_for(lambda record: record.get("message") == JOB and record.get("jobId") == job.job_id, timeout)
     round_trip = time.perf_counter() - started
     # the line comes after SendTaskSuccess/Failure: the execution ends at once
-    status = bench.machine.wait(arn, 30)["status"]
-    return Done(options, job.output_key, line, round_trip, status)
+    execution = bench.machine.wait(arn, 30)
+    reason = f"{execution['error']}: {execution.get('cause', '')}" if execution.get("error") else None
+    return Done(options, job.output_key, line, round_trip, execution["status"], reason)
 
 
 @dataclass
@@ -444,7 +446,7 @@ def device_line(device: str) -> str:
 def job_summary(done: Done) -> str:
     line = done.line
     if not done.ok:
-        return f"{line.get('outcome')} (execution {done.status})"
+        return f"{line.get('outcome')} (execution {done.status}{': ' + done.reason if done.reason else ''})"
     phases = ", ".join(f"{name} {seconds:.3f}" for name, seconds in line["phases"].items())
     gpu = f", GPU peak {line['gpuPeakMiB']:.0f} MiB" if line.get("gpuPeakMiB") is not None else ""
     size = "x".join(map(str, line.get("size", [])))
@@ -459,9 +461,8 @@ def print_sizes(results: Results) -> None:
     if not sizes:
         return
     figures = {size: size_figures(jobs) for size, jobs in results.sizes.items()}
-    print(
-        f"\n{results.preset}, seconds received to answered{'':<18}" + "".join(f"{size + ' px':>12}" for size in sizes)
-    )
+    heading = f"{results.preset}, seconds received to answered"
+    print(f"\n{heading:<52}" + "".join(f"{size + ' px':>12}" for size in sizes))
 
     def row(label: str, value: Callable[[dict[str, Any]], float | None], unit: str = "{:>12.3f}") -> None:
         cells = [value(figures[size]) for size in sizes]
@@ -528,8 +529,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file (after every job)")
     args = parser.parse_args(argv)
     cuda_visible = cuda_visible_for(args.device)
-    signal.signal(signal.SIGTERM, _stopped)
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        return _run(args, cuda_visible)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
+
+def _run(args: argparse.Namespace, cuda_visible: str | None) -> int:
+    """moto, the worker, its start, the jobs and the report; the exit status."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     results = Results(device=device_line(args.device), cpu=cpu_description(), preset=args.preset, date=now)
     print(f"{results.device}\ncpu: {results.cpu}\ndate: {now}", flush=True)
@@ -560,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
                     if done.ok:
                         results.results[where] = bench.stored_result(done.output_key)
                 if not done.ok:
-                    results.failed.append(f"job {number} ({json.dumps(options)}): {done.line.get('outcome')}")
+                    why = f"{done.line.get('outcome')}" + (f" ({done.reason})" if done.reason else "")
+                    results.failed.append(f"job {number} ({json.dumps(options)}): {why}")
                 label = f"{where} px" if where != "mixed" else f"mixed ({json.dumps(options)})"
                 print(f"job {number}/{len(planned)}, {label}: {job_summary(done)}", flush=True)
                 write()

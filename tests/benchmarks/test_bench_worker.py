@@ -202,3 +202,37 @@ def test_a_failed_job_is_not_counted_in_the_figures(bench):
     # the failed one may have failed before painting: the first that succeeded is the cold one
     assert size["first"]["seconds"] == 2.4
     assert (size["warmSeconds"], size["warmCount"]) == (1.8, 1)
+
+
+def test_a_job_that_fails_is_reported_with_its_reason_and_the_next_ones_go_on(tmp_path: Path, bench, monkeypatch):
+    """The first job's photo is gone before the worker takes it: the worker fails that job (bad
+    input) and paints the next; the benchmark says which failed and why, keeps the others'
+    figures (the cold figure is the first job that was painted) and exits 1."""
+    made: list[Any] = []
+    new_job = bench.Bench.new_job
+
+    def first_without_its_photo(self, options: dict[str, Any]):
+        job = new_job(self, options)
+        if not made:
+            self.s3.delete_object(Bucket=self.bucket, Key=job.input_key)
+        made.append(job)
+        return job
+
+    monkeypatch.setattr(bench.Bench, "new_job", first_without_its_photo)
+    figures_file = tmp_path / "worker.json"
+
+    code = bench.main(["--preset", "preview", "--sizes", "64", "--repeat", "2", "--mixed", "0", "--device", "cpu",
+                       "--json", str(figures_file)])  # fmt: skip
+
+    assert code == 1
+    figures = json.loads(figures_file.read_text())
+    [failed] = figures["failed"]
+    assert failed == (
+        'job 1 ({"preset": "preview", "size": 64}): failed (StyleTransfer.BadInput: '
+        "the content image was not found (uploads expire after a day))"
+    )
+    jobs = figures["sizes"]["64"]["jobs"]
+    assert [(job["outcome"], job["status"]) for job in jobs] == [("failed", "FAILED"), ("succeeded", "SUCCEEDED")]
+    assert figures["sizes"]["64"]["first"]["seconds"] == jobs[1]["seconds"]
+    assert figures["sizes"]["64"]["warmCount"] == 0
+    assert figures["leaving"]["jobsDone"] == 2
