@@ -10,12 +10,13 @@ the page sends small photos) with the catalogue's The Starry Night:
 
 1. `--jobs` jobs one after another from one client: for each, the seconds from sending
    TRANSFER_STYLE to TRANSFER_STYLE_COMPLETED, and on the way ACCEPTED, the instant PREVIEW and the
-   first PROGRESS; then, from the stack's log, the worker's own seconds for the job (its "job"
-   line: the message received to the task answered) and what remains outside the worker (the
-   routes, the state machine, the queue's delivery, the notifier's push). The first job starts
-   the pool's first worker (its "ready" line says how long that took); the later ones find it
-   warm. The first is set against the median of the rest: the target is a later job at most 0.6x
-   as long as the first;
+   first PROGRESS. The stack's log is read as it is written, so the worker's line for the job
+   (received to answered, its optimisation) is stamped when it appears: that splits the job into
+   its way to the worker (the route, the state machine, EnsureWorker, the work queue; for the
+   first job, a worker's start), the worker's own time, and the way back (the results queue, the
+   notifier, the push). The first job starts the pool's first worker (its "ready" line says how
+   long that took); the later ones find it warm. The first is set against the median of the rest:
+   the target is a later job at most 0.6x as long as the first;
 2. `--burst` jobs sent at once from as many clients, each one's seconds to its result, and how
    many workers served them (MaxWorkers and --workers bound it; on a CPU the stack runs one).
 
@@ -32,6 +33,7 @@ import argparse
 import base64
 import contextlib
 import datetime
+import functools
 import io
 import json
 import os
@@ -82,6 +84,7 @@ class Timed:
 
     job_id: str
     outcome: str  # "completed", or the failure's event and reason
+    sent_at: float  # perf_counter() when it was sent
     result: float  # sending to COMPLETED (or FAILED)
     accepted: float | None
     preview: float | None
@@ -89,11 +92,10 @@ class Timed:
     worker: float | None = None  # the worker's job line: received to answered
     worker_id: str | None = None
     optimisation: float | None = None
-
-    @property
-    def outside(self) -> float | None:
-        """What the job's time was not spent in the worker: routes, state machine, queue, notifier."""
-        return None if self.worker is None else self.result - self.worker
+    to_worker: float | None = None  # sending to the worker's receiving it
+    # the worker's line to COMPLETED at the client: a little below zero when the push outruns the
+    # worker's last steps (it sends "completed" before it answers the task and collects garbage)
+    from_worker: float | None = None
 
 
 class Client:
@@ -108,13 +110,16 @@ class Client:
         request = {"action": "TRANSFER_STYLE", "image": image, "style": STYLE, "isPrivate": True, "options": options}
         sent = time.perf_counter()
         self.ws.send(json.dumps(request))
+        timed = functools.partial(Timed, sent_at=sent)
         seen: dict[str, float] = {}
         job_id = ""
         deadline = sent + timeout
         while True:
             left = deadline - time.perf_counter()
             if left <= 0:
-                return Timed(job_id, f"no result within {timeout:.0f} s", time.perf_counter() - sent, **_marks(seen))
+                return timed(
+                    job_id, f"no result within {timeout:.0f} s", result=time.perf_counter() - sent, **_marks(seen)
+                )
             try:
                 message = json.loads(self.ws.recv(timeout=left))
             except TimeoutError:
@@ -122,16 +127,16 @@ class Client:
             at = time.perf_counter() - sent
             event, _, about = message["event"].partition("::")
             if event == "ERROR":
-                return Timed(job_id, f"ERROR {message.get('data')}", at, **_marks(seen))
+                return timed(job_id, f"ERROR {message.get('data')}", result=at, **_marks(seen))
             if event == "TRANSFER_STYLE_ACCEPTED" and not job_id:
                 job_id = message["data"]["jobId"]
                 seen["accepted"] = at
             elif about and about == job_id:
                 seen.setdefault(event, at)
                 if event == "TRANSFER_STYLE_COMPLETED":
-                    return Timed(job_id, "completed", at, **_marks(seen))
+                    return timed(job_id, "completed", result=at, **_marks(seen))
                 if event == "TRANSFER_STYLE_FAILED":
-                    return Timed(job_id, f"FAILED {message.get('data')}", at, **_marks(seen))
+                    return timed(job_id, f"FAILED {message.get('data')}", result=at, **_marks(seen))
 
     def close(self) -> None:
         self._resources.close()
@@ -145,30 +150,66 @@ def _marks(seen: dict[str, float]) -> dict[str, float | None]:
     }
 
 
-def worker_lines(log: Path, message: str) -> list[dict[str, Any]]:
-    """The workers' JSON lines with this message (the stack logs them under their Batch job)."""
-    found = []
-    for line in log.read_text(errors="replace").splitlines():
-        _, bracket, rest = line.partition("] {")
-        if bracket and f'"message": "{message}"' in rest:
-            with contextlib.suppress(ValueError):
-                found.append(json.loads("{" + rest))
-    return found
+class LogTail:
+    """The stack's log read as it is written (every POLL_SECONDS): the workers' JSON lines (the
+    stack logs them under their Batch job), each with when it appeared (perf_counter)."""
+
+    POLL_SECONDS = 0.02
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[tuple[float, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="log-tail", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with self.path.open("rb") as log:
+            pending = b""
+            while not self._stop.is_set():
+                chunk = log.read()
+                if not chunk:
+                    time.sleep(self.POLL_SECONDS)
+                    continue
+                at = time.perf_counter()
+                *complete, pending = (pending + chunk).split(b"\n")
+                for raw in complete:
+                    _, bracket, rest = raw.decode(errors="replace").partition("] {")
+                    if bracket and '"message": "stylize-worker' in rest:
+                        with contextlib.suppress(ValueError), self._lock:
+                            self.lines.append((at, json.loads("{" + rest)))
+
+    def found(self, message: str) -> list[tuple[float, dict[str, Any]]]:
+        with self._lock:
+            return [(at, line) for at, line in self.lines if line.get("message") == message]
+
+    def job_line(self, job_id: str, wait: float) -> tuple[float, dict[str, Any]] | None:
+        """The worker's line for this job and when it appeared; it comes just after the worker's
+        answer, so the client may see the result a moment before it."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = next(((at, line) for at, line in self.found(JOB) if line.get("jobId") == job_id), None)
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(self.POLL_SECONDS)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
-def attach_worker_lines(log: Path, timed: list[Timed], wait: float = 10) -> None:
-    """Each job's worker line, by its id: the worker writes it just after its answer, so the
-    client may see the result a moment before the line reaches the log."""
-    deadline = time.monotonic() + wait
-    while True:
-        lines = {line["jobId"]: line for line in worker_lines(log, JOB)}
-        if all(job.job_id in lines for job in timed if job.outcome == "completed") or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    for job in timed:
-        if line := lines.get(job.job_id):
-            job.worker, job.worker_id = line["seconds"], line["workerId"]
-            job.optimisation = line.get("phases", {}).get("optimisation")
+def attach_worker_line(tail: LogTail, job: Timed, wait: float = 10) -> None:
+    """The worker's own figures for the job, and the job split at the worker: sending to the
+    worker's receiving it (its line's time less its seconds), and its line to the result."""
+    if not job.job_id or (found := tail.job_line(job.job_id, wait)) is None:
+        return
+    at, line = found
+    appeared = at - job.sent_at
+    job.worker, job.worker_id = line["seconds"], line["workerId"]
+    job.optimisation = line.get("phases", {}).get("optimisation")
+    job.to_worker = appeared - line["seconds"]
+    job.from_worker = job.result - appeared
 
 
 def cpu_description() -> dict[str, Any]:
@@ -202,23 +243,26 @@ def _seconds(value: float | None, width: int = 8) -> str:
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.2f}"
 
 
+COLUMNS = ("result", "accepted", "preview", "progress", "to worker", "worker", "optimised", "from worker")
+HEADER = f"{'job':<6}" + "".join(f"{name:>12}" for name in COLUMNS)
+
+
 def print_row(label: str, job: Timed) -> None:
-    cells = (job.result, job.accepted, job.preview, job.first_progress, job.worker, job.outside)
+    cells = (job.result, job.accepted, job.preview, job.first_progress, job.to_worker, job.worker,
+             job.optimisation, job.from_worker)  # fmt: skip
     note = "" if job.outcome == "completed" else f"  {job.outcome}"
-    print(f"{label:<10}" + "".join(_seconds(cell, 10) for cell in cells) + note, flush=True)
+    print(f"{label:<6}" + "".join(_seconds(cell, 12) for cell in cells) + note, flush=True)
 
 
-HEADER = f"{'job':<10}" + "".join(
-    f"{name:>10}" for name in ("result", "accepted", "preview", "progress", "worker", "outside")
-)
-
-
-def sequential(stack: Running, image: str, options: dict[str, Any], count: int, timeout: float) -> list[Timed]:
+def sequential(
+    stack: Running, tail: LogTail, image: str, options: dict[str, Any], count: int, timeout: float
+) -> list[Timed]:
     client = Client(stack.ws_url)
     timed = []
     try:
         for number in range(1, count + 1):
             job = client.job(image, options, timeout)
+            attach_worker_line(tail, job)
             timed.append(job)
             print_row(f"{number}", job)
             if job.outcome != "completed":
@@ -228,7 +272,9 @@ def sequential(stack: Running, image: str, options: dict[str, Any], count: int, 
     return timed
 
 
-def burst(stack: Running, image: str, options: dict[str, Any], count: int, timeout: float) -> list[Timed]:
+def burst(
+    stack: Running, tail: LogTail, image: str, options: dict[str, Any], count: int, timeout: float
+) -> list[Timed]:
     """`count` clients, connected first, each sending its job at the same moment."""
     clients = [Client(stack.ws_url) for _ in range(count)]
     start = threading.Barrier(count)
@@ -245,7 +291,10 @@ def burst(stack: Running, image: str, options: dict[str, Any], count: int, timeo
         thread.join()
     for client in clients:
         client.close()
-    return [job for job in timed if job is not None]
+    done = [job for job in timed if job is not None]
+    for job in done:
+        attach_worker_line(tail, job)
+    return done
 
 
 def first_against_rest(timed: list[Timed]) -> dict[str, Any] | None:
@@ -293,42 +342,37 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         stack = Running(Path(tmp), args=tuple(stack_args))
         figures["stackStart"] = round(time.perf_counter() - started, 3)
-        print(f"stack up in {figures['stackStart']:.1f} s\n")
+        print(f"stack up in {figures['stackStart']:.1f} s")
+        tail = LogTail(stack.log)
         try:
-            print(f"{args.jobs} jobs one after another, one client; seconds from sending:\n{HEADER}", flush=True)
-            timed = sequential(stack, image, options, args.jobs, args.timeout)
+            print(f"\n{args.jobs} jobs one after another, one client; seconds from sending:\n{HEADER}", flush=True)
+            timed = sequential(stack, tail, image, options, args.jobs, args.timeout)
             burst_timed: list[Timed] = []
             if args.burst > 0:
                 print(f"\n{args.burst} jobs at once from {args.burst} clients; seconds from sending:\n{HEADER}")
-                burst_timed = burst(stack, image, options, args.burst, args.timeout)
+                burst_timed = burst(stack, tail, image, options, args.burst, args.timeout)
                 for number, job in enumerate(burst_timed, 1):
                     print_row(f"{number}", job)
-            attach_worker_lines(stack.log, timed + burst_timed)
-            ready = worker_lines(stack.log, READY)
+            ready = [line for _, line in tail.found(READY)]
         finally:
+            tail.stop()
             stack.stop()
         log_copy = stack.log.read_text(errors="replace") if args.json else ""
 
-    print("\nwith the workers' own seconds (received to answered) from the stack's log:")
-    print(f"one after another:\n{HEADER}")
-    for number, job in enumerate(timed, 1):
-        print_row(f"{number}", job)
-    if burst_timed:
-        print(f"at once:\n{HEADER}")
-        for number, job in enumerate(burst_timed, 1):
-            print_row(f"{number}", job)
+    print()
     for line in ready:
         phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in line["phases"].items())
         print(f"a worker started: ready {line['total']:.2f} s after its process started ({phases})")
+    print(where_the_time_goes(timed))
     compared = first_against_rest(timed)
     if compared:
         print(
-            f"\nfirst job {compared['first']:.2f} s, the rest's median {compared['restMedian']:.2f} s: "
+            f"first job {compared['first']:.2f} s, the rest's median {compared['restMedian']:.2f} s: "
             f"{compared['ratio']:.2f}x the first (target at most {TARGET_RATIO}x: "
             f"{'met' if compared['met'] else 'missed'})"
         )
     else:
-        print("\nfirst against the rest: not measured (fewer than two jobs completed)")
+        print("first against the rest: not measured (fewer than two jobs completed)")
     served = {job.worker_id for job in burst_timed if job.worker_id}
     if burst_timed:
         results = ", ".join(f"{job.result:.2f}" for job in burst_timed)
@@ -336,9 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = [job for job in timed + burst_timed if job.outcome != "completed"]
     if args.json:
         figures |= {
-            "sequential": [asdict(job) | {"outside": job.outside} for job in timed],
+            "sequential": [asdict(job) for job in timed],
             "firstAgainstRest": compared,
-            "burst": [asdict(job) | {"outside": job.outside} for job in burst_timed],
+            "burst": [asdict(job) for job in burst_timed],
             "burstWorkers": len(served),
             "workersStarted": ready,
             "failed": [job.outcome for job in failed],
@@ -347,6 +391,30 @@ def main(argv: list[str] | None = None) -> int:
         # the stack's log beside it: where a job's time went, line by line
         args.json.with_suffix(".log").write_text(log_copy)
     return 1 if failed or len(timed) < args.jobs else 0
+
+
+def where_the_time_goes(timed: list[Timed]) -> str:
+    """The first job, and the medians of the rest, split at the worker."""
+    done = [job for job in timed if job.outcome == "completed" and job.worker is not None]
+    if not done:
+        return "where the time went: not measured (no job with its worker's line)"
+
+    def split(jobs: list[Timed]) -> str:
+        def med(values: list[float | None]) -> float:
+            return statistics.median(value for value in values if value is not None)
+
+        return (
+            f"{med([j.result for j in jobs]):.2f} s: to the worker {med([j.to_worker for j in jobs]):.2f} "
+            f"(ACCEPTED at {med([j.accepted for j in jobs]):.2f}), in the worker {med([j.worker for j in jobs]):.2f} "
+            f"(optimisation {med([j.optimisation for j in jobs]):.2f}), back to the client "
+            f"{med([j.from_worker for j in jobs]):.2f}"
+        )
+
+    first, rest = (done[:1], done[1:]) if done[0] is timed[0] else ([], done)
+    lines = [f"where the time went, job 1: {split(first)}"] if first else []
+    if rest:
+        lines.append(f"where the time went, the later jobs (medians of each part): {split(rest)}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ from tests.agent.conftest import load_script
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks" / "bench_pool.py"
 NUMBER = r"(\d+\.\d\d)"
-# result, accepted, preview, the first progress (none for a job quicker than the progress interval), worker, outside
-ROW = rf"\s+{NUMBER}" * 3 + rf"\s+({NUMBER}|-)" + rf"\s+{NUMBER}" * 2 + "$"
+SIGNED = r"(-?\d+\.\d\d)"
+# result, accepted, preview, the first progress (none for a job quicker than the progress interval),
+# to the worker, in the worker, its optimisation, back from the worker (a little below zero when
+# the result's push outruns the worker's last steps)
+ROW = rf"\s+{NUMBER}" * 3 + rf"\s+({NUMBER}|-)" + rf"\s+{NUMBER}" * 3 + rf"\s+{SIGNED}$"
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +46,17 @@ def test_jobs_one_after_another_reuse_the_first_worker_and_a_burst_is_served(tmp
     assert (
         "stack: python -m stylelocal --device cpu --parameter JobsPerConnection=0 --parameter JobsPerSourceIp=0" in out
     )
-    # after the workers' lines are read from the stack's log, every row has its figures
-    _, _, final = out.partition("with the workers' own seconds (received to answered) from the stack's log:")
-    one_after_another, _, at_once = final.partition("\nat once:\n")
-    assert len(re.findall(rf"^[12]{ROW}", one_after_another, re.M)) == 2, out
-    assert len(re.findall(rf"^[12]{ROW}", at_once, re.M)) == 2, out
+    sequential, _, burst = out.partition("2 jobs at once from 2 clients; seconds from sending:")
+    assert len(re.findall(rf"^[12]{ROW}", sequential, re.M)) == 2, out
+    assert len(re.findall(rf"^[12]{ROW}", burst, re.M)) == 2, out
     assert re.search(rf"^a worker started: ready {NUMBER} s after its process started \(imports {NUMBER}, ", out, re.M)
+    for which in ("job 1", "the later jobs (medians of each part)"):
+        assert re.search(
+            rf"^where the time went, {re.escape(which)}: {NUMBER} s: to the worker {NUMBER} \(ACCEPTED at {NUMBER}\), "
+            rf"in the worker {NUMBER} \(optimisation {NUMBER}\), back to the client {SIGNED}$",
+            out,
+            re.M,
+        ), out
     assert re.search(
         rf"^first job {NUMBER} s, the rest's median {NUMBER} s: {NUMBER}x the first "
         r"\(target at most 0\.6x: (met|missed)\)$",
@@ -71,9 +79,10 @@ def test_jobs_one_after_another_reuse_the_first_worker_and_a_burst_is_served(tmp
     for job in jobs:
         assert 0 < job["accepted"] < job["result"]
         assert job["preview"] > job["accepted"]  # the instant preview, for every job
-        assert 0 < job["worker"] < job["result"]
-        assert job["outside"] == pytest.approx(job["result"] - job["worker"])
-        assert 0 < job["optimisation"] < job["worker"]
+        assert 0 < job["optimisation"] < job["worker"] < job["result"]
+        # split at the worker: its way there, the worker's own seconds, the way back
+        assert job["to_worker"] > 0
+        assert job["to_worker"] + job["worker"] + job["from_worker"] == pytest.approx(job["result"])
     compared = figures["firstAgainstRest"]
     assert compared["first"] == pytest.approx(figures["sequential"][0]["result"], abs=1e-3)
     assert compared["ratio"] == pytest.approx(compared["restMedian"] / compared["first"], abs=1e-3)
@@ -82,7 +91,9 @@ def test_jobs_one_after_another_reuse_the_first_worker_and_a_burst_is_served(tmp
 
 
 def _timed(bench, result: float, outcome: str = "completed"):
-    return bench.Timed(job_id="j", outcome=outcome, result=result, accepted=0.1, preview=0.5, first_progress=1.0)
+    return bench.Timed(
+        job_id="j", outcome=outcome, sent_at=0.0, result=result, accepted=0.1, preview=0.5, first_progress=1.0
+    )
 
 
 def test_the_first_job_against_the_median_of_the_rest(bench):
