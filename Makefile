@@ -165,7 +165,7 @@ bench-preview: $(INSTALLED)
 # for Flask; sortedcontainers is hypothesis's, in case it is missing. Checked on an H100 on
 # 2026-11-26 (before pydantic was added), and in every test run: tests/benchmarks/test_gpu_check.py
 # runs the whole check here with only these wheels and the machine's packages
-# (benchmarks/gpu_machine_packages.txt).
+# (tests/benchmarks/gpu_machine_packages.txt).
 # Options: make gpu-wheels GPU_WHEELS_DIR=/tmp/whl GPU_WHEELS_PYTHON=3.11 (e.g. to try them here)
 GPU_WHEELS_DIR ?= .whl
 GPU_WHEELS_PYTHON ?= 3.12

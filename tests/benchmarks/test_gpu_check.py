@@ -1,6 +1,6 @@
 """benchmarks/gpu_check.sh, whole, on this CPU as the lent GPU machine runs it.
 
-That machine has its image's packages (benchmarks/gpu_machine_packages.txt) and the wheels that
+That machine has its image's packages (tests/benchmarks/gpu_machine_packages.txt) and the wheels that
 `make gpu-wheels` carries, nothing else, and a GPU session has one try. So here the check runs under
 an interpreter that sees only those: a new virtual environment given the image's packages that this
 project's environment has (PyTorch, pytest, Pillow, NumPy, scikit-image...) and nothing more, with
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE_PACKAGES = ROOT / "benchmarks" / "gpu_machine_packages.txt"
+IMAGE_PACKAGES = Path(__file__).with_name("gpu_machine_packages.txt")
 
 # Every part, small enough for a CPU: about 30 to 60 s in all on this project's 2-core machine.
 TINY = {
