@@ -83,14 +83,20 @@ def test_the_dry_run_of_destroy_asks_nothing_and_deletes_nothing():
         assert any(line.startswith(expected) for line in lines), expected
 
 
+def make_dry_run(target: str, *variables: str) -> str:
+    """What `make -n TARGET` would run, the same whether or not pytest itself runs under make (as
+    `make test` does in CI): an outer make's MAKEFLAGS/MAKELEVEL would add "Entering directory"
+    lines and pass its own variables down."""
+    env = {key: value for key, value in os.environ.items() if key not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
+    command = ["make", "--no-print-directory", "-n", target, *variables]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+
+
 def test_the_make_targets_pass_stack_region_and_parameters():
-    make = subprocess.run(
-        ["make", "-n", "deploy", "STACK=shop", "REGION=eu-central-2", "PARAMS=MaxActiveJobs=4 JobsPerConnection=2"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    make = make_dry_run("deploy", "STACK=shop", "REGION=eu-central-2", "PARAMS=MaxActiveJobs=4 JobsPerConnection=2")
     assert "-m styledeploy deploy --stack shop --region eu-central-2 --sam .venv-sam/bin/sam" in make
     assert "--parameter MaxActiveJobs=4 --parameter JobsPerConnection=2" in make
-    destroy_ = subprocess.run(["make", "-n", "destroy", "YES=1"], cwd=ROOT, capture_output=True, text=True).stdout
+    destroy_ = make_dry_run("destroy", "YES=1")
     assert "-m styledeploy destroy --stack style-transfer --region us-east-1 --yes" in destroy_
 
 
@@ -299,9 +305,9 @@ def test_the_quota_checked_is_the_spot_one_when_the_stack_runs_on_spot(runner: R
 
 
 def test_make_deploy_passes_force():
-    make = subprocess.run(["make", "-n", "deploy", "FORCE=1"], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert "-m styledeploy deploy --stack style-transfer" in make.stdout
-    assert make.stdout.rstrip().endswith("--force")
+    make = make_dry_run("deploy", "FORCE=1")
+    assert "-m styledeploy deploy --stack style-transfer" in make
+    assert make.rstrip().endswith("--force")
 
 
 # --- the site -------------------------------------------------------------------------------------
@@ -500,7 +506,7 @@ def test_the_deploy_tooling_has_a_light_environment_of_its_own_with_the_projects
     assert set(wanted) == {"boto3", "websockets", "pillow", "numpy", "pyyaml"}
     assert wanted == {name: pinned[name] for name in wanted}
     for target in ("deploy", "smoke", "destroy"):
-        make = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        make = make_dry_run(target)
         command = next(line for line in make.splitlines() if "-m styledeploy" in line)
         assert ".venv-deploy/bin/python -m styledeploy" in command
         assert ".venv/" not in command
