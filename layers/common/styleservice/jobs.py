@@ -1,10 +1,16 @@
 """The jobs table: one item per style-transfer job.
 
-Item: jobId (key), status (SUBMITTED, RUNNING, SUCCEEDED, FAILED), connectionId, tokenHash,
-isPrivate, inputKey, style, styleKey, outputKey, options, progress (0..1), previewKey, resultKey, error,
-createdAt/updatedAt/completedAt (epoch ms), expiresAt (epoch s, the table's TTL; removed when
-the job becomes a Feed item). Public jobs that succeed also get feed="public":
-the sparse index `Feed` (feed, completedAt) serves LIST_IMAGES newest first.
+Item: jobId (key), status (SUBMITTED, RUNNING, SUCCEEDED, FAILED, DELETED), connectionId,
+tokenHash, isPrivate, inputKey, style (the first style's name, "custom" for an upload), blend (a
+blend's [{style, weight}], weights summing to 1), styleKey, blendKeys, outputKey, options,
+progress (0..1), previewKey, resultKey, error, createdAt/updatedAt/completedAt/deletedAt (epoch
+ms), expiresAt (epoch s, the table's TTL; removed when the job becomes a Feed item). Public jobs
+that succeed also get feed="public": the sparse index `Feed` (feed, completedAt) serves LIST_IMAGES
+newest first.
+
+A job its owner took back (DELETE_JOB) stays a day as a DELETED tombstone without its Feed
+attribute, so that whatever of it still arrives (a result, a preview) is recognised and removed
+rather than recorded; to everyone else it no longer exists.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from .settings import settings
 FEED_INDEX = "Feed"
 FEED = "public"
 SUBMITTED, RUNNING, SUCCEEDED, FAILED = "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
+DELETED = "DELETED"
+TOMBSTONE_SECONDS = 86400  # longer than any execution (an hour): a late result still finds it
 
 
 def now_ms() -> int:
@@ -116,9 +124,33 @@ class Jobs:
         return self._update(
             job_id,
             f"SET #s = :done, resultKey = :result, progress = :one, completedAt = :completed, updatedAt = :now{feed}",
-            "#s <> :done",
-            {**values, ":one": 1},
+            "#s <> :done AND #s <> :deleted",  # a job taken back is never brought back by its result
+            {**values, ":one": 1, ":deleted": DELETED},
         )
+
+    def mark_deleted(self, job_id: str) -> dict[str, Any] | None:
+        """Takes a job back: a DELETED tombstone, out of the Feed, gone in a day; the item as it
+        was before (None if there was none)."""
+        now = now_ms()
+        try:
+            answer = self.table.update_item(
+                Key={"jobId": job_id},
+                UpdateExpression="SET #s = :deleted, deletedAt = :now, updatedAt = :now, expiresAt = :expires "
+                "REMOVE feed, previewKey, resultKey",
+                ConditionExpression="attribute_exists(jobId)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":deleted": DELETED,
+                    ":now": now,
+                    ":expires": now // 1000 + TOMBSTONE_SECONDS,
+                },
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as failure:
+            if failure.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return plain(answer.get("Attributes")) or None
 
     def mark_failed(self, job_id: str, error: str) -> bool:
         """False if the job had already ended."""
