@@ -32,6 +32,7 @@ from styleservice.protocol import (
     decode_data_url,
     error,
     message,
+    printable,
     sniff,
 )
 from styleservice.routes import connection_id, route
@@ -50,8 +51,10 @@ CUSTOM_STYLE = "custom"  # the job's `style` when the style image is the client'
 IMAGE_FORMS = "a base64 data URL (data:image/jpeg;base64,...) or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
 STYLE_FORMS = "a style name from LIST_STYLES or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
 START_FAILED = "the service could not start the job"
-# what the worker calls the two images in its reasons ("the content image is damaged or truncated")
+# what the worker calls the images in its reasons ("the content image is damaged or truncated",
+# in a blend "the second style image is ...")
 CONTENT, STYLE = "content image", "style image"
+ORDINALS = ("first", "second", "third")
 
 
 class Image(NamedTuple):
@@ -97,17 +100,24 @@ def resolve_image(value: str) -> Image:
     raise ProtocolError(f"image must be {IMAGE_FORMS}")
 
 
-def resolve_style(value: str) -> tuple[str, str, Image | None]:
+def resolve_style(value: str, field: str = "style", what: str = STYLE) -> tuple[str, str, Image | None]:
     """(style for the job item, key of the style image, the upload to copy for the job or None)."""
     if keys.STYLE_NAME.match(value):
         key = keys.style_key(value)
         if object_start(s3, key) is None:
-            raise ProtocolError(f"unknown style {value!r}: LIST_STYLES gives the catalogue")
+            raise ProtocolError(f"unknown style {printable(value)!r}: LIST_STYLES gives the catalogue")
         return value, key, None
     if keys.is_upload_key(value):
-        content_type, etag = checked_upload(value, "style", STYLE)
+        content_type, etag = checked_upload(value, field, what)
         return CUSTOM_STYLE, value, Image(content_type, upload_key=value, etag=etag)
-    raise ProtocolError(f"style must be {STYLE_FORMS}")
+    raise ProtocolError(f"{field} must be {STYLE_FORMS}")
+
+
+def blend_shares(styles: list[str], weights: list[float] | None) -> list[dict[str, Any]]:
+    """A blend as the job item, the Feed and GET_JOB tell it: each style's share, summing to 1."""
+    given = weights if weights is not None else [1.0] * len(styles)
+    total = sum(given)
+    return [{"style": style, "weight": round(weight / total, 4)} for style, weight in zip(styles, given, strict=True)]
 
 
 def store(image: Image, key: str, field: str = "image") -> None:
@@ -149,7 +159,13 @@ def check_limits(event: dict[str, Any]) -> None:
 
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
     image = resolve_image(request.image)
-    style, style_key, own_style = resolve_style(request.style)
+    blend = len(request.styles) > 1
+    resolved = [
+        resolve_style(
+            value, f"style.{place}" if blend else "style", f"{ORDINALS[place]} style image" if blend else STYLE
+        )
+        for place, value in enumerate(request.styles)
+    ]
     try:
         check_limits(event)
     except ProtocolError:
@@ -158,21 +174,28 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
         raise
 
     job_id, private = keys.new_job_id(), request.is_private
-    if own_style is not None:
-        style_key = keys.own_style_key(job_id, private, keys.EXTENSIONS[own_style.content_type])
-    job = Job.new(job_id=job_id, private=private, content_type=image.content_type, style_key=style_key,
-                  options=request.options)  # fmt: skip
+    style_keys = [
+        key if own is None else keys.own_style_key(job_id, private, keys.EXTENSIONS[own.content_type], place)
+        for place, (_, key, own) in enumerate(resolved)
+    ]
+    job = Job.new(job_id=job_id, private=private, content_type=image.content_type, style_key=style_keys[0],
+                  blend_keys=style_keys[1:], options=request.options)  # fmt: skip
     token, token_hash = new_token()
-    if own_style is not None:
-        # pinned as the photo is: the job reads its own copy of the checked version, since the
-        # upload's presigned POST stays valid and could replace the upload after ACCEPTED. First,
-        # so that a refusal leaves at most this copy (it expires within a day), never a job.
-        store(own_style, job.style_key, "style")
+    for place, (_, _, own) in enumerate(resolved):
+        if own is not None:
+            # pinned as the photo is: the job reads its own copy of the checked version, since the
+            # upload's presigned POST stays valid and could replace the upload after ACCEPTED.
+            # First, so that a refusal leaves at most these copies (they expire within a day), never a job.
+            store(own, job.style_keys[place], f"style.{place}" if blend else "style")
     store(image, job.input_key)
     execution = job.message()
+    names = [name for name, _, _ in resolved]
+    style = names[0]
+    described = {"blend": blend_shares(names, request.options.style_blend)} if blend else {}
     jobs.create(
         {
             **execution,
+            **described,
             "connectionId": connection_id(event),
             "tokenHash": token_hash,
             "style": style,
@@ -197,7 +220,7 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
         return error(TRANSFER_STYLE, f"{START_FAILED}; please try again")
     metrics.add_dimension(name="isPrivate", value=str(private).lower())
     metrics.add_metric(name="JobSubmitted", unit=MetricUnit.Count, value=1)
-    logger.info("job submitted", extra={"isPrivate": private, "style": style})
+    logger.info("job submitted", extra={"isPrivate": private, "style": style, "styles": len(names)})
     return message(ACCEPTED, {"jobId": job_id, "jobToken": token})
 
 

@@ -28,6 +28,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from .settings import settings
+from .storage import public_url
 
 FEED_INDEX = "Feed"
 FEED = "public"
@@ -68,6 +69,22 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def gallery_entry(item: dict[str, Any]) -> dict[str, Any]:
+    """A public painting as the Feed shows it (LIST_IMAGES, GET_IMAGE, the public
+    TRANSFER_STYLE_COMPLETED broadcast): {jobId, input, result, style, completedAt}, and a blend's
+    shares as `blend` [{style, weight}]."""
+    entry = {
+        "jobId": item["jobId"],
+        "input": public_url(item["inputKey"]),
+        "result": public_url(item.get("resultKey") or item["outputKey"]),
+        "style": item.get("style"),
+        "completedAt": item.get("completedAt"),
+    }
+    if item.get("blend"):
+        entry["blend"] = item["blend"]
+    return entry
 
 
 class Jobs:
