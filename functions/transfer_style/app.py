@@ -33,11 +33,11 @@ from styleservice.protocol import (
     error,
     message,
     printable,
-    sniff,
 )
 from styleservice.routes import connection_id, route
 from styleservice.settings import settings
 from styleservice.storage import object_start, s3_client
+from styleservice.uploads import read_upload
 
 logger = Logger()
 tracer = Tracer()
@@ -66,26 +66,9 @@ class Image(NamedTuple):
 
 def checked_upload(key: str, field: str, what: str) -> tuple[str, str]:
     """(content type, ETag) of an upload that exists and is an image the worker can decode."""
-    start = object_start(s3, key)
-    if start is None:
-        raise ProtocolError(
-            f"{field}: there is no upload at {key}; POST the file with the url and fields from REQUEST_UPLOAD "
-            "first (uploads expire after a day)"
-        )
-    if start.size > settings.max_upload_bytes:
-        raise ProtocolError(f"{field}: the upload is {start.size} bytes, over the limit of {settings.max_upload_bytes}")
-    content_type = sniff(start.data)
-    if content_type is None:
-        raise ProtocolError(f"{field}: the upload at {key} is not a JPEG, PNG or WebP file")
-    # the whole file, exactly the version whose start was read (the ETag), checked as the worker will
-    try:
-        whole = s3.get_object(Bucket=settings.images_bucket, Key=key, IfMatch=start.etag)["Body"].read()
-    except ClientError as failure:
-        if failure.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-            raise ProtocolError(f"{field}: the upload changed while it was checked; send the request again") from None
-        raise
-    check_image(whole, what)
-    return content_type, start.etag
+    upload = read_upload(s3, key, field)
+    check_image(upload.data, what)
+    return upload.content_type, upload.etag
 
 
 def resolve_image(value: str) -> Image:

@@ -91,7 +91,9 @@ def fail_interrupted_jobs(aws: LocalAws) -> int:
     return ended
 
 
-PREVIEW_FUNCTION = "PreviewFunction"
+# the functions with a network to load (and PREVIEW_STYLES the catalogue's style vectors to make),
+# started with the stack so that the first preview comes as fast as the others
+WARMED_FUNCTIONS = ("PreviewFunction", "PreviewStylesFunction")
 TRANSIENT_TABLES = ("WorkersTable",)  # the pool of workers: none survives a restart
 
 
@@ -122,7 +124,8 @@ class Stack:
         args = self.args
         moto = start_moto()
         self._stops.append(moto.stop)
-        slots = args.workers if args.workers is not None else max(1, len(visible_gpus(args.device)))
+        gpus = visible_gpus(args.device)
+        slots = args.workers if args.workers is not None else max(1, len(gpus))
         self.aws = aws = LocalAws(moto.endpoint)
         apply_parameters(aws, args, slots)  # before anything reads them (the state machine, the functions)
         aws.create()
@@ -140,14 +143,21 @@ class Stack:
         ).start_background()
         self._stops.append(self.gateway.stop_background)
         # the functions reach @connections and build public URLs through the gateway
+        # and GET_SERVICE says what this machine's workers paint on until one has measured it (the
+        # template says "cuda": in AWS they run on GPU instances)
         runtime.update_overrides(
-            {"WEBSOCKET_ENDPOINT": self.gateway.management_endpoint, "PUBLIC_BASE_URL": self.gateway.http_url}
+            {
+                "WEBSOCKET_ENDPOINT": self.gateway.management_endpoint,
+                "PUBLIC_BASE_URL": self.gateway.http_url,
+                "WORKER_DEVICE": "cuda" if gpus else "cpu",
+            }
         )
         # the state machine's preview step runs in the local runtime; its network loads now, in the
         # background, so that the first job's preview comes as fast as the others
         set_lambda_invoker(runtime.invoke_for_state_machine)
         self._stops.append(lambda: set_lambda_invoker(None))
-        threading.Thread(target=warm_quietly, args=(runtime, PREVIEW_FUNCTION), daemon=True).start()
+        for warmed in WARMED_FUNCTIONS:
+            threading.Thread(target=warm_quietly, args=(runtime, warmed), daemon=True).start()
         # EventBridge: the Batch runner's job events reach the scaler; its schedule starts after the
         # runner, since its first run may already start MinWarmWorkers
         events = LocalEvents(runtime, aws)

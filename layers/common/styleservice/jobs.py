@@ -196,6 +196,21 @@ class Jobs:
             raise
         return True
 
+    # what a public painting's permalink reads of its job: the Feed's attributes, nothing private
+    PUBLIC_ATTRIBUTES = ("jobId", "feed", "isPrivate", "inputKey", "outputKey", "resultKey", "style", "blend",
+                         "completedAt")  # fmt: skip
+
+    def public_item(self, job_id: str) -> dict[str, Any] | None:
+        """A Feed item (a public job that succeeded and was not taken back) by its id, else None."""
+        found = self.table.get_item(
+            Key={"jobId": job_id},
+            ProjectionExpression=", ".join(f"#{name}" for name in self.PUBLIC_ATTRIBUTES),
+            ExpressionAttributeNames={f"#{name}": name for name in self.PUBLIC_ATTRIBUTES},
+        ).get("Item")
+        if not found or found.get("feed") != FEED or found.get("isPrivate") is not False or "resultKey" not in found:
+            return None
+        return plain(found)
+
     def public_page(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """The newest public results first; `cursor` continues where the last page stopped."""
         query: dict[str, Any] = {
