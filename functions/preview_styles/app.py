@@ -15,6 +15,7 @@ like TRANSFER_STYLE, on counters of its own (styleservice.limits.preview_limits)
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 from typing import Any
 
@@ -64,7 +65,8 @@ def warm() -> None:
     try:
         preview.warm()
         for style in catalogue.styles(s3):
-            vector_of(style.key, style.etag)
+            with contextlib.suppress(preview.PreviewError):  # an unreadable picture: said per request
+                vector_of(style.key, style.etag)
     except Exception:
         logger.exception("the catalogue's style vectors were not made ahead")
 
@@ -86,20 +88,25 @@ def photo_of(value: str) -> bytes:
     raise ProtocolError(f"image must be {IMAGE_FORMS}")
 
 
-def styles_of(request: PreviewStyles) -> list[tuple[str, Any]]:
-    """(name as the answer names it, its vector) for every style asked for, in order; the
-    catalogue's order without a list. Refuses (ProtocolError) a name or key it cannot use."""
+def styles_of(request: PreviewStyles) -> tuple[list[tuple[str, Any]], list[str]]:
+    """(name as the answer names it, its vector) for every style asked for, in order (the
+    catalogue's order without a list), and the catalogue's styles whose picture the network
+    cannot read (skipped: the service's fault, not the client's). Refuses (ProtocolError) a name
+    or key that names nothing usable."""
     listed = catalogue.styles(s3)
-    if request.styles is None:
-        return [(style.name, vector_of(style.key, style.etag)) for style in listed[:MAX_PREVIEW_STYLES]]
     known = {style.name: style for style in listed}
-    found = []
-    for place, value in enumerate(request.styles):
+    asked = [style.name for style in listed[:MAX_PREVIEW_STYLES]] if request.styles is None else request.styles
+    found, skipped = [], []
+    for place, value in enumerate(asked):
         field = f"styles.{place}"
         if keys.STYLE_NAME.match(value):
             if value not in known:
                 raise ProtocolError(f"unknown style {printable(value)!r}: LIST_STYLES gives the catalogue")
-            found.append((value, vector_of(known[value].key, known[value].etag)))
+            try:
+                found.append((value, vector_of(known[value].key, known[value].etag)))
+            except preview.PreviewError:
+                logger.exception("a catalogue picture the preview network cannot read", extra={"style": value})
+                skipped.append(value)
         elif keys.is_upload_key(value):
             upload = read_upload(s3, value, field)
             try:
@@ -108,7 +115,7 @@ def styles_of(request: PreviewStyles) -> list[tuple[str, Any]]:
                 raise ProtocolError(f"{field}: {unusable}") from None
         else:
             raise ProtocolError(f"{field} must be {STYLE_FORMS}")
-    return found
+    return found, skipped
 
 
 def data_url(image: Any) -> str:
@@ -122,7 +129,9 @@ def paint_all(request: PreviewStyles, event: dict[str, Any]) -> dict[str, Any]:
         content = preview.photo(photo_data, PREVIEW_SIDE)
     except preview.PreviewError as unusable:
         raise ProtocolError(f"image: {unusable}") from None
-    styles = styles_of(request)
+    styles, skipped = styles_of(request)
+    if request.style_blend is not None and skipped:
+        raise ProtocolError(f"the preview cannot read the picture of {skipped[0]!r}; please try another style")
     source_ip = event["requestContext"].get("identity", {}).get("sourceIp", "")
     try:
         rate_limits.take_all(preview_limits(connection_id(event), source_ip))
@@ -130,11 +139,11 @@ def paint_all(request: PreviewStyles, event: dict[str, Any]) -> dict[str, Any]:
         logger.exception("the limits could not be checked")
         raise ProtocolError(BUSY) from None
     own = None
-    if preview.strength_for(request.strength) < 1.0:
+    if preview.strength_for(request.strength) < 1.0:  # the photo's own vector, kept for the next slider move
         digest = preview.digest(photo_data)
-        own = own_vectors.get(digest, str(content.size)) or own_vectors.put(
-            digest, str(content.size), preview.image_vector(content)
-        )
+        own = own_vectors.get(digest, str(content.size))
+        if own is None:
+            own = own_vectors.put(digest, str(content.size), preview.image_vector(content))
     tag = {"requestId": request.request_id} if request.request_id is not None else {}
     if request.style_blend is not None:  # one picture of the blend, named by its styles
         mixed = preview.blended([vector for _, vector in styles], request.style_blend)
@@ -156,7 +165,7 @@ def paint_all(request: PreviewStyles, event: dict[str, Any]) -> dict[str, Any]:
     seconds = round(time.perf_counter() - started, 3)
     metrics.add_metric(name="StylePreviewsSeconds", unit=MetricUnit.Seconds, value=seconds)
     logger.info("style previews made", extra={"count": sent, "seconds": seconds, "size": list(content.size)})
-    return message(STYLE_PREVIEWS_DONE, {**tag, "count": sent})
+    return message(STYLE_PREVIEWS_DONE, {**tag, "count": sent, "skipped": skipped})
 
 
 answer = route(PREVIEW_STYLES, PreviewStyles, paint_all)

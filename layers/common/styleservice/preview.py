@@ -92,11 +92,7 @@ def photo(data: bytes, size: int | None = None) -> Image.Image:
 
 def style_vector(data: bytes, what: str = "style image") -> np.ndarray:
     """A style image's vector (the network's 100 numbers for its style)."""
-    image = decoded(data, what, STYLE_SIDE)
-    if min(image.size) < NETWORK_MIN_SIDE:
-        raise PreviewError(
-            f"the {what} is {image.width}x{image.height}; the preview needs {NETWORK_MIN_SIDE} px a side"
-        )
+    image = decoded(data, what, STYLE_SIDE)  # any size: the network sees its centre at 256x256
     return image_vector(image)
 
 
