@@ -26,7 +26,7 @@ from .catalogue import seed_styles
 from .event_source import SqsEventSource
 from .events import LocalEvents
 from .gateway import IDLE_TIMEOUT_SECONDS, Gateway
-from .lambdas import LambdaRuntime
+from .lambdas import LambdaRuntime, RuntimeClosedError
 from .moto_fixes import set_lambda_invoker
 from .persistence import PeriodicSaver, restore, save
 
@@ -100,6 +100,8 @@ TRANSIENT_TABLES = ("WorkersTable",)  # the pool of workers: none survives a res
 def warm_quietly(runtime: LambdaRuntime, logical_id: str) -> None:
     try:
         runtime.warm([logical_id])
+    except RuntimeClosedError:  # the stack stopped before it was warm: nothing is wrong
+        pass
     except Exception:  # the first invocation starts it then, and reports what is wrong
         log.warning("could not start %s ahead of the first job", logical_id, exc_info=True)
 
