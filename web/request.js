@@ -152,14 +152,18 @@ $("own-style").addEventListener("change", async () => {
 
 /** The own style image, uploaded once (its preview and its job use the same key); null if the
  * upload cannot be made now. */
+let ownUploading = null;  // {file, promise}: one upload per image, however many ask for it at once
 async function ownUpload() {
   if (!ownStyle) return null;
-  if (!ownKey) {
+  if (ownKey) return ownKey;
+  if (ownUploading?.file !== ownStyle) {
     const file = ownStyle;
-    const key = await upload(client, await shrink(file, 1024));
-    if (file === ownStyle) ownKey = key;
+    const promise = shrink(file, 1024).then((blob) => upload(client, blob));
+    ownUploading = { file, promise };
+    promise.then((key) => { if (file === ownStyle) ownKey = key; },
+      () => { if (ownUploading?.promise === promise) ownUploading = null; });  // the next asks again
   }
-  return ownKey;
+  return ownUploading.promise;
 }
 
 $("strength").addEventListener("input", () => {
