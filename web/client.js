@@ -367,8 +367,15 @@ export function paintingName(style, blend, titleOf) {
   return blend.map(({ style: name, weight }) => `${titleOf(name)} ${Math.round(weight * 100)}%`).join(" · ");
 }
 
-/** A style name's words when no title is known: "custom" is the user's own style image. */
-export const ownOrTitle = (name) => (name === "custom" ? "your own style" : styleTitle(name));
+/** A style name's words when no title is known: "custom" is a user's own style image. */
+export const ownOrTitle = (name) => (name === "custom" ? "Own style" : styleTitle(name));
+
+/** What a painting is "repainted in", for alt texts: "the Waves style", "The Starry Night style",
+ * "a blend of The Scream 70% · Waves 30%", or for a user's own style image `own`. */
+export function repaintedIn(style, blend, titleOf, own = "its maker's own style image") {
+  if (blend) return `a blend of ${paintingName(style, blend, titleOf)}`;
+  return style === "custom" ? own : inStyle(titleOf(style));
+}
 
 /** "just now", "5 min ago", "3 h ago", or a date: when something happened, for people. */
 export function ago(ms, now = Date.now()) {

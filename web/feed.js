@@ -7,8 +7,8 @@
 // arrive (or if they never do) a style is named from its name ("starry-night": "Starry Night").
 
 import {
-  ServiceClient, ServiceError, ago, checkedImage, inStyle, isJobId, ownOrTitle, paintingName, paintingUrl, showConnection,
-  showUnavailable, websocketUrl,
+  ServiceClient, ServiceError, ago, checkedImage, isJobId, ownOrTitle, paintingName, paintingUrl, repaintedIn,
+  showConnection, showUnavailable, websocketUrl,
 } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -30,8 +30,8 @@ const titles = new Map();  // style name → its title from LIST_STYLES ("The St
 const titleOf = (name) => titles.get(name) ?? ownOrTitle(name);
 /** A painting's name: its title, or a blend's titles and shares. */
 const nameOf = (image) => paintingName(image.style, image.blend, titleOf);
-/** "in the Starry Night style", "in a blend of The Starry Night 70% · The Scream 30%" */
-const inWhat = (image) => (image.blend ? `a blend of ${nameOf(image)}` : inStyle(nameOf(image)));
+/** "the Starry Night style", "a blend of The Starry Night 70% · The Scream 30%" */
+const inWhat = (image) => repaintedIn(image.style, image.blend, titleOf);
 // What a Feed entry must be before the page uses it: client.js's checkedImage (a job id of 32 hex
 // digits, http(s) image URLs, a style name, a time a Date can hold, a blend's shares).
 const checked = checkedImage;

@@ -4,8 +4,8 @@
 // IMAGE_REMOVED push for it (its owner took it back) empties the page at once.
 
 import {
-  ServiceClient, ServiceError, ago, checkedImage, inStyle, isJobId, ownOrTitle, paintingName, paintingUrl, shareLink,
-  showConnection, showUnavailable, websocketUrl,
+  ServiceClient, ServiceError, ago, checkedImage, isJobId, ownOrTitle, paintingName, paintingUrl, repaintedIn,
+  shareLink, showConnection, showUnavailable, websocketUrl,
 } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -30,12 +30,12 @@ function show() {
   const name = paintingName(image.style, image.blend, titleOf);
   const painters = (image.blend ?? [{ style: image.style }]).map(({ style }) => styles.get(style)).filter(Boolean);
   const by = painters.map((s) => [s.artist, s.year].filter(Boolean).join(", ")).filter(Boolean).join(" and ");
-  $("painting-title").textContent = image.blend ? `A photo in a blend of ${name}` : `A photo in ${inStyle(name)}`;
+  $("painting-title").textContent = `A photo in ${repaintedIn(image.style, image.blend, titleOf)}`;
   $("by").textContent = [by && `After ${by}`, `made ${ago(image.completedAt)}`].filter(Boolean).join(" · ");
   document.title = `${name} · Repaint`;
   $("before").src = image.input;
   $("after").src = image.result;
-  $("after").alt = `The photo, repainted in ${image.blend ? `a blend of ${name}` : inStyle(name)}`;
+  $("after").alt = `The photo, repainted in ${repaintedIn(image.style, image.blend, titleOf)}`;
   $("after-caption").textContent = `After: ${name}`;
   $("download").href = image.result;
   $("download").download = `repainted-${image.style}-${image.jobId.slice(0, 8)}.jpg`;

@@ -529,28 +529,28 @@ function message(text, progress) {
   else $("progress").value = progress;
 }
 
+let shownProgress = { progress: 0 };  // the latest progress shown: the countdown redraws it
+
 function showProgress(progress, iteration, total) {
-  const percent = Math.round(progress * 100);
   if (iteration !== undefined) countdown?.progress(iteration);
-  const left = countdown?.left();
-  const time = left === null || left === undefined ? "" : ` · ${inWords(left)} left`;
-  message(progress > 0 ? `Painting… ${percent}%${total ? ` (step ${iteration} of ${total})` : ""}${time}`
-    : `Waiting for a painter…${time}`, progress > 0 ? progress : undefined);
-  $("progress-area").dataset.left = left === null || left === undefined ? "" : left.toFixed(1);
+  shownProgress = { progress, iteration, total };
+  drawProgress();
+}
+
+/** The progress bar and its words, with the time left as the countdown has it now. */
+function drawProgress() {
+  const { progress, iteration, total } = shownProgress;
+  const left = countdown?.left() ?? null;
+  const time = left === null ? "" : ` · ${inWords(left)} left`;
+  const step = total ? ` (step ${iteration} of ${total})` : "";
+  message(progress > 0 ? `Painting… ${Math.round(progress * 100)}%${step}${time}` : `Waiting for a painter…${time}`,
+    progress > 0 ? progress : undefined);
+  $("progress-area").dataset.left = left === null ? "" : left.toFixed(1);
 }
 
 setInterval(() => {  // the time left counts down between progress messages
-  if ($("job").dataset.state === "running" && countdown?.latest) {
-    const value = $("progress").getAttribute("value");
-    const progress = value === null ? 0 : Number(value);
-    const [, iteration, total] = /\(step (\d+) of (\d+)\)/.exec($("message").textContent) ?? [];
-    const left = countdown.left();
-    const time = ` · ${inWords(left)} left`;
-    $("message").textContent = progress > 0
-      ? `Painting… ${Math.round(progress * 100)}%${total ? ` (step ${iteration} of ${total})` : ""}${time}`
-      : `Waiting for a painter…${time}`;
-    $("progress-area").dataset.left = left.toFixed(1);
-  }
+  // (not while the connection is down: the page says so in the same place)
+  if ($("job").dataset.state === "running" && countdown?.latest && client?.status === "connected") drawProgress();
 }, 1000);
 
 $("before").addEventListener("load", () => {  // the painting's placeholder takes the photo's shape
@@ -589,7 +589,8 @@ function finish(url, entry = mine.find(job?.jobId)) {
   view("done");
   message("Done!", 1);
   const name = entry ? entry.style : "";
-  $("after").alt = name ? `Your photo, repainted in ${entry.blend ? `a blend of ${name}` : inStyle(name)}` : "Your photo, repainted";
+  const what = entry?.blend ? `a blend of ${name}` : entry?.styleName ? inStyle(name) : "your own style image";
+  $("after").alt = name ? `Your photo, repainted in ${what}` : "Your photo, repainted";
   $("after-caption").textContent = name ? `After: ${name}` : "After";
   $("after").onload = () => {
     $("after").hidden = false;
@@ -709,7 +710,7 @@ $("request").addEventListener("submit", async (event) => {
     jobGeneration = client.generation;
     const styleName = names[0] === "own" ? null : names[0];
     const blend = second ? names.map((name, n) => ({ style: name === "own" ? "custom" : name, weight: options.styleBlend[n] })) : null;
-    const described = paintingName(names[0] === "own" ? "custom" : names[0], blend, titleOf);
+    const described = paintingName(names[0] === "own" ? "custom" : names[0], blend, titleOf).replace(/^Own style$/, "Your own style");
     const [width, height] = photoSize ?? ASSUMED;
     remember({ ...accepted, style: described, styleName, blend, isPrivate, before, offer: chosenOffer, size: [width, height] });
     mine.keep({ jobId: accepted.jobId, jobToken: accepted.jobToken, style: described, styleName, blend, isPrivate,

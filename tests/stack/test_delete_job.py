@@ -182,3 +182,31 @@ def test_refused_with_a_clear_message(stack: Stack, function: str, name: str, te
     stored = stack.job(status="SUCCEEDED")
     assert refusal(stack.aws.invoke(function, f"{name}.json")) == text
     assert set(stored) <= set(stack.stored())
+
+
+def test_the_new_functions_may_do_only_what_they_need():
+    from .test_template import resources, s3_grants
+
+    functions = resources("AWS::Serverless::Function")
+    statements = {name: functions[name]["Policies"][0]["Statement"] for name in
+                  ("DeleteJobFunction", "GetImageFunction", "PreviewStylesFunction", "GetServiceFunction")}  # fmt: skip
+    # DELETE_JOB deletes a job's own images, never the catalogue or an upload, and reads no image
+    deletes = s3_grants(statements["DeleteJobFunction"])
+    assert {action for action, _ in deletes} == {"s3:DeleteObject"}
+    assert {resource for _, resource in deletes} == {
+        f"{area}/{what}/*" for area in ("public", "private") for what in ("input", "style", "preview", "output")
+    }
+    [stop] = [s for s in statements["DeleteJobFunction"] if s["Action"] == ["states:StopExecution"]]
+    assert ":execution:${TransferStateMachine.Name}:*" in stop["Resource"]["Fn::Sub"]  # this stack's jobs only
+    # GET_IMAGE reads only the attributes a Feed entry shows: never a token's hash or a connection
+    [read] = statements["GetImageFunction"]
+    attributes = read["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+    assert {"tokenHash", "connectionId", "executionArn"}.isdisjoint(attributes)
+    assert read["Action"] == ["dynamodb:GetItem"]
+    # PREVIEW_STYLES stores nothing; GET_SERVICE reads the pool's table only
+    s3_actions = {
+        action for s in statements["PreviewStylesFunction"] for action in s["Action"] if action.startswith("s3:")
+    }
+    assert s3_actions == {"s3:GetObject", "s3:ListBucket"}
+    assert [s["Resource"] for s in statements["GetServiceFunction"]] == [{"Fn::GetAtt": ["WorkersTable", "Arn"]}]
+    assert functions["GetServiceFunction"]["Environment"]["Variables"]["WORKER_DEVICE"] == "cuda"

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             desktop = browser.new_context(viewport=DESKTOP)
             page = desktop.new_page()
             page.goto(f"{stack.url}/index.html{query}")
-            expect(page.locator(".style[data-name]").first).to_be_visible()
+            expect(page.locator(".style[data-name]").first).to_be_visible(timeout=60_000)  # the stack just started
             for name, photo, style, blend, strength, colors in JOBS:
                 started = time.monotonic()
                 repaint(page, name, jpeg(photo()), style, blend, strength, colors)
