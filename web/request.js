@@ -940,6 +940,8 @@ client.addEventListener("status", async () => {
   if (client.status !== "connected") return;
   // a new connection gets no pushes for a job sent on an earlier one: ask for it
   if (job) checkJob();
+  // previews asked for on a connection that was lost never came: ask again
+  if (loaded && photo && document.querySelector(".style[data-name]:not([data-preview])")) previewAll();
   if (!loaded) {
     loaded = true;
     const [styles] = await Promise.all([loadStyles(), loadService()]);
