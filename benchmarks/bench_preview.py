@@ -15,7 +15,7 @@
      own final loss (the quality the preset promises today). For the preview start its preview's
      seconds are added; "-" when it never gets there.
 
-Figures go to docs/benchmarks.md ("The instant preview"). Not a test: a timing depends on the
+Figures go to docs/performance.md. Not a test: a timing depends on the
 machine and on what else runs.
 """
 

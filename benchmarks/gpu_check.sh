@@ -1,31 +1,35 @@
 #!/usr/bin/env bash
 # The whole GPU check in one command, within 8 minutes on an H100 (each part has a limit, 560 s in all): the GPU tests, the engine
-# benchmark, the whole-job benchmark and the quality trade-off study, then one summary table.
+# benchmark, the warm worker's benchmark and the quality trade-off study, then one summary table.
 # It runs on a lent GPU machine, where the project is not installed and nothing can be downloaded.
 #
-#     bash benchmarks/gpu_check.sh [all | PART...]      (PART: tests, bench, job, tradeoffs; default all)
+#     bash benchmarks/gpu_check.sh [all | PART...]      (PART: tests, bench, worker, tradeoffs; default all)
 #
 # - installs the wheels in .whl/ (`make gpu-wheels`, carried to the machine) into /tmp/site, and
 #   puts agent/, local/, layers/common/ and /tmp/site on PYTHONPATH;
 # - prints the GPU (nvidia-smi -L), torch's version and its CUDA's;
-# - tests: pytest tests/agent/test_gpu.py (the CPU tests run in CI);
-#   bench: agent/benchmarks/bench_engine.py (512 px, every variant, time to quality, 2048 px);
-#   job: benchmarks/bench_job.py (--preset standard --size 512 --repeat 3 --variant late_cuda
-#   --variant ahead: three fresh workers as they are, in turn with three that leave CUDA's start
-#   until after the import and three that make each scale ready while the one before runs);
-#   tradeoffs: agent/benchmarks/tradeoffs.py on the GPU (the L-BFGS history and the bf16 style
-#   gradient, 3 pairs at 512 px)
+# - tests (at most 150 s): pytest tests/agent/test_gpu.py (the CPU tests run in CI);
+#   bench (at most 220 s): agent/benchmarks/bench_engine.py (512 px, every variant: the engine's
+#   standard preset against the plain reference, time to quality, 2048 px);
+#   worker (at most 130 s): benchmarks/bench_worker.py (--preset standard --sizes 512 1024 2048
+#   --repeat 3 --mixed 30: one warm `python -m stylize_worker` against moto, its start, then three
+#   standard jobs at each size, the first cold at its size and two warm, received to answered
+#   against the targets of 2.0 s at 512 px and 6 s at 1024 px, then 30 mixed jobs for its memory;
+#   30 rather than 50, so that the part keeps within its limit, 2048 px jobs included);
+#   tradeoffs (at most 60 s): agent/benchmarks/tradeoffs.py on the GPU (the L-BFGS history and the
+#   bf16 style gradient, 3 pairs at 512 px)
 #   and, with `all`, on the machine's spare CPU cores at the same time as the other parts
 #   (fp32, 128 px, 3 pairs, with emulated TF32 Grams too), pinned away from the GPU parts' cores;
 # - with $OUT set, writes each part's output to $OUT/<part>.txt (8 files in all), the benchmarks'
-#   figures to $OUT/engine.json and $OUT/job.json, and the machine and the summary table to
-#   $OUT/summary.md; a failing part does
-#   not stop the next; the exit status is 1 if any failed. Each part has a time limit.
+#   figures to $OUT/engine.json and $OUT/worker.json (written after every job: a part stopped by
+#   its limit keeps what it measured), and the machine and the summary table to $OUT/summary.md;
+#   a failing part does not stop the next; the exit status is 1 if any failed. Each part has a
+#   time limit.
 #
 # Environment: PYTHON (default python3), GPU_WHEELS_DIR (default .whl; empty: no wheels),
 # GPU_SITE (default /tmp/site), and to change the runs: PYTEST_ARGS, BENCH_ENGINE_ARGS,
-# BENCH_JOB_ARGS, TRADEOFFS_ARGS, CPU_TRADEOFFS_ARGS (e.g. BENCH_JOB_ARGS="--preset preview
-# --size 64" for a quick try on a CPU: `make gpu-session`).
+# BENCH_WORKER_ARGS, TRADEOFFS_ARGS, CPU_TRADEOFFS_ARGS (e.g. BENCH_WORKER_ARGS="--preset preview
+# --sizes 64 --repeat 2 --mixed 3 --mixed-sizes 64" for a quick try on a CPU: `make gpu-session`).
 
 set -euo pipefail
 
@@ -35,9 +39,9 @@ ROOT=$PWD
 parts=("${@:-all}")
 for part in "${parts[@]}"; do
     case $part in
-        all | tests | bench | job | tradeoffs) ;;
+        all | tests | bench | worker | tradeoffs) ;;
         *)
-            echo "usage: bash benchmarks/gpu_check.sh [all | PART...]  (PART: tests, bench, job, tradeoffs)" >&2
+            echo "usage: bash benchmarks/gpu_check.sh [all | PART...]  (PART: tests, bench, worker, tradeoffs)" >&2
             exit 2
             ;;
     esac
@@ -51,7 +55,7 @@ RESULTS=${OUT:-$(mktemp -d)}
 mkdir -p "$RESULTS"
 read -ra pytest_args <<<"${PYTEST_ARGS:-}"
 read -ra engine_args <<<"${BENCH_ENGINE_ARGS:-}"
-read -ra job_args <<<"${BENCH_JOB_ARGS:---preset standard --size 512 --repeat 3 --variant late_cuda --variant ahead}"
+read -ra worker_args <<<"${BENCH_WORKER_ARGS:---preset standard --sizes 512 1024 2048 --repeat 3 --mixed 30}"
 read -ra tradeoffs_args <<<"${TRADEOFFS_ARGS:---device cuda --size 512 --iterations 200 --pairs 3 --variants history50 history20 history10 bf16_style_gradient}"
 read -ra cpu_tradeoffs_args <<<"${CPU_TRADEOFFS_ARGS:---device cpu --size 128 --iterations 120 --pairs 3 --variants history50 history20 history10 tf32_grams history20_tf32_grams}"
 
@@ -119,8 +123,8 @@ run_bench() {
     limited "$PYTHON" agent/benchmarks/bench_engine.py --json "$RESULTS/engine.json" "${engine_args[@]}"
 }
 
-run_job() {
-    limited "$PYTHON" benchmarks/bench_job.py --json "$RESULTS/job.json" "${job_args[@]}"
+run_worker() {
+    limited "$PYTHON" benchmarks/bench_worker.py --json "$RESULTS/worker.json" "${worker_args[@]}"
 }
 
 run_tradeoffs() {
@@ -138,7 +142,7 @@ if [[ " ${parts[*]} " == *" all "* && ${#cpu_cores[@]} -gt 0 ]]; then
 fi
 
 status=0
-for entry in tests:150 bench:220 job:130 tradeoffs:60; do
+for entry in tests:150 bench:220 worker:130 tradeoffs:60; do
     name=${entry%%:*} LIMIT=${entry##*:}
     if wanted "$name"; then
         echo "== $name (at most $LIMIT s)"

@@ -1,7 +1,7 @@
 """One table from a GPU check's outputs (benchmarks/gpu_check.sh): the figures the engine's goals
 are about, each beside its target.
 
-    python benchmarks/gpu_summary.py DIR      (DIR holds tests.txt, engine.json, job.json)
+    python benchmarks/gpu_summary.py DIR      (DIR holds tests.txt, engine.json, worker.json)
 
 A missing or broken part is a row that says so, not a crash: the summary is the last thing a
 check prints, and it must come out even when a part failed.
@@ -11,17 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
-
-# bench_job's --variant names, as the table words them (kept here: the summary imports nothing of the benchmarks)
-VARIANTS = {
-    "defaults": "the defaults",
-    "late_cuda": "CUDA started by PyTorch after its import (late_cuda)",
-    "ahead": "each scale made ready while the one before runs (ahead)",
-}
 
 # bench_engine's preset rows of the defaults with something changed: its label -> the table's words
 PRESET_VARIANTS = (("defaults, history products as one GEMM", "the L-BFGS history products as one GEMM"),)
@@ -120,76 +112,75 @@ def engine_rows(engine: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     return out
 
 
-def job_rows(job: dict[str, Any] | None) -> list[tuple[str, str, str]]:
-    if not job or not (job.get("runs") or any((job.get("variants") or {}).values())):
-        return [("whole job", "not run or failed (see job.txt)", "")]
-    runs = job["runs"]
-    totals = [run["total"] for run in runs]
-    title = f"whole job ({job.get('job', '')}), from process start"
-    if runs:
-        out = [
-            (
-                title,
-                f"median {statistics.median(totals):.2f} s (runs: {', '.join(f'{t:.2f}' for t in totals)})",
-                "< 6 s",
-            )
-        ]
-        out += _phase_rows(runs)
-    else:  # the defaults failed; a variant's runs may still say something
-        out = [(title, "failed (see job.txt)", "< 6 s")]
-    for name, variant_runs in (job.get("variants") or {}).items():  # bench_job --variant, run alternately
-        if variant_runs:
-            total = statistics.median(run["total"] for run in variant_runs)
-            model = statistics.median(run["phases"]["model"] for run in variant_runs)
-            change = f" ({total - statistics.median(totals):+.2f} s)" if totals else ""
-            optimisation = [run["phases"]["optimisation"] for run in variant_runs if "optimisation" in run["phases"]]
-            also = f", optimisation {statistics.median(optimisation):.2f} s" if optimisation else ""
-            out.append(
-                (
-                    f"  the same with {VARIANTS.get(name, name)}",
-                    f"median {total:.2f} s{change}, model {model:.2f} s{also}",
-                    "",
-                )
-            )
-    for name, reason in (job.get("failed") or {}).items():  # bench_job stops an arm at its first failure
-        out.append((f"  {VARIANTS.get(name, name)}: failed", reason, ""))
+def worker_rows(worker: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """bench_worker's figures: the worker's start, per size the warm jobs (received to answered)
+    beside their targets, and the memory across the mixed jobs."""
+    if not worker or not worker.get("ready"):
+        failed = "; ".join((worker or {}).get("failed") or []) or "see worker.txt"
+        return [("warm worker", f"not run or failed ({failed})", "")]
+    ready = worker["ready"]
+    phases = ", ".join(f"{name} {seconds:.2f}" for name, seconds in ready["phases"].items())
+    out = [(f"worker start on {ready.get('device')}, process start to ready", f"{ready['total']:.2f} s: {phases}", "")]
+    targets = worker.get("targets") or {}
+    for size, figures in (worker.get("sizes") or {}).items():
+        label = f"warm {worker.get('preset')} job at {size} px, received to answered"
+        target = targets.get(size)
+        goal = f"<= {target['target']:.1f} s" if target else ""
+        out.append((label, _warm(figures, target), goal))
+        if figures.get("warmScales"):
+            out.append(("  scale by scale: setup + pace (warm medians)", _scales(figures["warmScales"]), ""))
+    out += _memory_rows((worker.get("mixed") or {}).get("memory"))
+    if worker.get("failed"):
+        out.append(("  worker benchmark: failed", "; ".join(worker["failed"]), ""))
     return out
 
 
-def _phase_rows(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """The phases' medians, the optimisation scale by scale, the threads and CUDA's start."""
-    out = []
-    for phase in runs[0]["phases"]:
-        out.append((f"  {phase}", f"median {statistics.median(run['phases'][phase] for run in runs):.2f} s", ""))
-    if all(run.get("scales") for run in runs):  # medians, scale by scale: a fresh process's per size
-        medians = []
-        for index, scale in enumerate(runs[0]["scales"]):
-            paces = [run["scales"][index]["msPerIteration"] for run in runs]
-            medians.append(
-                {
-                    "size": scale["size"],
-                    "setup": statistics.median(run["scales"][index]["setup"] for run in runs),
-                    # no pace where a run had none (one iteration a scale), as bench_job prints it
-                    "msPerIteration": None if None in paces else statistics.median(paces),
-                }
+def _warm(figures: dict[str, Any], target: dict[str, Any] | None) -> str:
+    first = figures.get("first")
+    cold = f"first at this size {first['seconds']:.2f} s" if first else "no job succeeded"
+    if figures.get("warmSeconds") is None:
+        return f"no warm job; {cold}"
+    optimisation = (figures.get("warmPhases") or {}).get("optimisation")
+    parts = [f"median of {figures['warmCount']}", cold]
+    parts.append(", ".join(
+        [*([f"optimisation {optimisation:.2f} s"] if optimisation is not None else []),
+         f"outside the phases {figures['warmOutside']:.2f} s",
+         *([f"GPU peak {figures['gpuPeakMiB']:.0f} MiB"] if figures.get("gpuPeakMiB") is not None else [])]
+    ))  # fmt: skip
+    status = f": {target['status']}" if target else ""
+    return f"{figures['warmSeconds']:.2f} s{status} ({'; '.join(parts)})"
+
+
+def _memory_rows(memory: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    if not memory:
+        return [("memory across mixed jobs", "not measured", "")]
+    resident = memory["residentMiB"]
+    out = [
+        (
+            f"resident memory across {memory['jobs']} mixed jobs",
+            f"first {resident['first']:.0f} MiB, after {resident['settledAfter']} {resident['settled']:.0f}, "
+            f"max {resident['max']:.0f}, last {resident['last']:.0f}: {resident['growth']:+.0f} MiB "
+            f"after the first {resident['settledAfter']}",
+            "no growth",
+        )
+    ]
+    if peak := memory.get("gpuPeakMiB"):
+        same = peak.get("sameJobLargestChange")
+        early_late = "" if same is None else f"; the same job early and late {same:+.0f} MiB"
+        out.append(
+            (
+                "  GPU peak per mixed job",
+                f"first {peak['first']:.0f} MiB, max {peak['max']:.0f}, last {peak['last']:.0f}{early_late}",
+                "",
             )
-        out.append(("  optimisation scale by scale: setup + pace (medians)", _scales(medians), ""))
-    for name in runs[0].get("background", {}):
-        values = [run["background"].get(name) for run in runs]
-        # None: the thread was still at work when the worker wrote its line
-        seconds = "still running" if None in values else f"median {statistics.median(values):.2f} s"
-        out.append((f"  beside them: {name} (a thread)", seconds, ""))
-    if outcomes := sorted({run["cudaStart"] for run in runs if "cudaStart" in run}):
-        out.append(("  CUDA's start beside the import", ", ".join(outcomes), ""))
-    if said := [run["preparedAhead"] for run in runs if "preparedAhead" in run]:
-        out.append(("  each scale made ready while the one before ran", f"{sum(said)} of {len(said)} runs", ""))
+        )
     return out
 
 
 def summary(directory: Path) -> str:
     rows = [("GPU tests (tests/agent/test_gpu.py)", _tests(directory), "all pass")]
     rows += engine_rows(_load(directory / "engine.json"))
-    rows += job_rows(_load(directory / "job.json"))
+    rows += worker_rows(_load(directory / "worker.json"))
     lines = ["| figure | measured | target |", "| --- | --- | --- |"]
     lines += [f"| {label} | {value} | {target} |" for label, value, target in rows]
     return "\n".join(lines)

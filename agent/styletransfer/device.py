@@ -113,7 +113,7 @@ def plan_for(
     history_chunk: int | None = None,
 ) -> Plan:
     """Every choice for `device`, "auto" and None settled as measured best there
-    (docs/benchmarks.md, "The GPU fast path"; docs/engine.md, "How it runs"):
+    (docs/performance.md; docs/history/benchmarks-2026-11.md, "The GPU fast path"; docs/engine.md, "How it runs"):
 
     - precision: bf16 on CUDA (fastest per iteration at the same quality) and on a CPU that
       computes it natively (AVX512-BF16 or AMX); elsewhere a CPU emulates bf16, slower than fp32;

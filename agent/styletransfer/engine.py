@@ -99,11 +99,9 @@ def feature_model(
 
 def load_model(options: Options, plan: Plan | None = None) -> torch.device:
     """Build (or find) the network that `run` will use with these options and plan (None: the
-    device's defaults, `resolve_plan()`), ahead of the run: a worker does it while its AWS clients
-    and images are on their way. Returns its device.
-
-    (Also running a tiny image through the whole path here, to load cuDNN's and cuBLAS's kernels
-    early, was measured on an H100 and cost more than it saved: docs/benchmarks.md, "The whole job".)"""
+    device's defaults, `resolve_plan()`), ahead of the run: a worker does it once, as it starts.
+    Returns its device. (Loading the kernels early is the worker's business, which warms them for
+    the sizes it expects: agent/stylize_worker/serve.py, warm_up.)"""
     plan = plan or resolve_plan()
     _network(options, plan)
     return plan.device

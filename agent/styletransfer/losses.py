@@ -31,7 +31,7 @@ import torch
 # straight from the features: no fp32 copy of them kept for the backward pass and no cast after
 # it, but (dG + dGᵀ) rounded to bf16. Off: that product in fp32 (TF32 on a GPU), then cast.
 # Measured on this project's CPU (native bf16; agent/benchmarks/tradeoffs.py): no worse on average,
-# within L-BFGS's own spread, and faster (docs/benchmarks.md, "Quality trade-offs").
+# within L-BFGS's own spread, and faster (docs/history/benchmarks-2026-11.md, "Quality trade-offs").
 LOW_PRECISION_STYLE_GRADIENT = True
 
 CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)

@@ -22,7 +22,7 @@ CAPTURES = ("auto", "none", "compile", "cuda_graph")  # how an iteration is laun
 MAX_HISTORY = 1000
 # L-BFGS pairs kept. neural-style kept 100; 20 measured faster on an H100 (the history products
 # read every pair each iteration) at a final loss within the runs' own spread
-# (docs/benchmarks.md, "Quality trade-offs").
+# (docs/history/benchmarks-2026-11.md, "Quality trade-offs").
 HISTORY = 20
 
 

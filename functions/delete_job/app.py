@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from stylejob import keys
 from styleservice.connections import Connections
-from styleservice.gateway import Gateway, broadcast
+from styleservice.connections_api import ConnectionsApi, broadcast
 from styleservice.jobs import DELETED, RUNNING, SUBMITTED, Jobs
 from styleservice.protocol import DELETE_JOB, IMAGE_REMOVED, JOB_DELETED, DeleteJob, ProtocolError, message
 from styleservice.routes import route
@@ -98,7 +98,7 @@ def remove(request: DeleteJob, event: dict[str, Any]) -> dict[str, Any]:
     if before.get("isPrivate") is False and before.get("status") != DELETED:
         # an open Feed takes the picture away; best effort: the job is gone whatever a post does
         try:
-            reached = broadcast(Gateway(), Connections(), message(IMAGE_REMOVED, {"jobId": request.job_id}))
+            reached = broadcast(ConnectionsApi(), Connections(), message(IMAGE_REMOVED, {"jobId": request.job_id}))
         except Exception:
             logger.exception("IMAGE_REMOVED not broadcast")
     metrics.add_metric(name="JobsDeleted", unit=MetricUnit.Count, value=1)

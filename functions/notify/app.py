@@ -38,8 +38,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 from pydantic import ValidationError
 from stylejob.messages import RESULTS_MESSAGE, CompletedMessage, FailedMessage, ProgressMessage
 from styleservice.connections import Connections
+from styleservice.connections_api import ConnectionsApi
 from styleservice.deliveries import Deliveries
-from styleservice.gateway import Gateway
 from styleservice.jobs import DELETED, FAILED, Jobs, gallery_entry
 from styleservice.protocol import COMPLETED, PROGRESS, for_job, message
 from styleservice.protocol import FAILED as FAILED_EVENT
@@ -75,9 +75,9 @@ def connections() -> Connections:
 
 
 @functools.cache
-def gateway(endpoint: str) -> Gateway:
+def connections_api(endpoint: str) -> ConnectionsApi:
     # Keyed by endpoint: the client is made once per container, for the API the template names.
-    return Gateway(endpoint)
+    return ConnectionsApi(endpoint)
 
 
 @functools.cache
@@ -107,7 +107,7 @@ def post_once(connection_id: str, payload: dict[str, Any], job_id: str, retry: b
 
 def post(connection_id: str, payload: dict[str, Any]) -> bool:
     """Post to one connection; a gone one (410) is forgotten, so later broadcasts skip it."""
-    if gateway(settings.websocket_endpoint).send(connection_id, payload):
+    if connections_api(settings.websocket_endpoint).send(connection_id, payload):
         return True
     logger.info("connection gone", extra={"connectionId": connection_id})
     connections().remove(connection_id)

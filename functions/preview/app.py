@@ -21,7 +21,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from stylejob import keys
 from styleservice import preview
-from styleservice.gateway import Gateway
+from styleservice.connections_api import ConnectionsApi
 from styleservice.jobs import DELETED, Jobs
 from styleservice.protocol import PREVIEW, for_job, message
 from styleservice.settings import settings
@@ -90,7 +90,7 @@ def make(job_id: str) -> dict[str, Any]:
         logger.info("the job ended before its preview was ready", extra={"jobId": job_id})
         return {"previewKey": key, "pushed": False}
     url = job_image_url(s3, key, private)
-    pushed = Gateway().send(job["connectionId"], message(for_job(PREVIEW, job_id), {"preview": url}))
+    pushed = ConnectionsApi().send(job["connectionId"], message(for_job(PREVIEW, job_id), {"preview": url}))
     seconds = round(time.perf_counter() - started, 3)
     metrics.add_metric(name="PreviewSeconds", unit=MetricUnit.Seconds, value=seconds)
     logger.info("preview made", extra={"jobId": job_id, "seconds": seconds, "size": list(image.size)})

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from stylejob import keys
 from styleservice import catalogue, preview
-from styleservice.gateway import Gateway
+from styleservice.connections_api import ConnectionsApi
 from styleservice.limits import RateLimits, preview_limits
 from styleservice.protocol import (
     MAX_PREVIEW_STYLES,
@@ -148,12 +148,12 @@ def paint_all(request: PreviewStyles, event: dict[str, Any]) -> dict[str, Any]:
     if request.style_blend is not None:  # one picture of the blend, named by its styles
         mixed = preview.blended([vector for _, vector in styles], request.style_blend)
         styles = [([name for name, _ in styles], mixed)]
-    gateway, sent = Gateway(), 0
+    api, sent = ConnectionsApi(), 0
     for name, vector in styles:
         painted = preview.paint(
             content, vector, strength=request.strength, preserve_colors=request.preserve_colors, own=own
         )
-        if not gateway.send(
+        if not api.send(
             connection_id(event), message(STYLE_PREVIEW, {**tag, "style": name, "preview": data_url(painted)})
         ):
             break  # the requester left: paint nothing more for nobody

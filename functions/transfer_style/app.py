@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import boto3
@@ -20,9 +21,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from stylejob import keys
 from stylejob.job import Job
-from styleservice.images import check_image
+from styleservice.image_check import check_image
 from styleservice.jobs import Jobs, new_token
-from styleservice.limits import RateLimits, address_limits, check_not_busy, connection_limit
+from styleservice.limits import Admissions, RateLimits, address_limits, connection_limit
 from styleservice.protocol import (
     ACCEPTED,
     ERROR,
@@ -46,6 +47,7 @@ s3 = s3_client()
 states = boto3.client("stepfunctions")
 jobs = Jobs()
 rate_limits = RateLimits()
+admissions = Admissions()
 
 CUSTOM_STYLE = "custom"  # the job's `style` when the style image is the client's own upload
 IMAGE_FORMS = "a base64 data URL (data:image/jpeg;base64,...) or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
@@ -83,7 +85,10 @@ def resolve_image(value: str) -> Image:
     raise ProtocolError(f"image must be {IMAGE_FORMS}")
 
 
-def resolve_style(value: str, field: str = "style", what: str = STYLE) -> tuple[str, str, Image | None]:
+Resolved = tuple[str, str, Image | None]  # (style for the job item, key of the style image, the upload to copy)
+
+
+def resolve_style(value: str, field: str = "style", what: str = STYLE) -> Resolved:
     """(style for the job item, key of the style image, the upload to copy for the job or None)."""
     if keys.STYLE_NAME.match(value):
         key = keys.style_key(value)
@@ -126,18 +131,39 @@ def store(image: Image, key: str, field: str = "image") -> None:
         raise
 
 
-def check_limits(event: dict[str, Any]) -> None:
-    """Refuses (ProtocolError) a job the service must not start now: too many in flight, or too
-    many lately from this connection or this address. The cheap, uncounted check comes first, so
-    that a busy service takes nothing off anyone's allowance; and a job one limit (or a failure)
-    refuses gives back what the others took, so no refusal spends any allowance."""
+def check_limits(event: dict[str, Any], job_id: str) -> Callable[[], None]:
+    """Admits the job (a place among MaxActiveJobs in flight, taken atomically) or refuses it
+    (ProtocolError): too many in flight, or too many lately from this connection or this address.
+    Admission comes first, so that a busy service takes nothing off anyone's allowance; a job one
+    limit (or a failure) refuses gives back its place and what the other limits took, so no
+    refusal spends any allowance. Returns what gives all of it back, for a job that then fails to
+    start."""
     source_ip = event["requestContext"].get("identity", {}).get("sourceIp", "")
     try:
-        check_not_busy(states, settings.state_machine_arn, settings.max_active_jobs)
-        rate_limits.take_all([(connection_limit(), f"connection#{connection_id(event)}"), *address_limits(source_ip)])
+        admissions.admit(job_id, settings.max_active_jobs)
     except (ClientError, BotoCoreError):  # no count, no job: a limit must hold when it cannot be read
+        logger.exception("the job could not be admitted")
+        raise ProtocolError(f"{START_FAILED}; please try again") from None
+    counts, now = [(connection_limit(), f"connection#{connection_id(event)}"), *address_limits(source_ip)], time.time()
+    try:
+        rate_limits.take_all(counts, now)
+    except (ProtocolError, ClientError, BotoCoreError) as refused:
+        give_back(job_id)
+        if isinstance(refused, ProtocolError):
+            raise
         logger.exception("the limits could not be checked")
         raise ProtocolError(f"{START_FAILED}; please try again") from None
+    return lambda: give_back(job_id, counts, now)
+
+
+def give_back(job_id: str, counts: list[tuple[Any, str]] | None = None, now: float = 0.0) -> None:
+    """The job's place, and the counts it took (the same `now`: the same windows), back."""
+    try:
+        admissions.release(job_id)
+        for limit, subject in counts or []:
+            rate_limits.give_back(limit, subject, now)
+    except (ClientError, BotoCoreError):  # at worst one place or count fewer, until it expires
+        logger.exception("a job's place or counts could not be given back")
 
 
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
@@ -149,14 +175,28 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
         )
         for place, value in enumerate(request.styles)
     ]
+    job_id = keys.new_job_id()
     try:
-        check_limits(event)
+        undo = check_limits(event, job_id)
     except ProtocolError:
         # a rising count says the limits bite: a busy service, or a client hammering it
         metrics.add_metric(name="TransferLimited", unit=MetricUnit.Count, value=1)
         raise
+    try:
+        answer = start(request, event, job_id, image, resolved)
+    except BaseException:
+        undo()  # nothing was started: the place and the counts are free again
+        raise
+    if answer["event"] == ERROR:
+        undo()
+    return answer
 
-    job_id, private = keys.new_job_id(), request.is_private
+
+def start(
+    request: TransferStyle, event: dict[str, Any], job_id: str, image: Image, resolved: list[Resolved]
+) -> dict[str, Any]:
+    """Stores the job's images, records it and starts its execution (its place is taken)."""
+    private, blend = request.is_private, len(resolved) > 1
     style_keys = [
         key if own is None else keys.own_style_key(job_id, private, keys.EXTENSIONS[own.content_type], place)
         for place, (_, key, own) in enumerate(resolved)

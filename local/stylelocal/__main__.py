@@ -24,7 +24,7 @@ from .aws import LocalAws, start_moto
 from .batch import LocalBatch, visible_gpus
 from .catalogue import seed_styles
 from .event_source import SqsEventSource
-from .events import LocalEvents
+from .events import ExecutionWatcher, LocalEvents
 from .gateway import IDLE_TIMEOUT_SECONDS, Gateway
 from .lambdas import LambdaRuntime, RuntimeClosedError
 from .moto_fixes import set_lambda_invoker
@@ -94,7 +94,9 @@ def fail_interrupted_jobs(aws: LocalAws) -> int:
 # the functions with a network to load (and PREVIEW_STYLES the catalogue's style vectors to make),
 # started with the stack so that the first preview comes as fast as the others
 WARMED_FUNCTIONS = ("PreviewFunction", "PreviewStylesFunction")
-TRANSIENT_TABLES = ("WorkersTable",)  # the pool of workers: none survives a restart
+# Not kept across restarts: no worker survives one (the pool's table), nor any execution, so the
+# jobs in flight and their places (the rate limits table, with its short-lived counters) start over.
+TRANSIENT_TABLES = ("WorkersTable", "RateLimitsTable")
 
 
 def warm_quietly(runtime: LambdaRuntime, logical_id: str) -> None:
@@ -167,6 +169,8 @@ class Stack:
         self._stops.append(batch.stop)
         events.start()
         self._stops.append(events.stop)
+        watcher = ExecutionWatcher(aws, events).start()  # jobs' ends: their places in flight given back
+        self._stops.append(watcher.stop)
         results = SqsEventSource(runtime, aws).start()
         self._stops.append(results.stop)
         if args.data:

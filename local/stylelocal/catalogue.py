@@ -21,12 +21,13 @@ from types import ModuleType
 from typing import Any
 
 from PIL import Image
+from stylejob import keys
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "catalogue"  # the same files the deployment uploads
 SAMPLES = ROOT / "agent" / "styletransfer" / "samples.py"
 MANIFEST = CATALOGUE / "catalogue.json"
-MANIFEST_KEY = "styles/catalogue.json"  # styleservice.keys.CATALOGUE_KEY
+MANIFEST_KEY = keys.CATALOGUE_KEY
 STYLE_CACHE = "public, max-age=86400"
 MANIFEST_CACHE = "no-cache"  # it changes with the catalogue
 SIZE = 512  # px a side: the `standard` preset's size, and styleScale 1 matches a 512 px result
@@ -58,8 +59,7 @@ STYLES: dict[str, Callable[[int], Image.Image]] = {
 }
 
 
-def style_key(name: str) -> str:
-    return f"styles/{name}.jpg"  # styleservice.keys.style_key's layout
+style_key = keys.style_key  # the catalogue's keys are the contract's (stylejob.keys)
 
 
 def jpeg(image: Image.Image) -> bytes:

@@ -16,7 +16,9 @@ EventBridgeRule, as `sam deploy` would create them.
   list of allowed values, or a nested pattern for an object. A match invokes the function with the
   event, asynchronously, as EventBridge does.
 
-The local Batch runner publishes its jobs' state changes (`Batch Job State Change`) here.
+The local Batch runner publishes its jobs' state changes (`Batch Job State Change`) here, and
+`ExecutionWatcher` the ends of the template's state machines' executions (`Step Functions
+Execution Status Change`), which moto's Step Functions does not send anywhere.
 """
 
 from __future__ import annotations
@@ -150,6 +152,71 @@ class LocalEvents:
             self.runtime.invoke(function, event)
         except Exception:  # one failed invocation is the function's affair, as in EventBridge
             log.warning("%s's %s event: the invocation failed", function, event_name, exc_info=True)
+
+
+class ExecutionWatcher:
+    """Publishes `Step Functions Execution Status Change` for every execution of the template's
+    state machines that ends (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) once started, as Step
+    Functions sends it to EventBridge; it looks every `interval` seconds."""
+
+    ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+    def __init__(self, aws: Any, events: LocalEvents, interval: float = 0.5) -> None:
+        self.sfn = aws.client("stepfunctions")
+        self.machines = [aws.refs[name] for name in _template().resources("AWS::Serverless::StateMachine")]
+        self.events = events
+        self.interval = interval
+        self._seen: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="execution-watcher", daemon=True)
+
+    def start(self) -> ExecutionWatcher:
+        self._look(publish=False)  # what already ended before (a restored stack) is not news
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._look(publish=True)
+            except Exception:  # moto busy or stopping: the next look catches up
+                log.debug("could not list executions", exc_info=True)
+
+    def _look(self, publish: bool) -> None:
+        for machine in self.machines:
+            for page in self.sfn.get_paginator("list_executions").paginate(stateMachineArn=machine):
+                for execution in page["executions"]:
+                    arn, status = execution["executionArn"], execution["status"]
+                    if self._seen.get(arn) == status:
+                        continue
+                    self._seen[arn] = status
+                    if publish and status in self.ENDED:
+                        self.events.publish(_status_change(execution, machine))
+
+
+def _status_change(execution: dict[str, Any], machine: str) -> dict[str, Any]:
+    def ms(value: Any) -> int | None:
+        return int(value.timestamp() * 1000) if value is not None else None
+
+    return {
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "resources": [execution["executionArn"]],
+        "detail": {
+            "executionArn": execution["executionArn"],
+            "stateMachineArn": machine,
+            "name": execution["name"],
+            "status": execution["status"],
+            "startDate": ms(execution.get("startDate")),
+            "stopDate": ms(execution.get("stopDate")),
+            "input": None,  # as the template's state machine logs: IncludeExecutionData false
+            "output": None,
+        },
+    }
 
 
 def _now() -> str:

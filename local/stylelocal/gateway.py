@@ -38,7 +38,7 @@ the local stack's credentials are fake and public, so instead each gateway makes
 is created (`.management_secret`) and answers only requests that carry it in the header
 X-Stylelocal-Connections-Secret (any other: 403 ForbiddenException). It gives the secret to the
 functions that reach @connections (those with WEBSOCKET_ENDPOINT) through their environment,
-STYLELOCAL_CONNECTIONS_SECRET, where styleservice.gateway's client adds the header; without it
+STYLELOCAL_CONNECTIONS_SECRET, where styleservice.connections_api's client adds the header; without it
 anyone who can reach the port could push forged events to any page, read a connection's address
 or drop it.
 
@@ -94,7 +94,7 @@ INVOKE_THREADS = 64
 MAX_MANAGEMENT_BODY = 16 * 1024 * 1024
 _TEXT_FRAGMENT_CHARS = MAX_FRAME_BYTES // 4  # a UTF-8 character takes up to 4 bytes
 # The @connections API's secret: the variable the functions get it in, and the header they send it
-# in (the same names as styleservice.gateway's, which the functions use; a test checks they agree).
+# in (the same names as styleservice.connections_api's, which the functions use; a test checks they agree).
 CONNECTIONS_SECRET_VARIABLE = "STYLELOCAL_CONNECTIONS_SECRET"
 CONNECTIONS_SECRET_HEADER = "X-Stylelocal-Connections-Secret"
 _CONTENT_TYPES = {

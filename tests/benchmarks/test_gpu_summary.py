@@ -64,32 +64,33 @@ def test_every_figure_beside_its_target(tmp_path):
         "large": {"size": 2048, "rows": [_row("standard preset at 2048 px, 3x200, the defaults", 15.0, 600, 1.0, 8.5)]},
     }
     (tmp_path / "engine.json").write_text(json.dumps(engine))
-    phases = {"imports": 3.0, "model": 0.4, "optimisation": 2.0}
-    job = {
-        "job": "standard, 512 px",
-        "runs": [
-            {
-                "total": total,
-                "phases": phases,
-                "background": {"cuda_start": cuda, "clients_download": 0.5},
-                "cudaStart": "ready",
-                "scales": [_scale([256, 171], setup, 1.2), _scale([512, 341], 0.1, ms)],
-                "preparedAhead": False,
-            }
-            for total, setup, ms, cuda in ((5.5, 0.5, 2.5, 0.3), (6.5, 0.7, 2.7, 0.4), (5.9, 0.4, 2.6, 0.2))
-        ],
-        "variants": {  # bench_job --variant late_cuda: no thread for CUDA, a longer model phase
-            "late_cuda": [
-                {"total": total, "phases": {**phases, "model": model}, "background": {"clients_download": 0.5}}
-                for total, model in ((6.2, 0.7), (6.4, 0.8), (6.0, 0.6))
-            ],
-            "ahead": [  # bench_job --variant ahead: the same phases but a shorter optimisation
-                {"total": total, "phases": {**phases, "optimisation": 1.6}, "preparedAhead": True}
-                for total in (5.5, 5.4, 5.6)
-            ],
+    phases = {"download": 0.01, "decode": 0.01, "optimisation": 1.3, "encode_upload": 0.02}
+    warm = {"warmCount": 2, "warmPhases": phases, "warmOutside": 0.06, "warmRoundTrip": 1.5}
+    worker = {
+        "preset": "standard",
+        "ready": {"device": "cuda:0", "total": 7.25, "phases": {"imports": 3.5, "clients": 0.1, "model": 0.6,
+                                                               "warm_up": 2.4}},
+        "sizes": {
+            "512": {**warm, "first": {"seconds": 1.9}, "warmSeconds": 1.43, "gpuPeakMiB": 812.4,
+                    "warmScales": [_scale([256, 171], 0.05, 1.2), _scale([512, 341], 0.03, 2.5)]},
+            "1024": {**warm, "first": {"seconds": 7.1}, "warmSeconds": 6.4, "gpuPeakMiB": 2900.0},
+            "2048": {**warm, "first": {"seconds": 30.5}, "warmSeconds": 24.2, "gpuPeakMiB": 9100.0},
         },
-    }
-    (tmp_path / "job.json").write_text(json.dumps(job))
+        "targets": {
+            "512": {"target": 2.0, "warmSeconds": 1.43, "status": "met"},
+            "1024": {"target": 6.0, "warmSeconds": 6.4, "status": "missed"},
+        },
+        "mixed": {
+            "memory": {
+                "jobs": 30,
+                "residentMiB": {"first": 2100.2, "settledAfter": 5, "settled": 2162.0, "max": 2170.4, "last": 2165.1,
+                                "growth": 3.1, "maxGrowth": 8.4},
+                "gpuPeakMiB": {"first": 300.0, "max": 1800.0, "last": 305.0, "sameJobLargestChange": -10.0},
+            }
+        },
+        "failed": [],
+    }  # fmt: skip
+    (tmp_path / "worker.json").write_text(json.dumps(worker))
 
     table = _summary(tmp_path).splitlines()
 
@@ -106,18 +107,19 @@ def test_every_figure_beside_its_target(tmp_path):
         "defaults) |  |",
         "| time to the reference's quality (500 its, 14.0 s) | 0.70 s, 300 its: 20.0x faster | >= 10x |",
         "| standard preset at 2048 px, 3x200, the defaults | 15.0 s, peak 8.5 GiB | fits |",
-        "| whole job (standard, 512 px), from process start | median 5.90 s (runs: 5.50, 6.50, 5.90) | < 6 s |",
-        "|   imports | median 3.00 s |  |",
-        "|   optimisation scale by scale: setup + pace (medians) | 256x171: 0.50 s + 1.20 ms/it; "
-        "512x341: 0.10 s + 2.60 ms/it |  |",
-        "|   beside them: cuda_start (a thread) | median 0.30 s |  |",
-        "|   beside them: clients_download (a thread) | median 0.50 s |  |",
-        "|   CUDA's start beside the import | ready |  |",
-        "|   each scale made ready while the one before ran | 0 of 3 runs |  |",
-        "|   the same with CUDA started by PyTorch after its import (late_cuda) | median 6.20 s (+0.30 s), "
-        "model 0.70 s, optimisation 2.00 s |  |",
-        "|   the same with each scale made ready while the one before runs (ahead) | median 5.50 s (-0.40 s), "
-        "model 0.40 s, optimisation 1.60 s |  |",
+        "| worker start on cuda:0, process start to ready | 7.25 s: imports 3.50, clients 0.10, model 0.60, "
+        "warm_up 2.40 |  |",
+        "| warm standard job at 512 px, received to answered | 1.43 s: met (median of 2; first at this size 1.90 s; "
+        "optimisation 1.30 s, outside the phases 0.06 s, GPU peak 812 MiB) | <= 2.0 s |",
+        "|   scale by scale: setup + pace (warm medians) | 256x171: 0.05 s + 1.20 ms/it; 512x341: 0.03 s + "
+        "2.50 ms/it |  |",
+        "| warm standard job at 1024 px, received to answered | 6.40 s: missed (median of 2; first at this size "
+        "7.10 s; optimisation 1.30 s, outside the phases 0.06 s, GPU peak 2900 MiB) | <= 6.0 s |",
+        "| warm standard job at 2048 px, received to answered | 24.20 s (median of 2; first at this size 30.50 s; "
+        "optimisation 1.30 s, outside the phases 0.06 s, GPU peak 9100 MiB) |  |",
+        "| resident memory across 30 mixed jobs | first 2100 MiB, after 5 2162, max 2170, last 2165: +3 MiB after "
+        "the first 5 | no growth |",
+        "|   GPU peak per mixed job | first 300 MiB, max 1800, last 305; the same job early and late -10 MiB |  |",
     ]
     for line in expected:
         assert line in table, f"{line!r} not in:\n" + "\n".join(table)
@@ -127,49 +129,45 @@ def test_a_missing_part_is_a_row_that_says_so(tmp_path):
     table = _summary(tmp_path)
     assert "| GPU tests (tests/agent/test_gpu.py) | not run | all pass |" in table
     assert "| engine benchmark | not run or failed (see bench.txt) |  |" in table
-    assert "| whole job | not run or failed (see job.txt) |  |" in table
+    assert "| warm worker | not run or failed (see worker.txt) |  |" in table
 
 
-def test_a_scale_without_a_steady_pace_shows_none(tmp_path):
-    """One iteration a scale has no pace between reads: the median says nothing rather than 0 ms."""
-    runs = [
-        {"total": 1.0, "phases": {"optimisation": 0.5}, "background": {}, "scales": [_scale([64, 43], 0.2, 3.0)]},
-        {"total": 1.0, "phases": {"optimisation": 0.5}, "background": {}, "scales": [_scale([64, 43], 0.3, 3.0)]},
-    ]
-    runs[1]["scales"][0]["msPerIteration"] = None
-    (tmp_path / "job.json").write_text(json.dumps({"job": "preview, 64 px", "runs": runs}))
-    line = "|   optimisation scale by scale: setup + pace (medians) | 64x43: 0.25 s |  |"
-    assert line in _summary(tmp_path).splitlines()
+def test_a_worker_that_never_came_up_says_why(tmp_path):
+    worker = {"ready": None, "sizes": {}, "failed": ["the worker exited (status 1)"]}
+    (tmp_path / "worker.json").write_text(json.dumps(worker))
+    assert "| warm worker | not run or failed (the worker exited (status 1)) |  |" in _summary(tmp_path).splitlines()
 
 
-def test_a_thread_still_at_work_and_a_driver_that_said_no_are_shown_as_such(tmp_path):
-    runs = [
-        {"total": 1.0, "phases": {"model": 0.1}, "background": {"cuda_start": seconds}, "cudaStart": outcome}
-        for seconds, outcome in ((0.01, "cuInit returned 100 (CUDA_ERROR_NO_DEVICE)"), (None, "running"))
-    ]
-    (tmp_path / "job.json").write_text(json.dumps({"job": "preview, 64 px", "runs": runs}))
+def test_a_part_stopped_by_its_limit_shows_what_it_measured(tmp_path):
+    """bench_worker writes its figures after every job: a check stopped in its 2048 px jobs still
+    has the smaller sizes, a size with no warm job yet says so, and the stop is a row."""
+    worker = {
+        "preset": "standard",
+        "ready": {"device": "cuda:0", "total": 7.0, "phases": {"imports": 3.5}},
+        "sizes": {
+            "512": {"first": {"seconds": 1.9}, "warmSeconds": 1.5, "warmCount": 2, "warmPhases": {},
+                    "warmOutside": 0.05, "gpuPeakMiB": None},
+            "2048": {"first": {"seconds": 30.5}, "warmSeconds": None, "warmCount": 0, "warmPhases": None,
+                     "warmOutside": None, "gpuPeakMiB": 9000.0},
+        },
+        "targets": {"512": {"target": 2.0, "warmSeconds": 1.5, "status": "met"},
+                    "1024": {"target": 6.0, "warmSeconds": None, "status": "not measured"}},
+        "mixed": {"jobs": [], "memory": None},
+        "failed": ["stopped (SIGTERM) before the last job"],
+    }  # fmt: skip
+    (tmp_path / "worker.json").write_text(json.dumps(worker))
+
     table = _summary(tmp_path).splitlines()
-    assert "|   beside them: cuda_start (a thread) | still running |  |" in table
-    assert "|   CUDA's start beside the import | cuInit returned 100 (CUDA_ERROR_NO_DEVICE), running |  |" in table
 
-
-def test_when_the_defaults_failed_the_variant_and_the_reason_are_still_rows(tmp_path):
-    variant = [{"total": total, "phases": {"model": 0.7}, "background": {}} for total in (6.1, 6.3)]
-    reason = "the worker exited with status -6: (nothing on stderr)"
-    job = {
-        "job": "preset standard, 512 px",
-        "runs": [],
-        "variants": {"late_cuda": variant},
-        "failed": {"defaults": reason},
-    }
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    table = _summary(tmp_path).splitlines()
-    assert "| whole job (preset standard, 512 px), from process start | failed (see job.txt) | < 6 s |" in table
     assert (
-        "|   the same with CUDA started by PyTorch after its import (late_cuda) | median 6.20 s, model 0.70 s |  |"
-        in table
-    )
-    assert f"|   the defaults: failed | {reason} |  |" in table
+        "| warm standard job at 512 px, received to answered | 1.50 s: met (median of 2; first at this size 1.90 s; "
+        "outside the phases 0.05 s) | <= 2.0 s |"
+    ) in table
+    assert (
+        "| warm standard job at 2048 px, received to answered | no warm job; first at this size 30.50 s |  |"
+    ) in table
+    assert "| memory across mixed jobs | not measured |  |" in table
+    assert "|   worker benchmark: failed | stopped (SIGTERM) before the last job |  |" in table
 
 
 def test_the_summary_names_every_variant_the_benchmarks_run():
@@ -178,7 +176,5 @@ def test_the_summary_names_every_variant_the_benchmarks_run():
     variant they run must have its row, or a measured figure would silently be left out."""
     summary = load_script(SUMMARY)
     bench_engine = load_benchmark("bench_engine")
-    bench_job = load_script(ROOT / "benchmarks" / "bench_job.py")
     changed_defaults = {v.label for v in bench_engine.VARIANTS if v.preset and v.label.startswith("defaults, ")}
     assert {label for label, _ in summary.PRESET_VARIANTS} == changed_defaults
-    assert set(summary.VARIANTS) == {"defaults", *bench_job.VARIANTS}

@@ -455,14 +455,15 @@ def test_every_name_derived_from_a_valid_stack_name_is_valid():
 
 # --- the deploy tooling's own environment ---------------------------------------------------------
 
-# Run in a fresh interpreter in which torch and the styletransfer package cannot be imported, with
-# only deploy/ and local/ on the path, as the Makefile runs it from .venv-deploy.
+# Run in a fresh interpreter in which torch, the styletransfer package and pydantic cannot be
+# imported, with deploy/, local/ and the layer on the path, as the Makefile runs it from
+# .venv-deploy (the catalogue's keys are the job contract's: stylejob.keys, which needs nothing).
 WITHOUT_TORCH = """
 import importlib.abc, sys
 
 class Refuse(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "styletransfer", "stylize_worker", "styleservice"):
+        if name.split(".")[0] in ("torch", "styletransfer", "stylize_worker", "styleservice", "pydantic"):
             raise ImportError(f"{name} is not in the deploy tooling's environment")
         return None
 
@@ -476,7 +477,7 @@ print(len(objects), sorted(o.key for o in objects if o.key.startswith("styles/sw
 
 def test_the_deploy_tooling_imports_and_reads_the_catalogue_without_torch():
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = f"{ROOT / 'deploy'}:{ROOT / 'local'}"
+    env["PYTHONPATH"] = f"{ROOT / 'deploy'}:{ROOT / 'local'}:{ROOT / 'layers' / 'common'}"
     done = subprocess.run(
         [sys.executable, "-c", WITHOUT_TORCH], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )

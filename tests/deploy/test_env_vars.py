@@ -89,7 +89,7 @@ def test_the_file_holds_every_functions_environment_as_the_stack_has_it(aws: Any
     assert transfer["STATE_MACHINE_ARN"] == ids["TransferStateMachine"]
     assert transfer["STATE_MACHINE_ARN"].startswith("arn:aws:states:")
     assert transfer["JOBS_PER_CONNECTION"] == "3"  # the deployed value, not the template's default
-    assert transfer["MAX_ACTIVE_JOBS"] == "20"  # a parameter the stack does not have: the template's default
+    assert transfer["MAX_ACTIVE_JOBS"] == "60"  # a parameter the stack does not have: the template's default
     notify = written["NotifyFunction"]
     assert notify["WEBSOCKET_ENDPOINT"] == f"https://{API_ID}.execute-api.{REGION}.amazonaws.com/prod"
     assert notify["PUBLIC_BASE_URL"] == SITE

@@ -16,10 +16,15 @@ from stylelocal.template import resources
 from styleservice.jobs import Jobs
 from websockets.sync.client import connect
 
-from . import e_fixtures
-from .e_fixtures import RecordingRuntime, probe_function, wait_for
+from . import runtime_fixtures
+from .runtime_fixtures import RecordingRuntime, probe_function, wait_for
 
-gateway, logs, recording, site = e_fixtures.gateway, e_fixtures.logs, e_fixtures.recording, e_fixtures.site  # fixtures
+gateway, logs, recording, site = (
+    runtime_fixtures.gateway,
+    runtime_fixtures.logs,
+    runtime_fixtures.recording,
+    runtime_fixtures.site,
+)  # fixtures
 
 JOB = "5f1c0d2e9a8b4c7d8e6f5a4b3c2d1e0f"
 

@@ -29,15 +29,20 @@ from stylelocal.gateway import (
     Route,
     api_from_template,
 )
-from styleservice import gateway as styleservice_gateway
-from styleservice.gateway import management_client
+from styleservice import connections_api
+from styleservice.connections_api import management_client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from . import e_fixtures
-from .e_fixtures import RecordingRuntime, probe_function, started, wait_for
+from . import runtime_fixtures
+from .runtime_fixtures import RecordingRuntime, probe_function, started, wait_for
 
-gateway, logs, recording, site = e_fixtures.gateway, e_fixtures.logs, e_fixtures.recording, e_fixtures.site  # fixtures
+gateway, logs, recording, site = (
+    runtime_fixtures.gateway,
+    runtime_fixtures.logs,
+    runtime_fixtures.recording,
+    runtime_fixtures.site,
+)  # fixtures
 
 CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]{15}=$")  # API Gateway's shape, e.g. L0SM9cOFvHcCIhw=
 KB = 1024
@@ -49,7 +54,7 @@ def stored_connections(aws) -> set[str]:
 
 
 def management(gateway: Gateway, secret: str | None = None) -> Any:
-    """boto3's management client as the functions make it (styleservice.gateway), with the
+    """boto3's management client as the functions make it (styleservice.connections_api), with the
     gateway's secret unless another is given ("" for none)."""
     return management_client(gateway.management_endpoint, gateway.management_secret if secret is None else secret)
 
@@ -414,7 +419,7 @@ def test_only_the_functions_that_reach_connections_get_the_secret(recording, sit
             if "WEBSOCKET_ENDPOINT" in template.function(function)["Environment"]["Variables"]} == {
         "NotifyFunction", "PreviewFunction"}  # fmt: skip
     # the names the functions' code uses are the gateway's
-    assert (styleservice_gateway.LOCAL_SECRET_VARIABLE, styleservice_gateway.LOCAL_SECRET_HEADER) == (
+    assert (connections_api.LOCAL_SECRET_VARIABLE, connections_api.LOCAL_SECRET_HEADER) == (
         CONNECTIONS_SECRET_VARIABLE, CONNECTIONS_SECRET_HEADER)  # fmt: skip
 
 

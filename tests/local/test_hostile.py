@@ -32,7 +32,7 @@ from stylelocal.gateway import Gateway
 from stylelocal.lambdas import LambdaRuntime
 from websockets.sync.client import ClientConnection, connect
 
-from .e_fixtures import Logs
+from .runtime_fixtures import Logs
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER_SECONDS = 5

@@ -94,7 +94,8 @@ def test_a_star_pattern_is_a_prefix_test(prefix: str, rest: str, other: str):
 
 def test_the_templates_principals_are_read_and_resolved():
     arns = {("ImagesBucket", "Arn"): BUCKET, ("JobsTable", "Arn"): "jobs", ("ResultsQueue", "Arn"): "q",
-            ("RateLimitsTable", "Arn"): "rates"}  # fmt: skip
+            ("RateLimitsTable", "Arn"): "rates", ("WorkQueue", "Arn"): "work",
+            ("WorkersTable", "Arn"): "workers"}  # fmt: skip
     resolve = template.Resolver({"ImagesBucket": "images", "TransferStateMachine": "sm"}, arns, "us-east-1")
     worker = iam.identity_statements("WorkerJobRole", resolve)
     assert allows(worker, Request("s3:GetObject", f"{BUCKET}/styles/a.jpg"))

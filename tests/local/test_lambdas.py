@@ -15,10 +15,10 @@ import pytest
 from stylelocal.lambdas import FunctionError, LambdaRuntime, RuntimeClosedError
 from stylelocal.template import ROOT
 
-from . import e_fixtures
-from .e_fixtures import probe_function
+from . import runtime_fixtures
+from .runtime_fixtures import probe_function
 
-logs, runtime = e_fixtures.logs, e_fixtures.runtime  # fixtures
+logs, runtime = runtime_fixtures.logs, runtime_fixtures.runtime  # fixtures
 
 CONNECTION = "L0SM9cOFvHcCIhw="
 

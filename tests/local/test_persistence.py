@@ -211,3 +211,22 @@ def test_the_snapshot_is_json_lines_a_person_can_read(aws, tmp_path):
     [style] = [entry for entry in manifest if entry["key"] == "styles/swirls.jpg"]
     assert (style["contentType"], style["cacheControl"]) == ("image/jpeg", "public, max-age=86400")
     assert Path(snapshot / "s3" / style["bucket"] / style["file"]).is_file()
+
+
+def test_the_stacks_transient_tables_are_not_kept(aws, tmp_path):
+    """No worker and no execution survives a restart: the pool's table and the jobs in flight
+    (with the rate limits table's short-lived counters) start over, or a restored place in flight
+    would never be given back."""
+    from stylelocal.__main__ import TRANSIENT_TABLES
+    from styleservice.limits import Admissions
+    from workerpool import Registry, new_worker_id
+
+    Admissions(aws.refs["RateLimitsTable"]).admit("a" * 32, 5)
+    assert Registry(aws.refs["WorkersTable"], aws.client("dynamodb")).reserve(new_worker_id(), 1, 60)
+    new_job(aws)
+
+    snapshot = save(aws, tmp_path, exclude=TRANSIENT_TABLES)
+
+    kept = {path.stem for path in (snapshot / "dynamodb").iterdir()}
+    assert {aws.refs[name] for name in TRANSIENT_TABLES} & kept == set()
+    assert aws.refs["JobsTable"] in kept  # the jobs and the gallery are

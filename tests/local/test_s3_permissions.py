@@ -1,8 +1,8 @@
 """A missing key, as S3 answers it to each of the template's principals: 404 NoSuchKey to a caller
 that may list the bucket there (s3:ListBucket with s3:prefix = the key), 403 AccessDenied to any
 other (moto_fixes' s3_missing_keys, evaluated with the template's own policies). The worker's
-role may list where it reads, so the real worker, run by the state machine through the local
-Batch as its role, tells the user that a missing image was not found."""
+role may list where it reads, so the real worker, run as its role, tells the user that a missing
+image was not found."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from stylejob.job import BAD_INPUT
 from stylelocal import iam, moto_fixes
 from stylelocal.aws import REGION, LocalAws, principal_credentials
-from stylelocal.batch import LocalBatch
 
-from .conftest import image_bytes, job_item, new_job, run_execution
+from .worker_harness import Pool, finished, worker_process
 
 
 def s3_as(aws: LocalAws, principal: str) -> Any:
@@ -90,20 +90,19 @@ def test_keys_that_exist_and_other_callers_are_answered_as_before(aws: LocalAws)
 
 
 def test_the_real_worker_as_its_role_says_a_missing_photo_was_not_found(aws: LocalAws):
-    """The state machine runs the real worker through the local Batch, which gives it its job
-    role's credentials (as ECS does): its reason is the user's, not a storage failure."""
-    from styletransfer.samples import swirls
+    """`python -m stylize_worker` with its job role's credentials (as the local Batch runner and
+    ECS give them) takes a job whose photo was never stored: its reason is the user's, not a
+    storage failure."""
+    pool = Pool(aws)
+    job = pool.job(content=None)  # its photo was never stored
+    arn = pool.start(job)
+    process = worker_process(pool, aws, WORKER_IDLE_SECONDS="2")
 
-    execution_input = new_job(aws)  # its photo was never stored
-    s3 = aws.client("s3")
-    s3.put_object(Bucket=aws.refs["ImagesBucket"], Key=execution_input["styleKey"], Body=image_bytes(swirls(96)))
-    batch = LocalBatch(aws, device="cpu").start()  # the job definition's own command: the real worker
-    try:
-        execution = run_execution(aws, execution_input, timeout=240)
-    finally:
-        batch.stop()
+    code, lines = finished(process, timeout=180)
+
+    assert code == 0
+    execution = pool.machine.wait(arn, 10)
     assert execution["status"] == "FAILED"
+    assert execution["error"] == BAD_INPUT
     assert execution["cause"].startswith("the content image was not found")
-    assert job_item(aws, execution_input["jobId"])["error"].startswith("the content image was not found")
-    [job] = batch.jobs()
-    assert job.environment["AWS_ACCESS_KEY_ID"] == principal_credentials("WorkerJobRole")["AWS_ACCESS_KEY_ID"]
+    assert [line["outcome"] for line in lines if line.get("message") == "stylize-worker job"] == ["failed"]

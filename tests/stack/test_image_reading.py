@@ -11,7 +11,7 @@ import pytest
 import safeimage
 from PIL import Image
 from styleservice import preview
-from styleservice.images import check_image
+from styleservice.image_check import check_image
 from styleservice.protocol import ProtocolError
 from styletransfer.images import ImageError, open_image
 

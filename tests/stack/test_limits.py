@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
+import threading
 
 import pytest
 from hypothesis import assume, given
@@ -46,7 +47,9 @@ def test_the_defaults_are_the_templates_parameters():
         "AccessKey",
     )}  # fmt: skip
     assert defaults == {"JobsPerConnection": 5, "ConnectionWindowMinutes": 10, "JobsPerSourceIp": 20,
-                        "SourceIpWindowMinutes": 60, "MaxActiveJobs": 20, "AccessKey": ""}  # fmt: skip
+                        "SourceIpWindowMinutes": 60, "MaxActiveJobs": 60, "AccessKey": ""}  # fmt: skip
+    # one address cannot make the service busy for everyone: it may have a third of the cap at most
+    assert defaults["JobsPerSourceIp"] * 3 <= defaults["MaxActiveJobs"]
     assert parameters["AccessKey"]["NoEcho"] is True
     variables = template.function(FUNCTION)["Environment"]["Variables"]
     for variable, parameter in {"JOBS_PER_CONNECTION": "JobsPerConnection", "JOBS_PER_SOURCE_IP": "JobsPerSourceIp",
@@ -82,7 +85,7 @@ def test_an_address_is_limited_across_its_connections(seeded: LocalAws):
 def counts(aws: LocalAws) -> dict[str, int]:
     """Each rate counter's count, by who it counts (its id without the window's start)."""
     items = aws.client("dynamodb").scan(TableName="RateLimitsTable")["Items"]
-    return {item["id"]["S"].rsplit("#", 1)[0]: int(item["count"]["N"]) for item in items}
+    return {item["id"]["S"].rsplit("#", 1)[0]: int(item["count"]["N"]) for item in items if "count" in item}
 
 
 def test_a_job_the_address_refuses_spends_none_of_the_connections_allowance(seeded: LocalAws):
@@ -94,7 +97,8 @@ def test_a_job_the_address_refuses_spends_none_of_the_connections_allowance(seed
     assert counts(seeded)["connection#conn-a="] == 1  # only the job that started
     assert accepted(transfer(seeded, source_ip="198.51.100.7"))  # so the connection's second job is still there
     assert "from this connection: at most 2" in refusal(transfer(seeded, source_ip="203.0.113.9"))
-    assert counts(seeded) == {"connection#conn-a=": 2, "address#192.0.2.10": 1, "address#198.51.100.7": 1}
+    assert counts(seeded) == {"connection#conn-a=": 2, "address#192.0.2.10": 1, "address#198.51.100.7": 1,
+                              "active": 2}  # fmt: skip
     assert len(executions(seeded)) == 2
 
 
@@ -178,9 +182,42 @@ def test_a_busy_service_refuses_and_starts_nothing_until_a_job_ends(seeded: Loca
         "please try again in a few minutes"
     )
     assert len(job_items(seeded)) == 2
-    sfn = seeded.client("stepfunctions")
-    sfn.stop_execution(executionArn=executions(seeded)[0]["executionArn"])
+    assert len(executions(seeded)) == 2
+    ended = event("job_ended/succeeded.json")  # Step Functions' event, as EventBridge delivers it
+    ended["detail"]["name"] = job_items(seeded)[0]["jobId"]["S"]
+    seeded.invoke("JobEndedFunction", ended)
     assert accepted(transfer(seeded, connection="c="))  # and c's allowance was not spent by the refusal
+    assert counts(seeded)["active"] == 2
+
+
+def test_jobs_arriving_together_never_pass_the_cap(seeded: LocalAws):
+    """Counting the running executions and then starting one let three jobs through a cap of one;
+    admission is now one conditional transaction."""
+    seeded.overrides["MAX_ACTIVE_JOBS"] = "1"
+    handler = seeded.handler(FUNCTION)
+    answers: list[dict] = []
+    with seeded._as_function(FUNCTION):
+        requests_ = []
+        for index in range(3):
+            request = copy.deepcopy(event(VALID))
+            request["requestContext"]["connectionId"] = f"racer{index}="
+            requests_.append(request)
+        from .local_aws import LambdaContext
+
+        threads = [threading.Thread(target=lambda r=r: answers.append(handler(r, LambdaContext(FUNCTION))))
+                   for r in requests_]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(accepted(a) for a in answers) == [False, False, True]
+    assert len(executions(seeded)) == 1
+    assert counts(seeded)["active"] == 1
+    busy = [refusal(a) for a in answers if not accepted(a)]
+    assert all(text.startswith("the service is busy: 1 jobs are waiting or running") for text in busy)
+    # admission comes first: the refused ones never touched their connections' allowances
+    spent = {k: v for k, v in counts(seeded).items() if k.startswith("connection#racer")}
+    assert list(spent.values()) == [1]
 
 
 def test_counters_that_cannot_be_written_start_nothing(seeded: LocalAws):

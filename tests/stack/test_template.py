@@ -182,7 +182,7 @@ def test_sam_build_packages_the_layer_and_every_function(tmp_path: Path):
     layer = build / "CommonLayer" / "python"
     assert (layer / "styleservice" / "__init__.py").is_file()
     assert (layer / "styleservice" / "jobs.py").is_file()
-    assert (layer / "safeimage" / "__init__.py").is_file()  # styleservice.images and .preview read images with it
+    assert (layer / "safeimage" / "__init__.py").is_file()  # styleservice.image_check and .preview read images with it
     assert (layer / "aws_lambda_powertools").is_dir()  # from layers/common/requirements.txt
     for logical_id in template.resources("AWS::Serverless::Function"):
         assert (build / logical_id / "app.py").is_file(), f"{logical_id}: no app.py in the build"
@@ -452,7 +452,7 @@ def test_every_route_has_an_integration_a_permission_and_if_two_way_a_route_resp
 def test_only_the_notifier_the_preview_and_the_scaler_have_no_route():
     routed = set(ROUTES.values())
     unrouted = set(template.resources("AWS::Serverless::Function")) - routed
-    assert unrouted == {"NotifyFunction", "PreviewFunction", "ScaleWorkersFunction"}
+    assert unrouted == {"NotifyFunction", "PreviewFunction", "ScaleWorkersFunction", "JobEndedFunction"}
 
 
 def test_the_stage_deploys_itself_after_every_route_and_is_throttled():

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import requests
 from botocore.exceptions import ClientError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from stylelocal import moto_fixes
 from styleservice.jobs import hash_token
 from styleservice.protocol import MAX_MESSAGE_BYTES
@@ -253,13 +255,19 @@ def test_a_failed_start_marks_the_job_failed_and_tells_the_client(seeded: LocalA
     assert job["error"] == {"S": "the service could not start the job"}
 
 
-def test_jobs_in_flight_that_cannot_be_counted_start_nothing(seeded: LocalAws):
-    # a state machine that does not exist: ListExecutions fails, and the cap cannot be checked
-    missing = seeded.refs["TransferStateMachine"].rsplit(":", 1)[0] + ":Gone"
-    seeded.overrides["STATE_MACHINE_ARN"] = missing
-    text = refusal(seeded.invoke(FUNCTION, "transfer_style/valid_data_url.json"))
-    assert text == "the service could not start the job; please try again"
-    assert_nothing_started(seeded)
+def test_a_job_that_cannot_start_gives_back_its_place_and_its_counts(seeded: LocalAws, monkeypatch):
+    def refuse(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "StateMachineDoesNotExist", "Message": "gone"}}, "StartExecution")
+
+    handler = seeded.handler(FUNCTION)
+    monkeypatch.setattr(sys.modules[handler.__module__].states, "start_execution", refuse)
+    assert refusal(seeded.invoke(FUNCTION, "transfer_style/valid_data_url.json")).startswith(
+        "the service could not start the job"
+    )
+    items = seeded.client("dynamodb").scan(TableName="RateLimitsTable")["Items"]
+    assert {item["id"]["S"].split("#")[0]: item["count"]["N"] for item in items if "count" in item} == {
+        "active": "0", "connection": "0", "address": "0"}  # fmt: skip
+    assert not [item for item in items if "count" not in item]  # no ticket left behind
 
 
 def test_an_image_posted_with_request_upload_can_be_styled(seeded: LocalAws):
@@ -384,3 +392,45 @@ def test_a_broken_upload_and_a_broken_style_upload_start_nothing(seeded: LocalAw
     text = refusal(seeded.invoke(FUNCTION, "transfer_style/upload_style.json"))
     assert text.startswith("the style image is damaged or truncated")
     assert_nothing_started(seeded)
+
+
+# --- every number storable, every refusal without a trace -------------------------------------------
+
+NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.sampled_from([1e-200, -1e-200, 5e-324, 1e-131, 1e-130, 0.49995, 0.99996, 1.00004, 2.00004, 0.25, 2**31, -0.0]),
+)
+OPTIONS = st.fixed_dictionaries({}, optional={name: NUMBERS for name in ("strength", "styleScale", "size", "seed")})
+
+
+def footprint(aws: LocalAws) -> tuple[int, int, int, dict[str, str]]:
+    """What a request can leave behind: stored images, job items, executions, counters."""
+    items = aws.client("dynamodb").scan(TableName="RateLimitsTable")["Items"]
+    counters = {item["id"]["S"]: item.get("count", {}).get("N", "ticket") for item in items}
+    images = len(keys_under(aws, "public/")) + len(keys_under(aws, "private/"))
+    return images, len(job_items(aws)), len(executions(aws)), counters
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(options=OPTIONS)
+def test_an_accepted_job_stores_every_number_and_a_refused_one_leaves_nothing(seeded: LocalAws, options: dict):
+    """`strength: 1e-200` once passed the 0..1 check and failed only when DynamoDB was asked to
+    store it: after the photo was stored and both rate counters spent. Now each accepted number is
+    one DynamoDB can store (the contract keeps 4 decimal places), and a refusal writes nothing."""
+    before = footprint(seeded)
+    request = with_body("transfer_style/valid_data_url.json", options=options)
+    request["requestContext"]["connectionId"] = f"c{len(before[3])}="  # a fresh allowance each time
+
+    name, data = answer(seeded.invoke(FUNCTION, request))
+
+    if name == "TRANSFER_STYLE_ACCEPTED":
+        [job] = [j for j in job_items(seeded) if j["jobId"]["S"] == data["jobId"]]
+        stored = job["options"]["M"]
+        for key in ("strength", "styleScale"):
+            if key in options:
+                assert float(stored[key]["N"]) == round(options[key], 4)
+    else:
+        assert name == "ERROR", data
+        assert "Internal" not in data["message"]
+        assert footprint(seeded) == before

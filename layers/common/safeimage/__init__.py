@@ -2,7 +2,7 @@
 every part of the service that reads one.
 
 - the engine (`styletransfer.images.open_image`: the GPU worker and the `stylize` CLI);
-- TRANSFER_STYLE (`check_image`, through `styleservice.images`), which refuses before a job
+- TRANSFER_STYLE (`check_image`, through `styleservice.image_check`), which refuses before a job
   starts any image the worker would refuse, so no GPU is paid for a photo that cannot be painted;
 - the instant preview (`styleservice.preview`).
 

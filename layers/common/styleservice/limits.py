@@ -6,9 +6,15 @@ A refusal is a ProtocolError, so TRANSFER_STYLE answers it with an ERROR saying 
 and starts nothing.
 
 Rates are counted in fixed windows, one DynamoDB item per (who, window), incremented atomically
-under a condition and deleted by TTL once the window is over. Jobs in flight are the state
-machine's RUNNING executions: Step Functions knows them exactly, whatever happened to a job's
-item, so the count cannot drift.
+under a condition and deleted by TTL once the window is over.
+
+Jobs in flight are admitted atomically (Admissions): one count of them and one ticket per job in
+the same table, changed together in one transaction, the count only while it is under
+MaxActiveJobs, so that jobs arriving together can never pass the cap between them (counting the
+running executions and then starting one could). A job's ticket is given back when its execution
+ends, whatever way it ends (functions/job_ended, on Step Functions' status-change event), or at
+once when it never started; the ticket makes giving back idempotent, so a repeated event cannot
+count a job out twice.
 """
 
 from __future__ import annotations
@@ -18,7 +24,6 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -187,10 +192,63 @@ def preview_limits(connection: str, source_ip: str) -> list[tuple[RateLimit, str
     ]
 
 
-def check_not_busy(states: Any, state_machine_arn: str, most: int) -> None:
-    """Raises ProtocolError when `most` executions (jobs) are already running; one page of
-    ListExecutions answers it, since `most` is at most 1000 (the template's MaxValue)."""
-    running = states.list_executions(stateMachineArn=state_machine_arn, statusFilter="RUNNING", maxResults=most)
-    count = len(running.get("executions", []))
-    if count >= most:
-        raise ProtocolError(BUSY.format(count=count))
+ACTIVE = "active"  # the count of jobs in flight; each job's ticket is "active#<jobId>"
+TICKET_DAYS = 2  # a ticket no end ever gave back (none should) goes by TTL
+
+
+class Admissions:
+    """Jobs in flight, in the rate limits table: `active` {count} and `active#<jobId>` tickets."""
+
+    def __init__(self, table_name: str | None = None) -> None:
+        self.table_name = table_name or settings.rate_limits_table
+        self.dynamodb = boto3.client("dynamodb")
+
+    def admit(self, job_id: str, most: int) -> None:
+        """Takes a place for the job among at most `most` in flight, or raises ProtocolError (busy)."""
+        ticket = {"id": {"S": f"{ACTIVE}#{job_id}"}, "expiresAt": {"N": str(int(time.time()) + TICKET_DAYS * 86400)}}
+        try:
+            self.dynamodb.transact_write_items(
+                TransactItems=[
+                    {"Update": {
+                        "TableName": self.table_name, "Key": {"id": {"S": ACTIVE}},
+                        "UpdateExpression": "ADD #n :one",
+                        "ConditionExpression": "attribute_not_exists(#n) OR #n < :most",
+                        "ExpressionAttributeNames": {"#n": "count"},
+                        "ExpressionAttributeValues": {":one": {"N": "1"}, ":most": {"N": str(most)}},
+                    }},
+                    {"Put": {"TableName": self.table_name, "Item": ticket,
+                             "ConditionExpression": "attribute_not_exists(id)"}},
+                ]
+            )  # fmt: skip
+        except self.dynamodb.exceptions.TransactionCanceledException as cancelled:
+            reasons = [r.get("Code") for r in cancelled.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise ProtocolError(BUSY.format(count=self.in_flight())) from None
+            raise
+
+    def release(self, job_id: str) -> bool:
+        """Gives the job's place back; False if it had none (given back already, or never taken)."""
+        try:
+            self.dynamodb.transact_write_items(
+                TransactItems=[
+                    {"Delete": {"TableName": self.table_name, "Key": {"id": {"S": f"{ACTIVE}#{job_id}"}},
+                                "ConditionExpression": "attribute_exists(id)"}},
+                    {"Update": {
+                        "TableName": self.table_name, "Key": {"id": {"S": ACTIVE}},
+                        "UpdateExpression": "ADD #n :less", "ExpressionAttributeNames": {"#n": "count"},
+                        "ExpressionAttributeValues": {":less": {"N": "-1"}},
+                    }},
+                ]
+            )  # fmt: skip
+        except self.dynamodb.exceptions.TransactionCanceledException as cancelled:
+            reasons = [r.get("Code") for r in cancelled.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def in_flight(self) -> int:
+        item = self.dynamodb.get_item(TableName=self.table_name, Key={"id": {"S": ACTIVE}}, ConsistentRead=True).get(
+            "Item", {}
+        )
+        return int(item.get("count", {}).get("N", "0"))

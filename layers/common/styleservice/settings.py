@@ -149,7 +149,7 @@ class Settings:
 
     @property
     def max_active_jobs(self) -> int:
-        return int(os.environ.get("MAX_ACTIVE_JOBS", "20"))
+        return int(os.environ.get("MAX_ACTIVE_JOBS", "60"))
 
     @property
     def access_key(self) -> str:

@@ -3,7 +3,7 @@ the runtime (also one that records its invocations), a started gateway, pages to
 functions made for the tests. `aws` (moto with the template's resources, fresh for each test)
 comes from tests/local/conftest.py.
 
-Test modules take the fixtures by assignment (`gateway = e_fixtures.gateway`) rather than by
+Test modules take the fixtures by assignment (`gateway = runtime_fixtures.gateway`) rather than by
 import, so that a test's parameter of the same name is not a redefinition for the linter."""
 
 from __future__ import annotations

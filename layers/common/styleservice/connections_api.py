@@ -1,4 +1,5 @@
-"""Posting to WebSocket connections through API Gateway's @connections management API."""
+"""Posting to WebSocket connections through API Gateway's @connections management API (the local
+stack's stand-in for that API is local/stylelocal/gateway.py)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def management_client(endpoint: str, local_secret: str | None = None) -> Any:
     return client
 
 
-class Gateway:
+class ConnectionsApi:
     def __init__(self, endpoint: str | None = None) -> None:
         self.client = management_client(endpoint or settings.websocket_endpoint)
 
@@ -51,7 +52,7 @@ class Gateway:
         return True
 
 
-def broadcast(gateway: Gateway, connections: Any, payload: dict[str, Any], threads: int = 10) -> int:
+def broadcast(gateway: ConnectionsApi, connections: Any, payload: dict[str, Any], threads: int = 10) -> int:
     """Post `payload` to every open connection (styleservice.connections.Connections), `threads`
     at a time (botocore's pool holds 10); a gone one (410) is forgotten. Best effort: one
     connection's failure stops none of the others. The number reached."""
