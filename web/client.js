@@ -203,16 +203,37 @@ export async function shrink(file, maxSide = 2048) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
 }
 
-/** A small JPEG data URL of an image (for showing it again after a reload). */
-export async function thumbnail(blob, maxSide = 480) {
-  const bitmap = await decode(blob);
+/** A small JPEG data URL of an image (for showing it again after a reload); `blob` may also be an
+ * <img> that has loaded (of this page's origin, or a data: URL: others would taint the canvas). */
+export async function thumbnail(blob, maxSide = 480, quality = 0.8) {
+  const bitmap = blob instanceof Blob ? await decode(blob) : blob;
   const scale = Math.min(1, maxSide / Math.max(bitmap.width, bitmap.height));
   const canvas = document.createElement("canvas");
   canvas.width = Math.max(1, Math.round(bitmap.width * scale));
   canvas.height = Math.max(1, Math.round(bitmap.height * scale));
   canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close?.();
+  return canvas.toDataURL("image/jpeg", quality);
+}
+
+/** A JPEG data URL of at most `maxSide` px and `maxChars` characters (lower qualities until it
+ * fits): the photo as PREVIEW_STYLES takes it inline, well inside one 32 KB frame. */
+export async function smallJpeg(blob, maxSide = 256, maxChars = 24 * 1024) {
+  for (const quality of [0.85, 0.7, 0.55, 0.4]) {
+    const url = await thumbnail(blob, maxSide, quality);
+    if (url.length <= maxChars) return url;
+  }
+  throw new Error("the photo does not fit in a message even at low quality");
+}
+
+/** The width and height of an image file as the service will see it: upright (EXIF) and no
+ * larger than `maxSide` (the page sends photos of at most 2048 px). */
+export async function imageSize(blob, maxSide = 2048) {
+  const bitmap = await decode(blob);
+  const scale = Math.min(1, maxSide / Math.max(bitmap.width, bitmap.height));
+  const size = [Math.max(1, Math.round(bitmap.width * scale)), Math.max(1, Math.round(bitmap.height * scale))];
   bitmap.close();
-  return canvas.toDataURL("image/jpeg", 0.8);
+  return size;
 }
 
 export function dataUrl(blob) {
@@ -261,7 +282,7 @@ export async function withImages(client, blobs, build, { uploadOnly = [] } = {})
 }
 
 /** Uploads a blob through a presigned POST (REQUEST_UPLOAD); its key. */
-async function upload(client, blob) {
+export async function upload(client, blob) {
   const ready = await client.request({ action: "REQUEST_UPLOAD", contentType: blob.type, size: blob.size }, "UPLOAD_READY");
   const form = new FormData();
   for (const [name, value] of Object.entries(ready.fields)) form.append(name, value);
@@ -274,6 +295,86 @@ async function upload(client, blob) {
     throw new Error("the photo could not be uploaded; check your network and try again");
   }
   return ready.key;
+}
+
+/**
+ * Shares a link the way the device does: its share sheet (the Web Share API, on phones and some
+ * desktops), else the clipboard. "shared", "copied", "cancelled" (the sheet was closed) or
+ * "failed" (neither is allowed here: the page shows the link to copy by hand).
+ */
+export async function shareLink(url, title) {
+  if (typeof navigator.share === "function") {
+    try {
+      await navigator.share({ title, url });
+      return "shared";
+    } catch (error) {
+      if (error?.name === "AbortError") return "cancelled";
+    }
+  }
+  try {
+    await navigator.clipboard.writeText(url);
+    return "copied";
+  } catch {
+    return "failed";
+  }
+}
+
+/** A public painting's own page (its permalink), beside this page. */
+export const paintingUrl = (jobId) => new URL(`painting.html?id=${jobId}`, location.href).href;
+
+// What a public painting must be before a page uses any of it (a broadcast, a LIST_IMAGES or
+// GET_IMAGE entry: anything the service sends is checked, as a bad one would otherwise break a
+// selector or a Date, or leave a page half-updated): a job id of 32 hex digits, http(s) image
+// URLs, a style name, a time a Date can hold, and for a blend 2 or 3 {style, weight}.
+const JOB_ID = /^[0-9a-f]{32}$/;
+const STYLE = /^[a-z0-9][a-z0-9-]{0,39}$/;  // a catalogue name, or "custom"
+const LATEST_MS = 8.64e15;  // the largest time a Date holds
+export const isJobId = (text) => typeof text === "string" && JOB_ID.test(text);
+export const isStyleName = (text) => typeof text === "string" && STYLE.test(text);
+export const webUrl = (text) => {
+  try {
+    return typeof text === "string" && ["http:", "https:"].includes(new URL(text, location.href).protocol);
+  } catch {
+    return false;
+  }
+};
+const isTime = (ms) => Number.isFinite(ms) && ms > 0 && ms <= LATEST_MS;
+
+/** A blend's shares, checked: [{style, weight}] of 2 or 3, or null (not a blend, or not one this
+ * page can show). */
+export function checkedBlend(blend) {
+  if (!Array.isArray(blend) || blend.length < 2 || blend.length > 3) return null;
+  const shares = blend.map((share) => ({ style: share?.style, weight: share?.weight }));
+  const ok = shares.every(({ style, weight }) => isStyleName(style) && Number.isFinite(weight) && weight >= 0 && weight <= 1);
+  return ok ? shares : null;
+}
+
+/** A public painting's fields, checked; null when it is not one this page can show. */
+export function checkedImage(image) {
+  if (!image || typeof image !== "object") return null;
+  const { jobId, input, result, style, completedAt } = image;
+  const ok = isJobId(jobId) && webUrl(input) && webUrl(result) && isStyleName(style) && isTime(completedAt);
+  if (!ok) return null;
+  const blend = image.blend === undefined ? null : checkedBlend(image.blend);
+  if (image.blend !== undefined && !blend) return null;
+  return { jobId, input, result, style, completedAt, blend };
+}
+
+/** A painting's name for people: its title, or a blend's titles with their shares
+ * ("The Starry Night 70% · The Scream 30%"); `titleOf` turns a style name into its title. */
+export function paintingName(style, blend, titleOf) {
+  if (!blend) return titleOf(style);
+  return blend.map(({ style: name, weight }) => `${titleOf(name)} ${Math.round(weight * 100)}%`).join(" · ");
+}
+
+/** A style name's words when no title is known: "custom" is a user's own style image. */
+export const ownOrTitle = (name) => (name === "custom" ? "Own style" : styleTitle(name));
+
+/** What a painting is "repainted in", for alt texts: "the Waves style", "The Starry Night style",
+ * "a blend of The Scream 70% · Waves 30%", or for a user's own style image `own`. */
+export function repaintedIn(style, blend, titleOf, own = "its maker's own style image") {
+  if (blend) return `a blend of ${paintingName(style, blend, titleOf)}`;
+  return style === "custom" ? own : inStyle(titleOf(style));
 }
 
 /** "just now", "5 min ago", "3 h ago", or a date: when something happened, for people. */

@@ -1,12 +1,14 @@
 // The Feed page: every public result, newest first, with a featured before/after pair that
-// rotates. Loaded with LIST_IMAGES and kept current by the public TRANSFER_STYLE_COMPLETED
-// broadcast; after a reconnect (API Gateway closes idle connections after 10 minutes and every
+// rotates, each with its own page (painting.html?id=) and a download. Loaded with LIST_IMAGES and
+// kept current by the public TRANSFER_STYLE_COMPLETED broadcast, and by IMAGE_REMOVED when an
+// owner takes a painting back; after a reconnect (API Gateway closes idle connections after 10 minutes and every
 // connection after 2 hours) LIST_IMAGES is read again, to fill in what was missed meanwhile.
 // Paintings are named by their titles from LIST_STYLES, as on the request page; until those
 // arrive (or if they never do) a style is named from its name ("starry-night": "Starry Night").
 
 import {
-  ServiceClient, ServiceError, ago, inStyle, showConnection, showUnavailable, styleTitle, websocketUrl,
+  ServiceClient, ServiceError, ago, checkedImage, isJobId, ownOrTitle, paintingName, paintingUrl, repaintedIn,
+  showConnection, showUnavailable, websocketUrl,
 } from "./client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -25,32 +27,15 @@ let holding = false;  // pointer or focus on the featured pair
 let rotation = null;
 
 const titles = new Map();  // style name → its title from LIST_STYLES ("The Starry Night")
-const titleOf = (name) => titles.get(name) ?? styleTitle(name);
-
-// What a Feed entry must be before the page uses it (a broadcast or a LIST_IMAGES entry: anything
-// the service sends is checked, as a bad one would otherwise break a selector or a Date, or leave
-// the gallery half-updated): a job id of 32 hex digits, http(s) image URLs, a style name, and a
-// time a Date can hold.
-const JOB_ID = /^[0-9a-f]{32}$/;
-const STYLE = /^[a-z0-9][a-z0-9-]{0,39}$/;  // a catalogue name, or "custom"
-const LATEST_MS = 8.64e15;  // the largest time a Date holds
-const webUrl = (text) => {
-  try {
-    return typeof text === "string" && ["http:", "https:"].includes(new URL(text, location.href).protocol);
-  } catch {
-    return false;
-  }
-};
-
-/** The entry's fields, checked; null when it is not a Feed entry this page can show. */
-function checked(image) {
-  if (!image || typeof image !== "object") return null;
-  const { jobId, input, result, style, completedAt } = image;
-  const ok = typeof jobId === "string" && JOB_ID.test(jobId) && webUrl(input) && webUrl(result) &&
-    typeof style === "string" && STYLE.test(style) && Number.isFinite(completedAt) && completedAt > 0 &&
-    completedAt <= LATEST_MS;
-  return ok ? { jobId, input, result, style, completedAt } : null;
-}
+const titleOf = (name) => titles.get(name) ?? ownOrTitle(name);
+/** A painting's name: its title, or a blend's titles and shares. */
+const nameOf = (image) => paintingName(image.style, image.blend, titleOf);
+/** "the Starry Night style", "a blend of The Starry Night 70% · The Scream 30%" */
+const inWhat = (image) => repaintedIn(image.style, image.blend, titleOf);
+// What a Feed entry must be before the page uses it: client.js's checkedImage (a job id of 32 hex
+// digits, http(s) image URLs, a style name, a time a Date can hold, a blend's shares).
+const checked = checkedImage;
+const fileName = (image) => `repainted-${image.style}-${image.jobId.slice(0, 8)}.jpg`;
 
 function element(tag, properties = {}, ...children) {
   const node = Object.assign(document.createElement(tag), properties);
@@ -59,23 +44,42 @@ function element(tag, properties = {}, ...children) {
 }
 
 function tile(image) {
-  const title = titleOf(image.style);
+  const title = nameOf(image);
   const time = element("time", { dateTime: new Date(image.completedAt).toISOString(), textContent: ago(image.completedAt) });
   time.dataset.ms = image.completedAt;
   const button = element("button", { type: "button", className: "tile", title: "Show it large" },
     element("span", { className: "tile-pair" },
       element("img", { src: image.input, alt: "A photo", loading: "lazy", decoding: "async" }),
-      element("img", { src: image.result, alt: `The photo, repainted in ${inStyle(title)}`, loading: "lazy",
+      element("img", { src: image.result, alt: `The photo, repainted in ${inWhat(image)}`, loading: "lazy",
         decoding: "async" })));
   button.addEventListener("click", () => {
     feature(image.jobId);
     restartRotation();
     $("featured").scrollIntoView({ behavior: "smooth", block: "nearest" });
   });
+  const links = element("p", { className: "tile-links" },
+    element("a", { href: paintingUrl(image.jobId), className: "tile-open", textContent: "Its page" }),
+    element("a", { href: image.result, className: "tile-download", textContent: "Download", download: fileName(image),
+      target: "_blank", rel: "noopener" }));
   const item = element("li", {}, button, element("p", { className: "tile-caption" },
-    element("span", { className: "style-name", textContent: title }), time));
+    element("span", { className: "style-name", textContent: title }), time), links);
   item.dataset.jobId = image.jobId;
   return item;
+}
+
+/** Takes a painting away (its owner took it back): from the grid, the rotation and the featured
+ * pair, at once. */
+function remove(jobId) {
+  if (!images.has(jobId)) return;
+  images.delete(jobId);
+  order = order.filter((id) => id !== jobId);
+  const item = $("gallery").querySelector(`[data-job-id="${CSS.escape(jobId)}"]`);
+  item?.remove();
+  if (featured === jobId) {
+    featured = null;
+    if (order.length) feature(order[0]);
+  }
+  updateShell();
 }
 
 /** Adds a result once, in its place by time; returns whether it was new (false for an entry that
@@ -114,6 +118,9 @@ async function feature(jobId, { fresh = false } = {}) {
   $("featured-before").src = image.input;
   $("featured-before").alt = "A photo";
   $("featured-after").src = image.result;
+  $("featured-open").href = paintingUrl(image.jobId);
+  $("featured-download").href = image.result;
+  $("featured-download").download = fileName(image);
   label(image);
   $("featured-new").hidden = !fresh;
   const slide = $("featured-slide");
@@ -127,10 +134,10 @@ async function feature(jobId, { fresh = false } = {}) {
 /** The featured pair's words: its style's title in the caption and the image's text, its place in
  * the rotation, and the slide's label. */
 function label(image) {
-  const title = titleOf(image.style);
+  const title = nameOf(image);
   const ring = order.slice(0, FEATURED_MAX);
   const position = ring.indexOf(image.jobId);
-  $("featured-after").alt = `The photo, repainted in ${inStyle(title)}`;
+  $("featured-after").alt = `The photo, repainted in ${inWhat(image)}`;
   $("featured-caption").textContent = `After: ${title} · ${ago(image.completedAt)}`;
   $("featured-position").textContent = position >= 0 ? `${position + 1} of ${ring.length}` : "";
   $("featured-slide").setAttribute("aria-label", `${position + 1} of ${ring.length}: ${title}`);
@@ -242,6 +249,10 @@ try {
 }
 showConnection(client, $("status"), $("offline"));
 client.addEventListener("push", ({ detail: { event, data } }) => {
+  if (event === "IMAGE_REMOVED" && isJobId(data?.jobId)) {  // taken back by its owner
+    remove(data.jobId);
+    return;
+  }
   if (event !== "TRANSFER_STYLE_COMPLETED" || !add(data)) return;  // a public result, live (checked)
   feature(data.jobId, { fresh: true });
   restartRotation();

@@ -31,6 +31,9 @@ OPTION_NAMES = {  # the job's camelCase option -> styletransfer.Options field (c
 }
 
 
+ORDINALS = ("first", "second", "third")
+
+
 class JobError(Exception):
     """A failure with a reason fit for the user; `error` is the task's failure name."""
 
@@ -47,7 +50,11 @@ def engine_options(job: Job) -> Options:
     from styletransfer import preset
 
     options = job.options.model_dump(by_alias=True)
-    overrides = {attribute: options[name] for name, attribute in OPTION_NAMES.items() if options[name] is not None}
+    overrides: dict[str, object] = {
+        attribute: options[name] for name, attribute in OPTION_NAMES.items() if options[name] is not None
+    }
+    if job.options.style_blend is not None:  # one weight per style image (the contract checked the count)
+        overrides["style_blend"] = tuple(job.options.style_blend)
     try:
         return preset(job.options.preset, **overrides)
     except ValueError as invalid:  # the engine's own bounds: not reached with the contract's
@@ -129,15 +136,21 @@ class Painter:
         import styletransfer
 
         options = engine_options(job)
+        # a blend's style images are named in their order in the user's words ("the second style image")
+        names = (
+            ["style image"]
+            if len(job.style_keys) == 1
+            else [f"{ORDINALS[n]} style image" for n in range(len(job.style_keys))]
+        )
         with phases.phase("download"):
             content_data = self.download(job.input_key, "content image")
-            style_data = self.download(job.style_key, "style image")
+            style_data = [self.download(key, name) for key, name in zip(job.style_keys, names, strict=True)]
         with phases.phase("decode"):
             content = self.decode(content_data, "content image")
-            style = self.decode(style_data, "style image")
+            styles = [self.decode(data, name) for data, name in zip(style_data, names, strict=True)]
         with phases.phase("optimisation"):
             try:
-                result = styletransfer.run(content, style, options, progress=reporter)
+                result = styletransfer.run(content, styles, options, progress=reporter)
             except ValueError as invalid:  # the engine's refusals of inputs (e.g. a too thin image)
                 raise BadInputError(str(invalid)) from None
             synchronize(self.device)

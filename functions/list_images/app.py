@@ -8,10 +8,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from styleservice.jobs import Jobs
+from styleservice.jobs import Jobs, gallery_entry
 from styleservice.protocol import IMAGES, LIST_IMAGES, ListImages, ProtocolError, message
 from styleservice.routes import route
-from styleservice.storage import public_url
 
 logger = Logger()
 tracer = Tracer()
@@ -24,13 +23,7 @@ def gallery(request: ListImages, event: dict[str, Any]) -> dict[str, Any]:
     except ValueError as bad:  # a cursor this service did not give out
         raise ProtocolError(f"cursor: {bad}; leave it out to start from the newest") from None
     images = [
-        {
-            "jobId": item["jobId"],
-            "input": public_url(item["inputKey"]),
-            "result": public_url(item["resultKey"]),
-            "style": item.get("style"),
-            "completedAt": item["completedAt"],
-        }
+        gallery_entry(item)
         for item in items
         if not item.get("isPrivate")  # the index cannot hold them; never trust that alone
     ]

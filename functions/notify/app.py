@@ -40,11 +40,11 @@ from stylejob.messages import RESULTS_MESSAGE, CompletedMessage, FailedMessage, 
 from styleservice.connections import Connections
 from styleservice.connections_api import ConnectionsApi
 from styleservice.deliveries import Deliveries
-from styleservice.jobs import FAILED, Jobs
+from styleservice.jobs import DELETED, FAILED, Jobs, gallery_entry
 from styleservice.protocol import COMPLETED, PROGRESS, for_job, message
 from styleservice.protocol import FAILED as FAILED_EVENT
 from styleservice.settings import settings
-from styleservice.storage import job_image_url, public_url, s3_client
+from styleservice.storage import job_image_url, s3_client
 
 logger = Logger()
 tracer = Tracer()
@@ -147,8 +147,16 @@ def deliver_completed(body: dict[str, Any]) -> dict[str, Any]:
     job = existing_job(job_id)
     if job.get("outputKey") != done.result_key:
         raise Dropped(f"result key {done.result_key} is not job {job_id}'s output key")
+    if job.get("status") == DELETED:
+        # its owner took it back (DELETE_JOB) while it was painted: the result must not outlive it
+        s3().delete_object(Bucket=settings.images_bucket, Key=done.result_key)
+        raise Dropped(f"job {job_id} was taken back; its result is deleted")
     private = bool(job.get("isPrivate", True))
     retry = not jobs().mark_succeeded(job_id, done.result_key, public=not private)
+    job = existing_job(job_id)  # as stored now: completedAt is the one LIST_IMAGES shows
+    if job.get("status") == DELETED:  # taken back between the two reads
+        s3().delete_object(Bucket=settings.images_bucket, Key=done.result_key)
+        raise Dropped(f"job {job_id} was taken back; its result is deleted")
     if retry:
         # Already SUCCEEDED, with this very result (a job has one output key): the state machine
         # recorded the job's end first, or an earlier attempt failed or died after marking it (a
@@ -156,7 +164,6 @@ def deliver_completed(body: dict[str, Any]) -> dict[str, Any]:
         # here, Idempotency answers for it). Deliver it now to every connection that no earlier
         # attempt reached (styleservice.deliveries).
         logger.info("result already recorded; delivering it where it has not arrived", extra={"jobId": job_id})
-    job = existing_job(job_id)  # as stored now: completedAt is the one LIST_IMAGES shows
     # A requester that disconnected mid-job is not an error: GET_JOB still finds the result.
     answer = message(for_job(COMPLETED, job_id), {"result": result_url(job, done.result_key)})
     reached = post_once(job["connectionId"], answer, job_id, retry)
@@ -167,13 +174,7 @@ def deliver_completed(body: dict[str, Any]) -> dict[str, Any]:
             retry,
             message(
                 COMPLETED,
-                {
-                    "jobId": job_id,
-                    "input": public_url(job["inputKey"]),
-                    "result": public_url(done.result_key),
-                    "style": job.get("style"),
-                    "completedAt": job.get("completedAt"),
-                },
+                gallery_entry(job),
             ),
         )
     metrics.add_metric(name="ResultsDelivered", unit=MetricUnit.Count, value=1)

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from stylejob import keys
 from styleservice import preview
 from styleservice.connections_api import ConnectionsApi
-from styleservice.jobs import Jobs
+from styleservice.jobs import DELETED, Jobs
 from styleservice.protocol import PREVIEW, for_job, message
 from styleservice.settings import settings
 from styleservice.storage import job_image_url, s3_client
@@ -56,15 +56,19 @@ def make(job_id: str) -> dict[str, Any]:
     job = jobs.get(job_id)
     if job is None:
         raise LookupError(f"no job {job_id}")
+    if job.get("status") == DELETED:  # its owner took it back before its preview was made
+        return {"previewKey": None, "pushed": False}
     private = bool(job.get("isPrivate", True))  # a job without the flag is treated as private
     options = job.get("options") or {}
     try:
         image = preview.make_preview(
             read(job["inputKey"]),
-            read(job["styleKey"]),
+            # a blend's style images, in order; their vectors are mixed by the job's weights
+            [read(key) for key in [job["styleKey"], *job.get("blendKeys", [])]],
             size=options.get("size"),
             strength=float(options.get("strength", 0.5)),
             preserve_colors=bool(options.get("preserveColors", False)),
+            blend=options.get("styleBlend"),
         )
     except preview.PreviewError as unusable:
         raise NoPreviewError(str(unusable)) from None
@@ -77,6 +81,10 @@ def make(job_id: str) -> dict[str, Any]:
         CacheControl="public, max-age=31536000, immutable",  # one key per job: never changes
     )
     if not jobs.set_preview(job_id, key):
+        if (now := jobs.get(job_id)) is None or now.get("status") == DELETED:
+            # taken back (DELETE_JOB) while the preview was made: it must not outlive the job
+            s3.delete_object(Bucket=settings.images_bucket, Key=key)
+            return {"previewKey": None, "pushed": False}
         # Counted: a rising count means the worker now beats the preview and it could be dropped.
         metrics.add_metric(name="PreviewTooLate", unit=MetricUnit.Count, value=1)
         logger.info("the job ended before its preview was ready", extra={"jobId": job_id})

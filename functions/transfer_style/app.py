@@ -33,11 +33,12 @@ from styleservice.protocol import (
     decode_data_url,
     error,
     message,
-    sniff,
+    printable,
 )
 from styleservice.routes import connection_id, route
 from styleservice.settings import settings
 from styleservice.storage import object_start, s3_client
+from styleservice.uploads import read_upload
 
 logger = Logger()
 tracer = Tracer()
@@ -52,8 +53,10 @@ CUSTOM_STYLE = "custom"  # the job's `style` when the style image is the client'
 IMAGE_FORMS = "a base64 data URL (data:image/jpeg;base64,...) or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
 STYLE_FORMS = "a style name from LIST_STYLES or a key from REQUEST_UPLOAD (uploads/<32 hex>.jpg)"
 START_FAILED = "the service could not start the job"
-# what the worker calls the two images in its reasons ("the content image is damaged or truncated")
+# what the worker calls the images in its reasons ("the content image is damaged or truncated",
+# in a blend "the second style image is ...")
 CONTENT, STYLE = "content image", "style image"
+ORDINALS = ("first", "second", "third")
 
 
 class Image(NamedTuple):
@@ -65,26 +68,9 @@ class Image(NamedTuple):
 
 def checked_upload(key: str, field: str, what: str) -> tuple[str, str]:
     """(content type, ETag) of an upload that exists and is an image the worker can decode."""
-    start = object_start(s3, key)
-    if start is None:
-        raise ProtocolError(
-            f"{field}: there is no upload at {key}; POST the file with the url and fields from REQUEST_UPLOAD "
-            "first (uploads expire after a day)"
-        )
-    if start.size > settings.max_upload_bytes:
-        raise ProtocolError(f"{field}: the upload is {start.size} bytes, over the limit of {settings.max_upload_bytes}")
-    content_type = sniff(start.data)
-    if content_type is None:
-        raise ProtocolError(f"{field}: the upload at {key} is not a JPEG, PNG or WebP file")
-    # the whole file, exactly the version whose start was read (the ETag), checked as the worker will
-    try:
-        whole = s3.get_object(Bucket=settings.images_bucket, Key=key, IfMatch=start.etag)["Body"].read()
-    except ClientError as failure:
-        if failure.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
-            raise ProtocolError(f"{field}: the upload changed while it was checked; send the request again") from None
-        raise
-    check_image(whole, what)
-    return content_type, start.etag
+    upload = read_upload(s3, key, field)
+    check_image(upload.data, what)
+    return upload.content_type, upload.etag
 
 
 def resolve_image(value: str) -> Image:
@@ -99,17 +85,27 @@ def resolve_image(value: str) -> Image:
     raise ProtocolError(f"image must be {IMAGE_FORMS}")
 
 
-def resolve_style(value: str) -> tuple[str, str, Image | None]:
+Resolved = tuple[str, str, Image | None]  # (style for the job item, key of the style image, the upload to copy)
+
+
+def resolve_style(value: str, field: str = "style", what: str = STYLE) -> Resolved:
     """(style for the job item, key of the style image, the upload to copy for the job or None)."""
     if keys.STYLE_NAME.match(value):
         key = keys.style_key(value)
         if object_start(s3, key) is None:
-            raise ProtocolError(f"unknown style {value!r}: LIST_STYLES gives the catalogue")
+            raise ProtocolError(f"unknown style {printable(value)!r}: LIST_STYLES gives the catalogue")
         return value, key, None
     if keys.is_upload_key(value):
-        content_type, etag = checked_upload(value, "style", STYLE)
+        content_type, etag = checked_upload(value, field, what)
         return CUSTOM_STYLE, value, Image(content_type, upload_key=value, etag=etag)
-    raise ProtocolError(f"style must be {STYLE_FORMS}")
+    raise ProtocolError(f"{field} must be {STYLE_FORMS}")
+
+
+def blend_shares(styles: list[str], weights: list[float] | None) -> list[dict[str, Any]]:
+    """A blend as the job item, the Feed and GET_JOB tell it: each style's share, summing to 1."""
+    given = weights if weights is not None else [1.0] * len(styles)
+    total = sum(given)
+    return [{"style": style, "weight": round(weight / total, 4)} for style, weight in zip(styles, given, strict=True)]
 
 
 def store(image: Image, key: str, field: str = "image") -> None:
@@ -172,7 +168,13 @@ def give_back(job_id: str, counts: list[tuple[Any, str]] | None = None, now: flo
 
 def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
     image = resolve_image(request.image)
-    style, style_key, own_style = resolve_style(request.style)
+    blend = len(request.styles) > 1
+    resolved = [
+        resolve_style(
+            value, f"style.{place}" if blend else "style", f"{ORDINALS[place]} style image" if blend else STYLE
+        )
+        for place, value in enumerate(request.styles)
+    ]
     job_id = keys.new_job_id()
     try:
         undo = check_limits(event, job_id)
@@ -181,7 +183,7 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
         metrics.add_metric(name="TransferLimited", unit=MetricUnit.Count, value=1)
         raise
     try:
-        answer = start(request, event, job_id, image, style, style_key, own_style)
+        answer = start(request, event, job_id, image, resolved)
     except BaseException:
         undo()  # nothing was started: the place and the counts are free again
         raise
@@ -191,31 +193,32 @@ def submit(request: TransferStyle, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def start(
-    request: TransferStyle,
-    event: dict[str, Any],
-    job_id: str,
-    image: Image,
-    style: str,
-    style_key: str,
-    own_style: Image | None,
+    request: TransferStyle, event: dict[str, Any], job_id: str, image: Image, resolved: list[Resolved]
 ) -> dict[str, Any]:
     """Stores the job's images, records it and starts its execution (its place is taken)."""
-    private = request.is_private
-    if own_style is not None:
-        style_key = keys.own_style_key(job_id, private, keys.EXTENSIONS[own_style.content_type])
-    job = Job.new(job_id=job_id, private=private, content_type=image.content_type, style_key=style_key,
-                  options=request.options)  # fmt: skip
+    private, blend = request.is_private, len(resolved) > 1
+    style_keys = [
+        key if own is None else keys.own_style_key(job_id, private, keys.EXTENSIONS[own.content_type], place)
+        for place, (_, key, own) in enumerate(resolved)
+    ]
+    job = Job.new(job_id=job_id, private=private, content_type=image.content_type, style_key=style_keys[0],
+                  blend_keys=style_keys[1:], options=request.options)  # fmt: skip
     token, token_hash = new_token()
-    if own_style is not None:
-        # pinned as the photo is: the job reads its own copy of the checked version, since the
-        # upload's presigned POST stays valid and could replace the upload after ACCEPTED. First,
-        # so that a refusal leaves at most this copy (it expires within a day), never a job.
-        store(own_style, job.style_key, "style")
+    for place, (_, _, own) in enumerate(resolved):
+        if own is not None:
+            # pinned as the photo is: the job reads its own copy of the checked version, since the
+            # upload's presigned POST stays valid and could replace the upload after ACCEPTED.
+            # First, so that a refusal leaves at most these copies (they expire within a day), never a job.
+            store(own, job.style_keys[place], f"style.{place}" if blend else "style")
     store(image, job.input_key)
     execution = job.message()
+    names = [name for name, _, _ in resolved]
+    style = names[0]
+    described = {"blend": blend_shares(names, request.options.style_blend)} if blend else {}
     jobs.create(
         {
             **execution,
+            **described,
             "connectionId": connection_id(event),
             "tokenHash": token_hash,
             "style": style,
@@ -240,7 +243,7 @@ def start(
         return error(TRANSFER_STYLE, f"{START_FAILED}; please try again")
     metrics.add_dimension(name="isPrivate", value=str(private).lower())
     metrics.add_metric(name="JobSubmitted", unit=MetricUnit.Count, value=1)
-    logger.info("job submitted", extra={"isPrivate": private, "style": style})
+    logger.info("job submitted", extra={"isPrivate": private, "style": style, "styles": len(names)})
     return message(ACCEPTED, {"jobId": job_id, "jobToken": token})
 
 

@@ -26,7 +26,7 @@ from .catalogue import seed_styles
 from .event_source import SqsEventSource
 from .events import ExecutionWatcher, LocalEvents
 from .gateway import IDLE_TIMEOUT_SECONDS, Gateway
-from .lambdas import LambdaRuntime
+from .lambdas import LambdaRuntime, RuntimeClosedError
 from .moto_fixes import set_lambda_invoker
 from .persistence import PeriodicSaver, restore, save
 
@@ -91,7 +91,9 @@ def fail_interrupted_jobs(aws: LocalAws) -> int:
     return ended
 
 
-PREVIEW_FUNCTION = "PreviewFunction"
+# the functions with a network to load (and PREVIEW_STYLES the catalogue's style vectors to make),
+# started with the stack so that the first preview comes as fast as the others
+WARMED_FUNCTIONS = ("PreviewFunction", "PreviewStylesFunction")
 # Not kept across restarts: no worker survives one (the pool's table), nor any execution, so the
 # jobs in flight and their places (the rate limits table, with its short-lived counters) start over.
 TRANSIENT_TABLES = ("WorkersTable", "RateLimitsTable")
@@ -100,6 +102,8 @@ TRANSIENT_TABLES = ("WorkersTable", "RateLimitsTable")
 def warm_quietly(runtime: LambdaRuntime, logical_id: str) -> None:
     try:
         runtime.warm([logical_id])
+    except RuntimeClosedError:  # the stack stopped before it was warm: nothing is wrong
+        pass
     except Exception:  # the first invocation starts it then, and reports what is wrong
         log.warning("could not start %s ahead of the first job", logical_id, exc_info=True)
 
@@ -124,7 +128,8 @@ class Stack:
         args = self.args
         moto = start_moto()
         self._stops.append(moto.stop)
-        slots = args.workers if args.workers is not None else max(1, len(visible_gpus(args.device)))
+        gpus = visible_gpus(args.device)
+        slots = args.workers if args.workers is not None else max(1, len(gpus))
         self.aws = aws = LocalAws(moto.endpoint)
         apply_parameters(aws, args, slots)  # before anything reads them (the state machine, the functions)
         aws.create()
@@ -142,14 +147,21 @@ class Stack:
         ).start_background()
         self._stops.append(self.gateway.stop_background)
         # the functions reach @connections and build public URLs through the gateway
+        # and GET_SERVICE says what this machine's workers paint on until one has measured it (the
+        # template says "cuda": in AWS they run on GPU instances)
         runtime.update_overrides(
-            {"WEBSOCKET_ENDPOINT": self.gateway.management_endpoint, "PUBLIC_BASE_URL": self.gateway.http_url}
+            {
+                "WEBSOCKET_ENDPOINT": self.gateway.management_endpoint,
+                "PUBLIC_BASE_URL": self.gateway.http_url,
+                "WORKER_DEVICE": "cuda" if gpus else "cpu",
+            }
         )
         # the state machine's preview step runs in the local runtime; its network loads now, in the
         # background, so that the first job's preview comes as fast as the others
         set_lambda_invoker(runtime.invoke_for_state_machine)
         self._stops.append(lambda: set_lambda_invoker(None))
-        threading.Thread(target=warm_quietly, args=(runtime, PREVIEW_FUNCTION), daemon=True).start()
+        for warmed in WARMED_FUNCTIONS:
+            threading.Thread(target=warm_quietly, args=(runtime, warmed), daemon=True).start()
         # EventBridge: the Batch runner's job events reach the scaler; its schedule starts after the
         # runner, since its first run may already start MinWarmWorkers
         events = LocalEvents(runtime, aws)

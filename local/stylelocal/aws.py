@@ -407,6 +407,7 @@ class LocalAws:
                 name=name, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/local"
             )["stateMachineArn"]
             self.refs[name] = arn
+            self.attributes[(name, "Name")] = name  # what execution ARNs are made of (DELETE_JOB's policy)
 
     def register_principals(self) -> None:
         """What each principal's identity policy allows, for the local S3 (moto_fixes'

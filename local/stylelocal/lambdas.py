@@ -227,6 +227,7 @@ class LambdaRuntime:
         self._pools: dict[str, _Pool] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._spawning: set[_Worker] = set()  # processes in their init: close() stops them too
 
     # --- public -------------------------------------------------------------------------------
 
@@ -330,6 +331,11 @@ class LambdaRuntime:
                     pool.started(None)
                     raise
                 pool.started(worker)
+                if self._closed:  # closed as it came up: close() did not see it among the idle
+                    with pool.cond:
+                        if worker in pool.idle:
+                            pool.idle.remove(worker)
+                    worker.kill()
             except BaseException as error:  # reported below, in the caller's thread
                 errors.append(error)
 
@@ -392,6 +398,9 @@ class LambdaRuntime:
         with self._lock:
             self._closed = True
             pools = list(self._pools.values())
+            spawning = list(self._spawning)
+        for worker in spawning:  # a warm-up still in its init (its _spawn then fails, and is reported)
+            worker.kill()
         for pool in pools:
             with pool.cond:
                 workers = [*pool.idle, *pool.busy]
@@ -499,6 +508,26 @@ class LambdaRuntime:
             close_fds=True,
         )
         worker = _Worker(config, process)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._spawning.add(worker)
+        if closed:  # closed meanwhile: close() could not have seen this process
+            worker.kill()
+            raise RuntimeClosedError("the Lambda runtime is closed")
+        try:
+            return self._init(logical_id, worker)
+        except _InitError:
+            if self._closed:  # stopped by close(), not a failing init
+                raise RuntimeClosedError("the Lambda runtime is closed") from None
+            raise
+        finally:
+            with self._lock:
+                self._spawning.discard(worker)
+
+    def _init(self, logical_id: str, worker: _Worker) -> _Worker:
+        """The new process's init (Lambda's init phase): its answer threads, then its first word."""
+        process = worker.process
         reader = threading.Thread(target=_read_answers, args=(worker,), name=f"{logical_id}-answers", daemon=True)
         reader.start()
         worker.threads.append(reader)

@@ -8,6 +8,7 @@ worker really runs (64 px, preview preset) on this machine's CPU."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -305,6 +306,92 @@ def test_a_client_that_leaves_mid_job_still_has_its_result(stack: Running, clien
     assert state["status"] == "SUCCEEDED", state
     assert image_at(state["result"]).size == (64, 43)
     assert "Traceback" not in stack.log.read_text()
+
+
+def test_every_style_previewed_on_a_photo_before_any_job(stack: Running, clients) -> None:
+    """PREVIEW_STYLES on the real stack: the whole catalogue, each preview pushed as it is made,
+    in the catalogue's order, then the answer; then one style re-rendered at another strength."""
+    client = clients()
+    names = [style["name"] for style in client.ask({"action": "LIST_STYLES"}, "STYLES")["styles"]]
+    start = len(client.seen)
+    done = client.ask({"action": "PREVIEW_STYLES", "image": data_url(photo_png(256, 170)), "requestId": "p1"},
+                      "STYLE_PREVIEWS_DONE")  # fmt: skip
+    assert done == {"requestId": "p1", "count": len(names), "skipped": []}
+    previews = [m["data"] for m in client.seen[start:] if m["event"] == "STYLE_PREVIEW"]
+    assert [p["style"] for p in previews] == names  # every one, as it was made, before the answer
+    assert client.seen[-1]["event"] == "STYLE_PREVIEWS_DONE"
+    assert {data_image(p["preview"]).size for p in previews} == {(256, 170)}
+    again = client.ask({"action": "PREVIEW_STYLES", "image": data_url(photo_png(256, 170)), "styles": [names[0]],
+                        "strength": 0.1, "preserveColors": True, "requestId": "p2"}, "STYLE_PREVIEWS_DONE")  # fmt: skip
+    assert again["count"] == 1
+    [changed] = [m["data"] for m in client.seen if m["event"] == "STYLE_PREVIEW" and m["data"]["requestId"] == "p2"]
+    assert changed["preview"] != previews[0]["preview"]
+
+
+def data_image(url: str) -> Image.Image:
+    assert url.startswith("data:image/jpeg;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+def test_a_blend_is_painted_shared_and_taken_back_and_a_job_taken_back_mid_painting_stops(
+    stack: Running, clients
+) -> None:
+    requester, watcher = clients(), clients()
+    watcher.ask({"action": "LIST_STYLES"}, "STYLES")
+    job = requester.ask(
+        {"action": "TRANSFER_STYLE", "image": data_url(photo_png(96, 64)), "style": ["swirls", "waves"],
+         "isPrivate": False, "options": {**OPTIONS, "styleBlend": [0.7, 0.3]}},
+        ACCEPTED,
+    )  # fmt: skip
+    job_id = job["jobId"]
+    done = requester.wait_for(lambda m: m["event"] == f"TRANSFER_STYLE_COMPLETED::{job_id}", JOB_SECONDS)
+    blend = [{"style": "swirls", "weight": 0.7}, {"style": "waves", "weight": 0.3}]
+    shared = watcher.wait_for(lambda m: m["event"] == ACCEPTED.replace("ACCEPTED", "COMPLETED")
+                              and m["data"]["jobId"] == job_id, 30)["data"]  # fmt: skip
+    assert (shared["style"], shared["blend"]) == ("swirls", blend)
+    assert requester.ask({"action": "GET_IMAGE", "jobId": job_id}, "IMAGE") == shared  # its permalink's answer
+    # the worker measured its pace: the service now says what its device is and how fast it paints
+    service = requester.ask({"action": "GET_SERVICE"}, "SERVICE")
+    assert (service["device"], service["deviceMeasured"], service["defaultSize"]) == ("cpu", True, 256)
+    assert service["pace"]["secondsPerMegapixelIteration"] > 0
+    assert service["workersUp"] >= 1
+
+    # taken back: gone from everywhere, and an open Feed is told at once
+    assert requester.ask({"action": "DELETE_JOB", **job}, "JOB_DELETED") == {"jobId": job_id}
+    assert watcher.wait_for(lambda m: m["event"] == "IMAGE_REMOVED", 10)["data"] == {"jobId": job_id}
+    for url in (done["data"]["result"], shared["input"], f"{stack.url}/public/preview/{job_id}.jpg"):
+        assert requests.get(url, timeout=5).status_code == 404
+    start = len(requester.seen)
+    requester.send({"action": "GET_IMAGE", "jobId": job_id})
+    assert requester.event("IMAGE", start=start)["event"] == "ERROR"
+    assert job_id not in json.dumps(requester.ask({"action": "LIST_IMAGES", "limit": 50}, "IMAGES"))
+
+    # a job taken back while it is painted: the worker stops at its next heartbeat, nothing is kept
+    running = requester.ask(
+        {"action": "TRANSFER_STYLE", "image": data_url(photo_png(96, 64)), "style": "mosaic", "isPrivate": True,
+         "options": {"preset": "preview", "size": 512}},
+        ACCEPTED,
+    )  # fmt: skip
+    requester.wait_for(lambda m: m["event"] == f"TRANSFER_STYLE_PROGRESS::{running['jobId']}", JOB_SECONDS)
+    assert requester.ask({"action": "DELETE_JOB", **running}, "JOB_DELETED") == {"jobId": running["jobId"]}
+    deadline = time.monotonic() + 60
+    while f'"jobId": "{running["jobId"]}", "workerId"' not in stack.log.read_text():
+        assert time.monotonic() < deadline, "the worker did not stop painting"
+        time.sleep(1)
+    [line] = [json.loads(text.split("] ", 1)[1]) for text in stack.log.read_text().splitlines()
+              if "stylize-worker job" in text and running["jobId"] in text]  # fmt: skip
+    assert line["outcome"] == "lost"  # it stopped painting; it answered nobody
+    start = len(requester.seen)
+    requester.send({"action": "GET_JOB", **running})
+    assert requester.event("JOB", start=start)["data"]["message"] == "no job with that jobId and jobToken"
+    assert not [m for m in requester.seen if m["event"] == f"TRANSFER_STYLE_COMPLETED::{running['jobId']}"]
+    # the worker is free again: the next job is painted
+    after = requester.ask(
+        {"action": "TRANSFER_STYLE", "image": data_url(photo_png(96, 64)), "style": "mosaic", "isPrivate": True,
+         "options": OPTIONS},
+        ACCEPTED,
+    )  # fmt: skip
+    requester.wait_for(lambda m: m["event"] == f"TRANSFER_STYLE_COMPLETED::{after['jobId']}", JOB_SECONDS)
 
 
 def test_gallery_is_kept_across_restarts(tmp_path: Path, clients) -> None:

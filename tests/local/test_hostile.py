@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,8 @@ CASES: Counter[str] = Counter()  # cases sent, by route
 GENERATED_CASES: Counter[str] = Counter()  # of which hypothesis generated, by route
 EXAMPLES = 55  # generated cases per route, on top of the hand-written ones
 STYLES = ("swirls", "stained-glass", "mosaic", "waves")
+# every name the seeded catalogue has: a list of them is a valid request
+CATALOGUE = {"starry-night", "the-great-wave", "the-scream", "shipwreck", "udnie", "woman-with-a-hat", *STYLES}
 
 
 class Failures(logging.Handler):
@@ -143,6 +146,10 @@ VALID = {
     "LIST_STYLES": {"action": "LIST_STYLES"},
     "LIST_IMAGES": {"action": "LIST_IMAGES", "limit": 5},
     "GET_JOB": {"action": "GET_JOB", "jobId": "0" * 32, "jobToken": "x"},  # no job exists: an ERROR
+    "GET_SERVICE": {"action": "GET_SERVICE"},
+    "PREVIEW_STYLES": {"action": "PREVIEW_STYLES", "image": data_url(PNG)},
+    "DELETE_JOB": {"action": "DELETE_JOB", "jobId": "0" * 32, "jobToken": "x"},  # no job exists: an ERROR
+    "GET_IMAGE": {"action": "GET_IMAGE", "jobId": "0" * 32},  # no such painting: an ERROR
 }
 # the fields each request cannot go without (removing `action` sends it to $default)
 REQUIRED = {
@@ -151,6 +158,10 @@ REQUIRED = {
     "LIST_STYLES": ["action"],
     "LIST_IMAGES": ["action"],
     "GET_JOB": ["action", "jobId", "jobToken"],
+    "GET_SERVICE": ["action"],
+    "PREVIEW_STYLES": ["action", "image"],
+    "DELETE_JOB": ["action", "jobId", "jobToken"],
+    "GET_IMAGE": ["action", "jobId"],
 }
 PATHS = [
     "../styles/swirls.jpg", "/etc/passwd", "styles/swirls.jpg", "public/output/" + "0" * 32 + ".jpg",
@@ -192,6 +203,49 @@ def fixed_cases(action: str) -> list[str | bytes]:
     return cases
 
 
+def blend_cases() -> list[str]:
+    """TRANSFER_STYLE's style as a list and options.styleBlend: each broken one way."""
+    valid = VALID["TRANSFER_STYLE"]
+    missing = "uploads/" + "d" * 32 + ".png"
+    styles = [
+        [], [[]], [["swirls"]], ["swirls"] * 2, ["swirls", "mosaic", "waves", "stained-glass"], ["swirls", 5],
+        ["swirls", None], [None], ["swirls", ""], ["swirls", "x" * 201], ["swirls", "no-such-style"],
+        ["swirls", missing], {"0": "swirls"}, ["swirls", "mosaic", "waves", "swirls"],
+        *(["swirls", path] for path in PATHS),
+    ]  # fmt: skip
+    blends = [
+        [], [0.5] * 4, [-1, 1], [2, 1], [0, 0], [1e-200, 1e-200], [True, False], [[0.5], [0.5]], {"a": 1}, "0.5,0.5",
+        [0.5], [0.2, 0.3, 0.5], ["0.5", "0.5"], [None, 1], [1e308, 1],
+    ]  # fmt: skip
+    cases = [json.dumps({**valid, "style": style}) for style in styles]
+    cases += [
+        json.dumps({**valid, "style": ["swirls", "mosaic"], "options": {"styleBlend": blend}}) for blend in blends
+    ]
+    cases += [json.dumps({**valid, "options": {"styleBlend": [1.0], "style_blend": [1.0]}})]
+    cases += [raw("TRANSFER_STYLE", f'"image": "{valid["image"]}", "style": ["swirls", "mosaic"], "isPrivate": false, '
+                  '"options": {"styleBlend": [NaN, 1]}')]  # fmt: skip
+    return cases
+
+
+def preview_cases() -> list[str]:
+    """PREVIEW_STYLES's fields, each broken one way."""
+    valid = VALID["PREVIEW_STYLES"]
+    changes: list[dict[str, Any]] = [
+        {"styles": []}, {"styles": "swirls"}, {"styles": ["swirls", "swirls"]}, {"styles": ["no-such-style"]},
+        {"styles": ["swirls"] * 25}, {"styles": [5]}, {"styles": [None]}, {"styles": ["uploads/" + "d" * 32 + ".png"]},
+        *({"styles": ["swirls", path]} for path in PATHS),
+        {"strength": -0.1}, {"strength": 1.5}, {"strength": "0.5"}, {"strength": None}, {"strength": True},
+        {"preserveColors": "true"}, {"preserveColors": 1}, {"preserveColors": None},
+        {"styleBlend": [0.5, 0.5]}, {"styles": ["swirls"], "styleBlend": [1.0]},
+        {"styles": ["swirls", "mosaic"], "styleBlend": [0.5]}, {"styles": ["swirls", "mosaic"], "styleBlend": [0, 0]},
+        {"styles": ["swirls", "mosaic"], "styleBlend": [2, 1]}, {"styles": ["swirls", "mosaic"], "styleBlend": "x"},
+        {"requestId": ""}, {"requestId": "a" * 41}, {"requestId": "<img>"}, {"requestId": "a b"}, {"requestId": 7},
+        {"requestId": "\u0000"}, {"isPrivate": True}, {"style": "swirls"}, {"preserve_colors": True},
+        {"style_blend": [1.0]}, {"request_id": "r"}, {"image": data_url(png(8, 8))}, {"image": data_url(png(600, 20))},
+    ]  # fmt: skip
+    return [json.dumps({**valid, **change}) for change in changes]
+
+
 def snake_case_cases() -> list[str]:
     return [
         json.dumps({**VALID["TRANSFER_STYLE"], "is_private": False, "isPrivate": None} | {"isPrivate": False}).replace(
@@ -202,6 +256,8 @@ def snake_case_cases() -> list[str]:
         json.dumps({**VALID["TRANSFER_STYLE"], "options": {"style_scale": 1.0}}),
         json.dumps({"action": "REQUEST_UPLOAD", "content_type": "image/png", "size": 10}),
         json.dumps({"action": "GET_JOB", "job_id": "0" * 32, "job_token": "x"}),
+        json.dumps({"action": "DELETE_JOB", "job_id": "0" * 32, "job_token": "x"}),
+        json.dumps({"action": "GET_IMAGE", "job_id": "0" * 32}),
     ]
 
 
@@ -284,33 +340,65 @@ def garbled(data: bytes, content_type: str) -> st.SearchStrategy[str]:
     return st.binary(min_size=1, max_size=400).map(lambda body: data_url(data[:head] + body, content_type))
 
 
-STYLE = st.one_of(st.text(max_size=50).filter(lambda s: s not in STYLES), st.sampled_from(PATHS), NOT_A_STRING)
+STYLE_TEXT = st.one_of(st.text(max_size=50).filter(lambda s: s not in CATALOGUE), st.sampled_from(PATHS))
+
+
+def usable_styles(value: Any, most: int) -> bool:
+    """A list of 1 to `most` distinct catalogue names: what PREVIEW_STYLES and TRANSFER_STYLE take."""
+    return (
+        isinstance(value, list)
+        and 1 <= len(value) <= most
+        and len(set(map(str, value))) == len(value)
+        and all(isinstance(name, str) and name in CATALOGUE for name in value)
+    )
+
+
+STYLE_LISTS = st.lists(st.one_of(st.sampled_from(sorted(CATALOGUE)), STYLE_TEXT, NOT_A_STRING), max_size=5)
+STYLE = st.one_of(
+    STYLE_TEXT,
+    NOT_A_STRING.filter(lambda v: not usable_styles(v, 3)),
+    STYLE_LISTS.filter(lambda v: not usable_styles(v, 3)),
+)
+NOT_A_WEIGHT = st.one_of(st.floats().filter(lambda f: not 0 <= f <= 1), st.text(max_size=5), st.booleans(), st.none())
 OPTIONS = st.one_of(
     st.fixed_dictionaries({"preset": st.text(max_size=12).filter(lambda p: p not in ("preview", "standard", "high"))}),
     st.fixed_dictionaries({"size": st.one_of(st.integers(max_value=63), st.integers(min_value=2049), NOT_AN_INT)}),
     st.fixed_dictionaries({"strength": st.one_of(st.floats().filter(lambda f: not 0 <= f <= 1), st.text(max_size=5))}),
     st.fixed_dictionaries({"seed": st.one_of(st.integers(max_value=-1), st.integers(min_value=2**31))}),
+    # VALID's style is one: any styleBlend but a single weight in 0..1 (not 0) is refused
+    st.fixed_dictionaries(
+        {
+            "styleBlend": st.one_of(
+                st.lists(st.floats(0, 1), min_size=2, max_size=5),
+                st.lists(NOT_A_WEIGHT, min_size=1),
+                NOT_A_STRING.filter(lambda v: v is not None and not isinstance(v, list)),
+            )
+        }
+    ),
     st.dictionaries(
-        UNKNOWN_FIELD.filter(lambda k: k not in ("preset", "size", "strength", "seed", "preserveColors", "styleScale")),
+        UNKNOWN_FIELD.filter(
+            lambda k: k not in ("preset", "size", "strength", "seed", "preserveColors", "styleScale", "styleBlend")
+        ),
         JSON,
         min_size=1,
         max_size=3,
     ),
     NOT_A_STRING.filter(lambda v: not isinstance(v, dict)),
 )
+GENERATED_IMAGE = st.one_of(
+    truncated(PNG, "image/png"),
+    truncated(JPEG, "image/jpeg"),
+    garbled(PNG, "image/png"),
+    garbled(JPEG, "image/jpeg"),
+    st.text(max_size=80),
+    st.sampled_from(PATHS),
+    NOT_A_STRING,
+)
 GENERATED = {
     "TRANSFER_STYLE": broken(
         "TRANSFER_STYLE",
         {
-            "image": st.one_of(
-                truncated(PNG, "image/png"),
-                truncated(JPEG, "image/jpeg"),
-                garbled(PNG, "image/png"),
-                garbled(JPEG, "image/jpeg"),
-                st.text(max_size=80),
-                st.sampled_from(PATHS),
-                NOT_A_STRING,
-            ),
+            "image": GENERATED_IMAGE,
             "style": STYLE,
             "isPrivate": NOT_A_BOOL,
             "options": OPTIONS,
@@ -355,6 +443,36 @@ GENERATED = {
         },
     ),
 }
+JOB_ID = st.one_of(st.text(max_size=40), NOT_A_STRING)
+GENERATED |= {
+    "GET_SERVICE": broken("GET_SERVICE", {}),
+    "PREVIEW_STYLES": broken(
+        "PREVIEW_STYLES",
+        {
+            "image": GENERATED_IMAGE,
+            "styles": st.one_of(
+                STYLE_LISTS.filter(lambda v: not usable_styles(v, 24)),
+                NOT_A_STRING.filter(lambda v: v is not None and not usable_styles(v, 24)),
+                STYLE_TEXT,
+            ),
+            "strength": NOT_A_WEIGHT,
+            "preserveColors": NOT_A_BOOL,
+            "styleBlend": JSON.filter(lambda v: v is not None),  # never without styles
+            "requestId": st.one_of(
+                st.text(max_size=60).filter(lambda t: not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", t)),
+                NOT_A_STRING.filter(lambda v: v is not None),
+            ),
+        },
+    ),
+    "DELETE_JOB": broken(
+        "DELETE_JOB",
+        {
+            "jobId": st.one_of(JOB_ID, st.from_regex(r"\A[0-9a-f]{32}\Z")),
+            "jobToken": st.one_of(st.text(max_size=300), NOT_A_STRING),
+        },
+    ),
+    "GET_IMAGE": broken("GET_IMAGE", {"jobId": st.one_of(JOB_ID, st.from_regex(r"\A[0-9a-f]{32}\Z"))}),
+}
 GENERATED["$default"] = st.one_of(
     st.text(max_size=40).filter(lambda a: a not in VALID).map(lambda a: json.dumps({"action": a})),
     NOT_A_STRING.map(lambda a: json.dumps({"action": a})),
@@ -379,8 +497,14 @@ SETTINGS = settings(
 @pytest.mark.parametrize("action", [*VALID, "$default"])
 def test_hand_written_attacks_are_each_answered_with_an_error(stack: Stack, action: str):
     cases = default_cases() if action == "$default" else fixed_cases(action)
+    if action == "PREVIEW_STYLES":
+        cases += preview_cases()
     if action == "TRANSFER_STYLE":
-        cases += snake_case_cases() + [json.dumps({**VALID[action], "image": url}) for url in broken_images()]
+        cases += (
+            blend_cases()
+            + snake_case_cases()
+            + [json.dumps({**VALID[action], "image": url}) for url in broken_images()]
+        )
         cases += [json.dumps({**VALID[action], "image": pixel_bomb()})]
         cases += [json.dumps({**VALID[action], "image": path}) for path in PATHS]
         cases += [json.dumps({**VALID[action], "style": path}) for path in PATHS]

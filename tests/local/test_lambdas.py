@@ -267,6 +267,51 @@ def test_close_stops_every_process(aws, tmp_path):
         lambdas.invoke("ConnectFunction", connect_event())
 
 
+def test_close_stops_a_process_still_in_its_init(aws, tmp_path):
+    """A warm-up in progress when the stack stops (Ctrl-C right after `make up`): its process,
+    still in its init, goes with the others, and the warm-up says the runtime closed."""
+    slow_init = probe_function(
+        tmp_path, "SlowInitFunction", "count", code="import time\ntime.sleep(30)\n" + PROBE_COUNT
+    )
+    lambdas = LambdaRuntime(aws, functions=[slow_init], logs="discard")
+    failures: list[BaseException] = []
+
+    def warm() -> None:
+        try:
+            lambdas.warm(["SlowInitFunction"])
+        except BaseException as failure:
+            failures.append(failure)
+
+    warming = threading.Thread(target=warm)
+    warming.start()
+    deadline = time.monotonic() + 10
+    while not (pids := children_running("SlowInitFunction")):
+        assert time.monotonic() < deadline, "the warm-up did not start its process"
+        time.sleep(0.05)
+    lambdas.close()
+    warming.join(10)
+    assert not any(alive(pid) for pid in pids)
+    assert [type(failure) for failure in failures] == [RuntimeClosedError]
+
+
+PROBE_COUNT = "def count(event, context):\n    return {}\n"
+
+
+def children_running(function: str) -> list[int]:
+    """This process's children running `function` (a runtime's processes, by their command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == os.getpid() and f'"function": "{function}"' in command:
+                found.append(int(entry.name))
+    return found
+
+
 def _invoke_or_error(lambdas: LambdaRuntime, function: str, seconds: float) -> object:
     try:
         return lambdas.invoke(function, {"seconds": seconds})

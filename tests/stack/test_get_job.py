@@ -46,6 +46,16 @@ def status(aws: LocalAws) -> dict:
     return data
 
 
+def about(data: dict) -> dict:
+    """What every JOB answer says of a public job besides its state: the style, the privacy, when
+    it was asked for and the photo (for "Your paintings" to show the pair again); taken out of
+    `data` so that the rest can be compared whole."""
+    described = {name: data.pop(name) for name in ("style", "isPrivate", "createdAt", "input")}
+    assert described["style"] == "starry-night"
+    assert isinstance(described["createdAt"], int)
+    return described
+
+
 def test_every_event_file_is_exercised():
     assert {path.split("/")[1].removesuffix(".json") for path in event_files("get_job")} == {
         "job", "wrong_token", "unknown_job", "missing_token", "bad_job_id", "bad_json",
@@ -54,15 +64,22 @@ def test_every_event_file_is_exercised():
 
 def test_a_submitted_then_running_job(aws: LocalAws, jobs: Jobs):
     create(jobs, private=False)
-    assert status(aws) == {"jobId": JOB_ID, "status": "SUBMITTED", "progress": 0}
+    data = status(aws)
+    assert about(data)["input"] == f"https://cdn.local.test/public/input/{JOB_ID}.png"
+    assert data == {"jobId": JOB_ID, "status": "SUBMITTED", "progress": 0}
     jobs.set_progress(JOB_ID, 0.25)
-    assert status(aws) == {"jobId": JOB_ID, "status": "RUNNING", "progress": 0.25}
+    data = status(aws)
+    assert about(data)["isPrivate"] is False
+    assert data == {"jobId": JOB_ID, "status": "RUNNING", "progress": 0.25}
 
 
 def test_a_public_result_is_its_cdn_url(aws: LocalAws, jobs: Jobs):
     create(jobs, private=False)
     jobs.mark_succeeded(JOB_ID, f"public/output/{JOB_ID}.jpg", public=True)
-    assert status(aws) == {
+    data = status(aws)
+    about(data)
+    assert isinstance(data.pop("completedAt"), int)
+    assert data == {
         "jobId": JOB_ID,
         "status": "SUCCEEDED",
         "progress": 1,
@@ -84,12 +101,35 @@ def test_a_private_result_is_a_presigned_get_with_the_configured_lifetime(aws: L
     assert query["X-Amz-Expires"] == ["900"]  # PresignedUrlSeconds
     assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
     assert requests.get(data["result"], timeout=10).content == PNG
+    # the photo too, for "Your paintings" to show the pair again: as private as the result
+    aws.client("s3").put_object(Bucket=bucket(aws), Key=f"private/input/{JOB_ID}.png", Body=PNG)
+    assert data["isPrivate"] is True
+    assert "X-Amz-Signature=" in data["input"]
+    assert requests.get(data["input"], timeout=10).content == PNG
+
+
+def test_a_blend_says_its_shares(aws: LocalAws, jobs: Jobs):
+    blend = [{"style": "starry-night", "weight": 0.7}, {"style": "custom", "weight": 0.3}]
+    jobs.create({"jobId": JOB_ID, "tokenHash": hash_token(TOKEN), "isPrivate": False, "style": "starry-night",
+                 "blend": blend, "inputKey": f"public/input/{JOB_ID}.png"})  # fmt: skip
+    assert status(aws)["blend"] == blend
+
+
+def test_a_job_taken_back_is_not_found_as_an_unknown_one_is(aws: LocalAws, jobs: Jobs):
+    create(jobs, private=False)
+    jobs.mark_succeeded(JOB_ID, f"public/output/{JOB_ID}.jpg", public=True)
+    assert jobs.mark_deleted(JOB_ID)["status"] == "SUCCEEDED"  # the item as it was
+    taken_back = aws.invoke(FUNCTION, "get_job/job.json")
+    assert refusal(taken_back) == NOT_FOUND
+    assert taken_back == aws.invoke(FUNCTION, "get_job/unknown_job.json")
 
 
 def test_a_failed_job_says_why(aws: LocalAws, jobs: Jobs):
     create(jobs, private=False)
     jobs.mark_failed(JOB_ID, "the photo is too small (at least 32 px on each side)")
-    assert status(aws) == {
+    data = status(aws)
+    about(data)
+    assert data == {
         "jobId": JOB_ID,
         "status": "FAILED",
         "progress": 0,

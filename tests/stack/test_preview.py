@@ -134,6 +134,32 @@ def test_a_job_that_ended_gets_no_preview_push(stack: Stack, capsys):
     assert metric[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "StyleTransfer"
 
 
+def test_a_blend_is_previewed_as_the_weighted_mean_of_its_paintings_styles(stack: Stack):
+    from styleservice import preview
+
+    scream = (ROOT / "catalogue" / "the-scream.jpg").read_bytes()
+    stack.s3.put_object(Bucket=stack.bucket, Key="styles/the-scream.jpg", Body=scream)
+    stack.job(styleBlend=[0.25, 0.75])
+    stack.jobs.table.update_item(Key={"jobId": JOB_ID}, UpdateExpression="SET blendKeys = :more",
+                                 ExpressionAttributeValues={":more": ["styles/the-scream.jpg"]})  # fmt: skip
+    stack.aws.invoke("PreviewFunction", "preview/job.json")
+    made = stack.image(f"public/preview/{JOB_ID}.jpg")
+    wave = (ROOT / "catalogue" / "the-great-wave.jpg").read_bytes()
+    photo = stack.s3.get_object(Bucket=stack.bucket, Key=f"public/input/{JOB_ID}.png")["Body"].read()
+    expected = preview.make_preview(photo, [wave, scream], blend=[0.25, 0.75])
+    assert made.tobytes() == Image.open(io.BytesIO(preview.jpeg(expected))).tobytes()
+    alone = Image.open(io.BytesIO(preview.jpeg(preview.make_preview(photo, wave))))
+    assert made.tobytes() != alone.tobytes()
+
+
+def test_a_job_taken_back_gets_no_preview_and_keeps_none(stack: Stack):
+    stack.job()
+    stack.jobs.mark_deleted(JOB_ID)
+    assert stack.aws.invoke("PreviewFunction", "preview/job.json") == {"previewKey": None, "pushed": False}
+    assert stack.keys("public/preview/") == []
+    assert stack.server.messages("requester=") == []
+
+
 @pytest.mark.parametrize(
     ("photo", "reason"),
     [

@@ -24,6 +24,10 @@ ROUTES = {
     "list_styles": "LIST_STYLES",
     "list_images": "LIST_IMAGES",
     "get_job": "GET_JOB",
+    "get_service": "GET_SERVICE",
+    "preview_styles": "PREVIEW_STYLES",
+    "delete_job": "DELETE_JOB",
+    "get_image": "GET_IMAGE",
 }
 FILES = [path for folder in ROUTES for path in event_files(folder)]
 

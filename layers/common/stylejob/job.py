@@ -74,19 +74,38 @@ class JobOptions(Contract):
     preserve_colors: bool = False
     style_scale: StyleScale = 1.0
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    # one weight per style of a blend, in the job's order of styles (None: equal shares); the
+    # engine and the preview divide by their sum
+    style_blend: list[Fraction] | None = Field(default=None, min_length=1, max_length=keys.MAX_STYLES)
+
+    @model_validator(mode="after")
+    def _blend_has_weight(self) -> JobOptions:
+        if self.style_blend is not None and sum(self.style_blend) <= 0:
+            raise ValueError("styleBlend needs a weight above 0")  # shown as "options: styleBlend needs ..."
+        return self
 
 
 class Job(Contract):
     """One style transfer: its id, its objects and its options. The keys must be the job's own
     (its id, its area), so a worker writes nowhere else and reads only what the job owns or the
-    catalogue holds."""
+    catalogue holds.
+
+    A blend of paintings names its first style in `styleKey` and the others, in order, in
+    `blendKeys` (at most MAX_STYLES in all), with `options.styleBlend` holding one weight per style;
+    a job of one style has no `blendKeys` (its message is the same as before blends existed)."""
 
     job_id: JobId
     input_key: str = Field(max_length=200)
     style_key: str = Field(max_length=200)
+    blend_keys: list[Annotated[str, Field(max_length=200)]] = Field(default=[], max_length=keys.MAX_STYLES - 1)
     output_key: str = Field(max_length=200)
     is_private: bool
     options: JobOptions = JobOptions()
+
+    @property
+    def style_keys(self) -> list[str]:
+        """Every style image of the job, in order: the first, then the blend's others."""
+        return [self.style_key, *self.blend_keys]
 
     @model_validator(mode="after")
     def _keys_are_the_jobs(self) -> Job:
@@ -95,39 +114,55 @@ class Job(Contract):
             raise ValueError(f"inputKey must be {keys.input_key(self.job_id, self.is_private, '<jpg|png|webp>')}")
         if self.output_key != keys.output_key(self.job_id, self.is_private):
             raise ValueError(f"outputKey must be {keys.output_key(self.job_id, self.is_private)}")
-        own = keys.job_object(self.style_key)
-        if not (
-            keys.is_catalogue_key(self.style_key)
-            or (own is not None and own[:3] == (self.is_private, "style", self.job_id))
-        ):
-            raise ValueError(
-                f"styleKey must be a catalogue style (styles/<name>.jpg) or the job's own copy "
-                f"({keys.own_style_key(self.job_id, self.is_private, '<jpg|png|webp>')})"
-            )
+        for place, key in enumerate(self.style_keys):
+            own = keys.own_style(key)
+            if not (keys.is_catalogue_key(key) or own == (self.is_private, self.job_id, place)):
+                field = "styleKey" if place == 0 else f"blendKeys.{place - 1}"
+                raise ValueError(
+                    f"{field} must be a catalogue style (styles/<name>.jpg) or the job's own copy "
+                    f"({keys.own_style_key(self.job_id, self.is_private, '<jpg|png|webp>', place)})"
+                )
+        blend = self.options.style_blend
+        if blend is not None and len(blend) != len(self.style_keys):
+            raise ValueError(f"options.styleBlend has {len(blend)} weights for {len(self.style_keys)} styles")
         return self
 
     @classmethod
     def new(
-        cls, *, private: bool, content_type: str, style_key: str, options: JobOptions, job_id: str | None = None
+        cls,
+        *,
+        private: bool,
+        content_type: str,
+        style_key: str,
+        options: JobOptions,
+        job_id: str | None = None,
+        blend_keys: list[str] | None = None,
     ) -> Job:
         """A new job whose photo is of `content_type` (with a fresh id unless `job_id` is given: a
-        job whose own style's key is made from its id)."""
+        job whose own style's key is made from its id); `blend_keys`, the other styles of a blend."""
         job_id = keys.new_job_id() if job_id is None else job_id
-        return cls.model_validate(
-            {
-                "jobId": job_id,
-                "inputKey": keys.input_key(job_id, private, keys.EXTENSIONS[content_type]),
-                "styleKey": style_key,
-                "outputKey": keys.output_key(job_id, private),
-                "isPrivate": private,
-                "options": options,
-            },
-            strict=False,  # `options` is already a model
-        )
+        message: dict[str, object] = {
+            "jobId": job_id,
+            "inputKey": keys.input_key(job_id, private, keys.EXTENSIONS[content_type]),
+            "styleKey": style_key,
+            "outputKey": keys.output_key(job_id, private),
+            "isPrivate": private,
+            "options": options,
+        }
+        if blend_keys:
+            message["blendKeys"] = blend_keys
+        return cls.model_validate(message, strict=False)  # `options` is already a model
 
     def message(self) -> dict[str, object]:
-        """The job as the state machine carries it (camelCase, JSON types)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The job as the state machine carries it (camelCase, JSON types). What a job of one
+        style does not use is left out (blendKeys, options.styleBlend), so that its message is
+        the one every reader of the contract already knew."""
+        found = self.model_dump(mode="json", by_alias=True)
+        if not self.blend_keys:
+            del found["blendKeys"]
+        if self.options.style_blend is None:
+            del found["options"]["styleBlend"]
+        return found
 
 
 class Internal(Contract):

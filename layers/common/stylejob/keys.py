@@ -4,7 +4,8 @@ styles/<name>.jpg                         the style catalogue (public through Cl
 styles/catalogue.json                     its titles, artists and years (catalogue/catalogue.json)
 uploads/<32 hex>.<jpg|png|webp>           presigned-POST uploads (expire after a day if unused)
 public/input/<jobId>.<ext>                content images of public jobs (public)
-public/style/<jobId>.<ext>                their own style image, if uploaded: the checked copy (a day)
+public/style/<jobId>.<ext>                their own style image, if uploaded: the checked copy (a day);
+public/style/<jobId>-<n>.<ext>            in a blend, the n-th style (1 or 2) when it is an upload
 public/output/<jobId>.jpg                 their results (public)
 public/preview/<jobId>.jpg                their instant previews (public, never listed)
 private/input/<jobId>.<ext>               private jobs: reachable only through presigned URLs
@@ -24,8 +25,11 @@ STYLE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 UPLOAD_KEY = re.compile(r"^uploads/[0-9a-f]{32}\.(jpg|png|webp)\Z")
 JOB_ID = re.compile(r"^[0-9a-f]{32}\Z")
 STYLE_KEY = re.compile(r"^styles/([a-z0-9][a-z0-9-]{0,39})\.jpg\Z")
-# a job's own objects: <area>/<what>/<jobId>.<ext>; (area, what, jobId, extension)
+# a job's own objects: <area>/<what>/<jobId>.<ext>; (area, what, jobId, extension). A blend's
+# second and third uploaded styles are <area>/style/<jobId>-<n>.<ext> (n = their place, 1 or 2).
 JOB_OBJECT = re.compile(r"^(public|private)/(input|style|output|preview)/([0-9a-f]{32})\.(jpg|png|webp)\Z")
+OWN_STYLE = re.compile(r"^(public|private)/style/([0-9a-f]{32})(?:-([12]))?\.(jpg|png|webp)\Z")
+MAX_STYLES = 3  # a blend: at most this many style images in one job
 
 
 def new_job_id() -> str:
@@ -74,10 +78,26 @@ def input_key(job_id: str, private: bool, extension: str) -> str:
     return f"{_area(private)}/input/{job_id}.{extension}"
 
 
-def own_style_key(job_id: str, private: bool, extension: str) -> str:
-    """A job's copy of the style image its client uploaded: exactly the version that was checked,
-    where the upload's presigned POST (still valid for a while) cannot replace it."""
-    return f"{_area(private)}/style/{job_id}.{extension}"
+def own_style_key(job_id: str, private: bool, extension: str, place: int = 0) -> str:
+    """A job's copy of a style image its client uploaded: exactly the version that was checked,
+    where the upload's presigned POST (still valid for a while) cannot replace it. `place` is the
+    style's place in a blend (0 for the first, or only, style; 1 or 2 for the others)."""
+    if not 0 <= place < MAX_STYLES:
+        raise ValueError(f"a job has at most {MAX_STYLES} styles, not a style at place {place}")
+    return f"{_area(private)}/style/{job_id}{f'-{place}' if place else ''}.{extension}"
+
+
+def own_style(key: str) -> tuple[bool, str, int] | None:
+    """(private, jobId, place in the blend) of a job's own style copy, else None."""
+    match = OWN_STYLE.match(key)
+    return (match.group(1) == "private", match.group(2), int(match.group(3) or 0)) if match else None
+
+
+def own_style_keys(job_id: str, private: bool) -> list[str]:
+    """Every key a job's own style copies can have (each place, each extension): what deleting a
+    job removes, whether or not it had such a copy."""
+    return [own_style_key(job_id, private, extension, place)
+            for place in range(MAX_STYLES) for extension in EXTENSIONS.values()]  # fmt: skip
 
 
 def output_key(job_id: str, private: bool) -> str:

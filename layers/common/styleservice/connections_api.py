@@ -4,6 +4,7 @@ stack's stand-in for that API is local/stylelocal/gateway.py)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -17,6 +18,7 @@ from .settings import settings
 # is never set, and API Gateway checks the requests' SigV4 signatures against IAM instead.
 LOCAL_SECRET_VARIABLE = "STYLELOCAL_CONNECTIONS_SECRET"
 LOCAL_SECRET_HEADER = "X-Stylelocal-Connections-Secret"
+log = logging.getLogger(__name__)
 
 
 def management_client(endpoint: str, local_secret: str | None = None) -> Any:
@@ -48,3 +50,22 @@ class ConnectionsApi:
         except self.client.exceptions.GoneException:
             return False
         return True
+
+
+def broadcast(gateway: ConnectionsApi, connections: Any, payload: dict[str, Any], threads: int = 10) -> int:
+    """Post `payload` to every open connection (styleservice.connections.Connections), `threads`
+    at a time (botocore's pool holds 10); a gone one (410) is forgotten. Best effort: one
+    connection's failure stops none of the others. The number reached."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(connection_id: str) -> bool:
+        try:
+            if gateway.send(connection_id, payload):
+                return True
+            connections.remove(connection_id)
+        except Exception:  # a stranger's connection must not stop the broadcast
+            log.exception("broadcast post failed: %s", connection_id)
+        return False
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return sum(pool.map(one, connections.ids()))

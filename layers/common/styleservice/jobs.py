@@ -1,10 +1,16 @@
 """The jobs table: one item per style-transfer job.
 
-Item: jobId (key), status (SUBMITTED, RUNNING, SUCCEEDED, FAILED), connectionId, tokenHash,
-isPrivate, inputKey, style, styleKey, outputKey, options, progress (0..1), previewKey, resultKey, error,
-createdAt/updatedAt/completedAt (epoch ms), expiresAt (epoch s, the table's TTL; removed when
-the job becomes a Feed item). Public jobs that succeed also get feed="public":
-the sparse index `Feed` (feed, completedAt) serves LIST_IMAGES newest first.
+Item: jobId (key), status (SUBMITTED, RUNNING, SUCCEEDED, FAILED, DELETED), connectionId,
+tokenHash, isPrivate, inputKey, style (the first style's name, "custom" for an upload), blend (a
+blend's [{style, weight}], weights summing to 1), styleKey, blendKeys, outputKey, options,
+progress (0..1), previewKey, resultKey, error, createdAt/updatedAt/completedAt/deletedAt (epoch
+ms), expiresAt (epoch s, the table's TTL; removed when the job becomes a Feed item). Public jobs
+that succeed also get feed="public": the sparse index `Feed` (feed, completedAt) serves LIST_IMAGES
+newest first.
+
+A job its owner took back (DELETE_JOB) stays a day as a DELETED tombstone without its Feed
+attribute, so that whatever of it still arrives (a result, a preview) is recognised and removed
+rather than recorded; to everyone else it no longer exists.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ import boto3
 from botocore.exceptions import ClientError
 
 from .settings import settings
+from .storage import public_url
 
 FEED_INDEX = "Feed"
 FEED = "public"
 SUBMITTED, RUNNING, SUCCEEDED, FAILED = "SUBMITTED", "RUNNING", "SUCCEEDED", "FAILED"
+DELETED = "DELETED"
+TOMBSTONE_SECONDS = 86400  # longer than any execution (an hour): a late result still finds it
 
 
 def now_ms() -> int:
@@ -60,6 +69,22 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+def gallery_entry(item: dict[str, Any]) -> dict[str, Any]:
+    """A public painting as the Feed shows it (LIST_IMAGES, GET_IMAGE, the public
+    TRANSFER_STYLE_COMPLETED broadcast): {jobId, input, result, style, completedAt}, and a blend's
+    shares as `blend` [{style, weight}]."""
+    entry = {
+        "jobId": item["jobId"],
+        "input": public_url(item["inputKey"]),
+        "result": public_url(item.get("resultKey") or item["outputKey"]),
+        "style": item.get("style"),
+        "completedAt": item.get("completedAt"),
+    }
+    if item.get("blend"):
+        entry["blend"] = item["blend"]
+    return entry
 
 
 class Jobs:
@@ -116,9 +141,33 @@ class Jobs:
         return self._update(
             job_id,
             f"SET #s = :done, resultKey = :result, progress = :one, completedAt = :completed, updatedAt = :now{feed}",
-            "#s <> :done",
-            {**values, ":one": 1},
+            "#s <> :done AND #s <> :deleted",  # a job taken back is never brought back by its result
+            {**values, ":one": 1, ":deleted": DELETED},
         )
+
+    def mark_deleted(self, job_id: str) -> dict[str, Any] | None:
+        """Takes a job back: a DELETED tombstone, out of the Feed, gone in a day; the item as it
+        was before (None if there was none)."""
+        now = now_ms()
+        try:
+            answer = self.table.update_item(
+                Key={"jobId": job_id},
+                UpdateExpression="SET #s = :deleted, deletedAt = :now, updatedAt = :now, expiresAt = :expires "
+                "REMOVE feed, previewKey, resultKey",
+                ConditionExpression="attribute_exists(jobId)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":deleted": DELETED,
+                    ":now": now,
+                    ":expires": now // 1000 + TOMBSTONE_SECONDS,
+                },
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as failure:
+            if failure.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return plain(answer.get("Attributes")) or None
 
     def mark_failed(self, job_id: str, error: str) -> bool:
         """False if the job had already ended."""
@@ -146,6 +195,21 @@ class Jobs:
                 return False
             raise
         return True
+
+    # what a public painting's permalink reads of its job: the Feed's attributes, nothing private
+    PUBLIC_ATTRIBUTES = ("jobId", "feed", "isPrivate", "inputKey", "outputKey", "resultKey", "style", "blend",
+                         "completedAt")  # fmt: skip
+
+    def public_item(self, job_id: str) -> dict[str, Any] | None:
+        """A Feed item (a public job that succeeded and was not taken back) by its id, else None."""
+        found = self.table.get_item(
+            Key={"jobId": job_id},
+            ProjectionExpression=", ".join(f"#{name}" for name in self.PUBLIC_ATTRIBUTES),
+            ExpressionAttributeNames={f"#{name}": name for name in self.PUBLIC_ATTRIBUTES},
+        ).get("Item")
+        if not found or found.get("feed") != FEED or found.get("isPrivate") is not False or "resultKey" not in found:
+            return None
+        return plain(found)
 
     def public_page(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """The newest public results first; `cursor` continues where the last page stopped."""

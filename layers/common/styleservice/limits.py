@@ -40,6 +40,7 @@ class RateLimit:
     who: str  # in the ERROR's words: "this connection", "your network address"
     jobs: int  # at most this many per window; 0: no limit
     window_seconds: int
+    what: str = "style transfers"  # what is counted, in the ERROR's words ("previews")
 
 
 # An IPv6 client is counted twice: by its /64, one LAN, in which it can pick any address, at the
@@ -76,16 +77,17 @@ def address_key(source_ip: str) -> str:
     return str(address)
 
 
-def address_limits(source_ip: str) -> list[tuple[RateLimit, str]]:
+def address_limits(source_ip: str, limit: RateLimit | None = None, prefix: str = "") -> list[tuple[RateLimit, str]]:
     """(limit, counted subject) for each counter a job from this address takes: the address (an
-    IPv4 address or an IPv6 /64), and for IPv6 also its /48 at IPV6_SITE_FACTOR times the limit."""
-    limit = address_limit()
-    found = [(limit, f"address#{address_key(source_ip)}")]
+    IPv4 address or an IPv6 /64), and for IPv6 also its /48 at IPV6_SITE_FACTOR times the limit.
+    `limit` and `prefix` (of the subjects): another count than TRANSFER_STYLE's (previews)."""
+    limit = limit or address_limit()
+    found = [(limit, f"{prefix}address#{address_key(source_ip)}")]
     address = _address(source_ip)
     if address is not None and address.version == 6:
         site = ipaddress.ip_network(f"{address}/{IPV6_SITE_PREFIX}", strict=False)
-        found.append((RateLimit("your network", limit.jobs * IPV6_SITE_FACTOR, limit.window_seconds),
-                      f"network#{site}"))  # fmt: skip
+        wider = RateLimit("your network", limit.jobs * IPV6_SITE_FACTOR, limit.window_seconds, limit.what)
+        found.append((wider, f"{prefix}network#{site}"))
     return found
 
 
@@ -122,7 +124,7 @@ class RateLimits:
             if failure.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             raise ProtocolError(
-                f"too many style transfers from {limit.who}: at most {limit.jobs} every "
+                f"too many {limit.what} from {limit.who}: at most {limit.jobs} every "
                 f"{wait_words(limit.window_seconds)}; please try again in {wait_words(end - now)}"
             ) from None
 
@@ -169,6 +171,25 @@ def connection_limit() -> RateLimit:
 
 def address_limit() -> RateLimit:
     return RateLimit("your network address", settings.jobs_per_source_ip, settings.source_ip_window_seconds)
+
+
+# PREVIEW_STYLES is counted apart from TRANSFER_STYLE, in the same table and windows, at limits of
+# its own: a preview costs a fraction of a second of a Lambda, not a GPU, but is still work.
+PREVIEWS = "previews#"
+
+
+def preview_limits(connection: str, source_ip: str) -> list[tuple[RateLimit, str]]:
+    """The counters one PREVIEW_STYLES takes: its connection's, and its address's (IPv6: and /48's)."""
+    per_connection = RateLimit(
+        "this connection", settings.previews_per_connection, settings.connection_window_seconds, "previews"
+    )
+    per_address = RateLimit(
+        "your network address", settings.previews_per_source_ip, settings.source_ip_window_seconds, "previews"
+    )
+    return [
+        (per_connection, f"{PREVIEWS}connection#{connection}"),
+        *address_limits(source_ip, per_address, PREVIEWS),
+    ]
 
 
 ACTIVE = "active"  # the count of jobs in flight; each job's ticket is "active#<jobId>"

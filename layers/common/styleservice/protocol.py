@@ -11,11 +11,13 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
-from stylejob.job import JobOptions
+from pydantic_core import PydanticCustomError
+from stylejob import keys
+from stylejob.job import Fraction, JobOptions
 
 # Actions (routes)
 TRANSFER_STYLE = "TRANSFER_STYLE"
@@ -23,22 +25,38 @@ REQUEST_UPLOAD = "REQUEST_UPLOAD"
 LIST_STYLES = "LIST_STYLES"
 LIST_IMAGES = "LIST_IMAGES"
 GET_JOB = "GET_JOB"
-ACTIONS = (TRANSFER_STYLE, REQUEST_UPLOAD, LIST_STYLES, LIST_IMAGES, GET_JOB)
+GET_SERVICE = "GET_SERVICE"
+PREVIEW_STYLES = "PREVIEW_STYLES"
+DELETE_JOB = "DELETE_JOB"
+GET_IMAGE = "GET_IMAGE"
+ACTIONS = (
+    TRANSFER_STYLE, REQUEST_UPLOAD, LIST_STYLES, LIST_IMAGES, GET_JOB, GET_SERVICE, PREVIEW_STYLES, DELETE_JOB,
+    GET_IMAGE,
+)  # fmt: skip
 
 # Events: answers to a request
 ACCEPTED = "TRANSFER_STYLE_ACCEPTED"  # {jobId, jobToken}
 UPLOAD_READY = "UPLOAD_READY"  # {key, url, fields, expiresIn}
 STYLES = "STYLES"  # {styles: [{name, previewUrl}]}
 IMAGES = "IMAGES"  # {images: [{jobId, input, result, style, completedAt}], cursor}
-JOB = "JOB"  # {jobId, status, progress, preview?, result?, error?}
+JOB = "JOB"  # {jobId, status, progress, style, blend?, isPrivate, input, createdAt, preview?, result?, ...}
+SERVICE = "SERVICE"  # {device, sizes, defaultSize, pace, workersUp, ...}: what the service offers
+STYLE_PREVIEWS_DONE = "STYLE_PREVIEWS_DONE"  # {requestId?, count, skipped}: after the STYLE_PREVIEW pushes
+JOB_DELETED = "JOB_DELETED"  # {jobId}
+IMAGE = "IMAGE"  # {jobId, input, result, style, blend?, completedAt}: one public painting
 ERROR = "ERROR"  # {action, message}
 # Events: pushed while and after a job runs
 PREVIEW = "TRANSFER_STYLE_PREVIEW"  # ::<jobId> {preview}: the instant preview, before the painting
 PROGRESS = "TRANSFER_STYLE_PROGRESS"  # ::<jobId> {progress, iteration, total, thumbnail?}
 COMPLETED = "TRANSFER_STYLE_COMPLETED"  # ::<jobId> {result}; and, for public jobs, to everyone
 FAILED = "TRANSFER_STYLE_FAILED"  # ::<jobId> {error}
+# Events: pushed while PREVIEW_STYLES runs, to its connection only
+STYLE_PREVIEW = "STYLE_PREVIEW"  # {requestId?, style, preview}: one style on the photo, as it is made
+# Events: pushed to every connection
+IMAGE_REMOVED = "IMAGE_REMOVED"  # {jobId}: its owner took a public painting back
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit (not adjustable)
+MAX_PREVIEW_STYLES = 24  # styles one PREVIEW_STYLES may name (without a list: the catalogue, at most this many)
 ALLOWED_TYPES = ("image/jpeg", "image/png", "image/webp")
 
 
@@ -64,12 +82,95 @@ class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", alias_generator=to_camel, validate_by_name=False)
 
 
+StyleRef = Annotated[str, Field(min_length=1, max_length=200)]  # a catalogue name, or an upload's key
+ImageRef = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_BYTES)]  # a data URL, or an upload's key
+# A client's own tag for a request, echoed in what answers it (PREVIEW_STYLES' pushes)
+RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
+
+
+def _refuse(text: str) -> PydanticCustomError:
+    """A refusal whose words are the ERROR's, whole (parse() shows it as it is)."""
+    return PydanticCustomError("refused", text)
+
+
+def _style_or_blend(value: object) -> str | list[str]:
+    """TRANSFER_STYLE's style: one style, or a list of 1 to MAX_STYLES, each a name or a key."""
+    shape = f"style must be a style name or an upload's key, or a list of 1 to {keys.MAX_STYLES} of them"
+    items = value if isinstance(value, list) else [value]
+    if not (1 <= len(items) <= keys.MAX_STYLES) or not all(isinstance(item, str) for item in items):
+        raise _refuse(shape)
+    if any(not 1 <= len(item) <= 200 for item in items):
+        raise _refuse("style: a style name or key has 1 to 200 characters")
+    return value  # type: ignore[return-value]  # checked above
+
+
+def _each_once(styles: list[str], field: str) -> None:
+    if len(set(styles)) != len(styles):
+        raise _refuse(f"{field}: a blend names each style once")
+
+
 class TransferStyle(_Request):
     action: Literal["TRANSFER_STYLE"]
-    image: str = Field(min_length=1, max_length=MAX_MESSAGE_BYTES)  # data URL, or an upload's key
-    style: str = Field(min_length=1, max_length=200)  # a catalogue name, or an upload's key
+    image: ImageRef
+    # one style, or a blend of up to three (with options.styleBlend, one weight each)
+    style: Annotated[str | list[str], PlainValidator(_style_or_blend)]
     is_private: bool
     options: JobOptions = JobOptions()  # the job's own model: what the worker reads is what was checked
+
+    @property
+    def styles(self) -> list[str]:
+        return [self.style] if isinstance(self.style, str) else list(self.style)
+
+    @model_validator(mode="after")
+    def _one_weight_per_style(self) -> TransferStyle:
+        _each_once(self.styles, "style")
+        blend = self.options.style_blend
+        if blend is not None and len(blend) != len(self.styles):
+            raise _refuse(
+                f"options.styleBlend has {len(blend)} weight{'s' if len(blend) != 1 else ''} for "
+                f"{len(self.styles)} style{'s' if len(self.styles) != 1 else ''}: give one weight per style"
+            )
+        return self
+
+
+class PreviewStyles(_Request):
+    """Every style (or those named) on the photo, by the preview network: a STYLE_PREVIEW each."""
+
+    action: Literal["PREVIEW_STYLES"]
+    image: ImageRef
+    styles: Annotated[list[StyleRef], Field(min_length=1, max_length=MAX_PREVIEW_STYLES)] | None = None
+    strength: Fraction = 0.5
+    preserve_colors: bool = False
+    # the styles as one blend (2 or 3 of them, one weight each): a single STYLE_PREVIEW
+    style_blend: Annotated[list[Fraction], Field(min_length=2, max_length=keys.MAX_STYLES)] | None = None
+    request_id: RequestId | None = None
+
+    @model_validator(mode="after")
+    def _blend_names_its_styles(self) -> PreviewStyles:
+        if self.styles is not None:
+            _each_once(self.styles, "styles")
+        if self.style_blend is None:
+            return self
+        if self.styles is None or len(self.styles) != len(self.style_blend):
+            raise _refuse("styleBlend needs styles: the 2 or 3 styles of the blend, one weight each")
+        if sum(self.style_blend) <= 0:
+            raise _refuse("styleBlend needs a weight above 0")
+        return self
+
+
+class GetService(_Request):
+    action: Literal["GET_SERVICE"]
+
+
+class DeleteJob(_Request):
+    action: Literal["DELETE_JOB"]
+    job_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    job_token: str = Field(min_length=1, max_length=200)
+
+
+class GetImage(_Request):
+    action: Literal["GET_IMAGE"]
+    job_id: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
 class RequestUpload(_Request):
@@ -158,6 +259,8 @@ def parse(body: str | None, model: type[_Request]) -> Any:
         return model.model_validate(data)
     except ValidationError as invalid:
         first = invalid.errors(include_input=False, include_url=False)[0]
+        if first["type"] == "refused":  # a model's own refusal: its words are whole
+            raise ProtocolError(first["msg"]) from None
         where = printable(".".join(str(part) for part in first["loc"]) or "message", 80)
         if first["type"] == "missing":
             raise ProtocolError(f"{where} is required") from None
@@ -167,7 +270,8 @@ def parse(body: str | None, model: type[_Request]) -> Any:
             raise ProtocolError(
                 f"image is over the {MAX_MESSAGE_BYTES // 1024} KB message limit: send large photos with REQUEST_UPLOAD"
             ) from None
-        raise ProtocolError(f"{where}: {first['msg']}") from None
+        # a validator's ValueError reads "Value error, <its words>": the words are what the client needs
+        raise ProtocolError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 _DATA_URL = re.compile(r"^data:(image/[a-z]+);base64,([A-Za-z0-9+/=\s]+)$")

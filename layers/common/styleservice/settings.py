@@ -133,6 +133,21 @@ class Settings:
         return 60 * int(os.environ.get("SOURCE_IP_WINDOW_MINUTES", "60"))
 
     @property
+    def previews_per_connection(self) -> int:
+        """PREVIEW_STYLES requests one connection may make per connection window (0: no limit)."""
+        return int(os.environ.get("PREVIEWS_PER_CONNECTION", "60"))
+
+    @property
+    def previews_per_source_ip(self) -> int:
+        """PREVIEW_STYLES requests one address may make per address window (0: no limit)."""
+        return int(os.environ.get("PREVIEWS_PER_SOURCE_IP", "300"))
+
+    @property
+    def worker_device(self) -> str:
+        """What the GPU workers paint on ("cuda" or "cpu"), until one has measured it."""
+        return os.environ.get("WORKER_DEVICE", "cuda")
+
+    @property
     def max_active_jobs(self) -> int:
         return int(os.environ.get("MAX_ACTIVE_JOBS", "60"))
 
