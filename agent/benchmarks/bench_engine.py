@@ -80,15 +80,6 @@ VARIANTS: tuple[Variant, ...] = (
     ),
     Variant("bf16_compile", "bf16 + torch.compile", {"precision": "bf16", "capture": "compile"}, last=True),
     Variant("defaults", "the defaults", {}, history=None, preset=True),
-    # The defaults but for one change each, to measure that change where the target is timed.
-    Variant(
-        "one_product",
-        "defaults, history products as one GEMM",
-        {"history_chunk": 0},
-        history=None,
-        cuda_only=True,
-        preset=True,
-    ),
 )
 CPU_DEFAULT = ("fp32", "channels_last", "bf16", "defaults")
 # At --large: the old and the new CUDA defaults

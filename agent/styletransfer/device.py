@@ -23,10 +23,6 @@ from .options import CAPTURES, PRECISIONS
 Precision = Literal["fp32", "bf16"]
 Capture = Literal["none", "compile", "cuda_graph"]
 
-# Pixels per chunk of the L-BFGS history products on CUDA (lbfgs.py): enough chunks at the usual
-# sizes for every multiprocessor of a large GPU to take one.
-HISTORY_CHUNK_ON_CUDA = 2048
-
 
 @dataclass(frozen=True)
 class Plan:
@@ -39,7 +35,6 @@ class Plan:
     channels_last: bool  # NHWC memory layout for the network
     tf32: bool  # TF32 tensor cores for fp32 convolutions
     deterministic: bool  # False lets cuDNN autotune each new image size: faster, not repeatable
-    history_chunk: int | None  # pixels per chunk of the L-BFGS history products; None: one product
 
     def __post_init__(self) -> None:
         for name, allowed in (("precision", PRECISIONS), ("capture", CAPTURES)):
@@ -49,9 +44,6 @@ class Plan:
             if value == "auto":
                 raise ValueError(f"a plan's {name} is settled, not 'auto' (plan_for settles it)")
         check_capture(self.capture, self.device)
-        chunk = self.history_chunk
-        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
-            raise ValueError(f"history_chunk must be a whole number of pixels, 1 or more, or None, not {chunk!r}")
 
     def replace(self, **changes: object) -> Plan:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -88,7 +80,6 @@ def resolve_plan(
     channels_last: bool | None = None,
     tf32: bool | None = None,
     deterministic: bool = True,
-    history_chunk: int | None = None,
 ) -> Plan:
     """The plan for a job on `device` ("auto": CUDA when present, else the CPU): see `plan_for`."""
     return plan_for(
@@ -98,7 +89,6 @@ def resolve_plan(
         channels_last=channels_last,
         tf32=tf32,
         deterministic=deterministic,
-        history_chunk=history_chunk,
     )
 
 
@@ -110,7 +100,6 @@ def plan_for(
     channels_last: bool | None = None,
     tf32: bool | None = None,
     deterministic: bool = True,
-    history_chunk: int | None = None,
 ) -> Plan:
     """Every choice for `device`, "auto" and None settled as measured best there
     (docs/performance.md; docs/history/benchmarks-2026-11.md, "The GPU fast path"; docs/engine.md, "How it runs"):
@@ -121,19 +110,13 @@ def plan_for(
       a CPU (torch.compile pays only for long runs of one size);
     - channels_last and tf32 (for fp32 convolutions): on CUDA; channels-last measured no faster on
       a CPU, which has no tensor cores;
-    - deterministic: yes unless asked otherwise (cuDNN's autotuning costs more than a whole job);
-    - history_chunk: chunks of HISTORY_CHUNK_ON_CUDA pixels on CUDA, one product on a CPU; 0 asks
-      for one product anywhere (lbfgs.py says why).
+    - deterministic: yes unless asked otherwise (cuDNN's autotuning costs more than a whole job).
     """
     on_cuda = device.type == "cuda"
     if precision == "auto":
         precision = "bf16" if on_cuda or cpu_has_native_bf16() else "fp32"
     if capture == "auto":
         capture = "cuda_graph" if on_cuda else "none"
-    if history_chunk is None:
-        history_chunk = HISTORY_CHUNK_ON_CUDA if on_cuda else None
-    elif history_chunk == 0 and type(history_chunk) is int:
-        history_chunk = None  # one product, asked for
     return Plan(
         device=device,
         precision=precision,  # type: ignore[arg-type]
@@ -141,7 +124,6 @@ def plan_for(
         channels_last=on_cuda if channels_last is None else channels_last,
         tf32=on_cuda and (tf32 is None or tf32),
         deterministic=deterministic,
-        history_chunk=history_chunk,
     )
 
 

@@ -304,9 +304,7 @@ class _Job:
 
     def _iterations(self, objective: Objective, image: torch.Tensor) -> ScaleIterations:
         o, plan = self.options, self.plan
-        return ScaleIterations(
-            objective, image, o.iterations, o.optimizer, o.learning_rate, plan.capture, o.history, plan.history_chunk
-        )
+        return ScaleIterations(objective, image, o.iterations, o.optimizer, o.learning_rate, plan.capture, o.history)
 
     def _optimise_scale(
         self, index: int, size: tuple[int, int], previous: torch.Tensor | None

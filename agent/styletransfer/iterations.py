@@ -48,8 +48,7 @@ def collector_paused() -> Iterator[None]:
 
 class ScaleIterations:
     """Optimises `image` (a leaf tensor that requires grad) in place for `iterations` steps, launched
-    as `capture` says, with L-BFGS's history products in chunks of `history_chunk` pixels (None:
-    one product); both as a `device.Plan` settles them."""
+    as `capture` says (as a `device.Plan` settles it)."""
 
     def __init__(
         self,
@@ -60,7 +59,6 @@ class ScaleIterations:
         learning_rate: float = 10.0,
         capture: Capture = "none",
         history: int = HISTORY,
-        history_chunk: int | None = None,
     ) -> None:
         check_capture(capture, image.device)
         if capture == "auto":
@@ -74,7 +72,7 @@ class ScaleIterations:
         self.lbfgs: LBFGS | None = None
         self.adam: torch.optim.Adam | None = None
         if optimizer == "lbfgs":
-            self.lbfgs = LBFGS(image.detach(), history=history, max_move=MAX_MOVE, chunk=history_chunk)
+            self.lbfgs = LBFGS(image.detach(), history=history, max_move=MAX_MOVE)
         else:
             self.adam = torch.optim.Adam([image], lr=learning_rate, capturable=capture == "cuda_graph")
         self.report_every = 1 if image.device.type == "cpu" else REPORT_EVERY_ON_GPU

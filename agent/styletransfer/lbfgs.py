@@ -10,10 +10,9 @@ quasi-Newton matrices and their use in limited memory methods", 1994):
     H = g I + [S  g Y] W [S  g Y]ᵀ,   W = [[R⁻ᵀ(D + g YᵀY)R⁻¹, -R⁻ᵀ], [-R⁻¹, 0]]
 
 with g = gamma, S and Y the stored pairs oldest first, R the upper triangle of SᵀY, D its diagonal. So a step
-is one product of the whole history with three vectors (on a GPU, a batch of products over chunks
-of the pixels), some m-by-m algebra and one product back: the same work as the two-loop recursion,
-in a fixed number of kernels (about 60, most of them on m-by-m matrices) whatever the history's
-length.
+is one product of the whole history with three vectors, some m-by-m algebra and one product back:
+the same work as the two-loop recursion, in a fixed number of kernels (about 60, most of them on
+m-by-m matrices) whatever the history's length.
 
 It is the method of torch.optim.LBFGS(lr, max_iter=1, history_size=m, no line search) stepped
 once per iteration: the same first step (scaled by 1/|g|₁), the same curvature test (a pair with
@@ -38,12 +37,9 @@ class LBFGS:
         history: int = 100,
         lr: float = 1.0,
         max_move: float = math.inf,
-        chunk: int | None = None,
     ) -> None:
         if history < 1:
             raise ValueError(f"history must be at least 1, not {history}")
-        if chunk is not None and chunk < 1:
-            raise ValueError(f"chunk must be at least 1, not {chunk}")
         m, n = history, x.numel()
         vector = {"device": x.device, "dtype": x.dtype}
         # The m-by-m algebra is tiny: float64 keeps R's triangular solves well conditioned.
@@ -52,17 +48,11 @@ class LBFGS:
         self.lr = lr
         self.max_move = max_move
         self.n = n
-        # The products of the history with g, s and y run over every pixel. As one matrix product
-        # (M = 2m rows, N = 3 columns, K = every pixel) a GPU gives it only a few thread blocks; cut
-        # into chunks of `chunk` pixels it is a batch of small products, one per block, then a sum.
-        # The rows are padded with zeros to a whole number of chunks (zeros add nothing).
-        self.chunks = 1 if chunk is None else -(-n // chunk)
-        width = self.chunks * (n if chunk is None else chunk)
         # Every tensor below is updated in place only: a CUDA graph replays reads and writes at
         # the addresses it was captured with.
         # rows 0..m-1: s_i; m..2m-1: y_i; 2m and 2m+1: where a rejected pair goes (never read)
-        self.pairs = torch.zeros(2 * m + 2, width, **vector)
-        self.vectors = torch.zeros(3, width, **vector)  # g; s, the last move; y = g - the last g
+        self.pairs = torch.zeros(2 * m + 2, n, **vector)
+        self.vectors = torch.zeros(3, n, **vector)  # g; s, the last move; y = g - the last g
         self.previous_grad = torch.zeros(n, **vector)
         self.sy = torch.zeros(m, m, **small)  # sy[i, j] = s_i . y_j
         self.yy = torch.zeros(m, m, **small)  # yy[i, j] = y_i . y_j
@@ -92,14 +82,6 @@ class LBFGS:
         finally:
             torch.backends.cuda.matmul.allow_tf32 = saved
 
-    def _products(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """a·bᵀ, for rows of pixels: in one product, or chunk by chunk and summed."""
-        if self.chunks == 1:
-            return a @ b.T
-        c = self.chunks
-        by_chunk = torch.bmm(a.view(len(a), c, -1).transpose(0, 1), b.view(len(b), c, -1).permute(1, 2, 0))
-        return by_chunk.sum(0)
-
     def _step(self, x: torch.Tensor, grad: torch.Tensor) -> None:
         m, n = self.history, self.n
         g, s, y = (row[:n] for row in self.vectors)
@@ -108,10 +90,10 @@ class LBFGS:
         self.previous_grad.copy_(g)
 
         # The history as it was with g, s and y, and g, s and y with each other: two passes.
-        products = self._products(self.pairs[: 2 * m], self.vectors).double()
+        products = (self.pairs[: 2 * m] @ self.vectors.T).double()
         s_g, _, s_y = products[:m].unbind(1)  # (S·s is computed in the same pass but not needed)
         y_g, y_s, y_y = products[m:].unbind(1)
-        own = self._products(self.vectors, self.vectors).double()
+        own = (self.vectors @ self.vectors.T).double()
         ys, yy = own[1, 2], own[2, 2]
         valid = ys > CURVATURE_MIN
         new = (self.slots == self.head) & valid  # the slot that takes the pair, if it is stored

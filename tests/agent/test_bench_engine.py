@@ -81,10 +81,10 @@ def test_a_failing_variant_is_a_line_and_the_benchmark_goes_on(capsys):
         raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore")
 
     cpu = torch.device("cpu")
-    assert bench_engine._attempt(cpu, "engine one_product", broken) is None
+    assert bench_engine._attempt(cpu, "engine bf16_graph", broken) is None
     assert (
         capsys.readouterr().out
-        == "engine one_product: failed (RuntimeError: CUDA error: operation not permitted when stream is capturing)\n"
+        == "engine bf16_graph: failed (RuntimeError: CUDA error: operation not permitted when stream is capturing)\n"
     )
     row = bench_engine._attempt(cpu, "works", lambda: bench_engine.Outcome(3, 1.5))
     assert (row.label, row.iterations, row.loss) == ("works", 3, 1.5)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from styletransfer import Options, Progress, resolve_plan, run, stylize
 from styletransfer.color import rgb_to_yiq
-from styletransfer.device import HISTORY_CHUNK_ON_CUDA, cpu_has_native_bf16, plan_for
+from styletransfer.device import cpu_has_native_bf16, plan_for
 from styletransfer.engine import ScaleTiming, _Job, feature_model, final_objective
 from styletransfer.images import resized, to_tensor
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
@@ -211,10 +211,6 @@ def test_the_cuda_defaults_are_the_fast_path_and_the_cpu_ones_unchanged():
     assert not plan_for(torch.device("cuda"), precision="fp32").tf32_grams
     assert cuda.channels_last
     assert not cuda.cudnn_benchmark  # no autotuning of each new size in a one-shot job
-    assert cuda.history_chunk == HISTORY_CHUNK_ON_CUDA
-    assert plan_for(torch.device("cuda"), history_chunk=0).history_chunk is None  # one product, when asked for
-    assert cpu.history_chunk is None
-    assert plan_for(torch.device("cpu"), history_chunk=64).history_chunk == 64
     assert cpu.capture == "none"
     assert cpu.precision == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert not cpu.tf32

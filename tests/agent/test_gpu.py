@@ -13,7 +13,6 @@ import math
 import pytest
 import torch
 from styletransfer import Options, resolve_plan, run
-from styletransfer.device import HISTORY_CHUNK_ON_CUDA
 from styletransfer.images import resized, to_image, to_tensor
 from styletransfer.iterations import ScaleIterations
 from styletransfer.losses import CONTENT_LAYERS, STYLE_LAYERS, gram, total_loss
@@ -146,7 +145,7 @@ def test_an_iteration_never_waits_for_the_gpu():
         return total_loss(model(x.to(torch.bfloat16)), x, content, style, 5.0, 100.0, 1e-3)
 
     image = start.clone().requires_grad_(True)
-    iterations = ScaleIterations(objective, image, 8, history=20, history_chunk=HISTORY_CHUNK_ON_CUDA)
+    iterations = ScaleIterations(objective, image, 8, history=20)
     iterations.step()  # the first call allocates and initialises; later ones are what gets replayed
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")

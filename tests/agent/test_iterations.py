@@ -70,20 +70,6 @@ def test_unknown_capture_and_cuda_graph_on_cpu_are_errors():
         ScaleIterations(lambda x: x.sum(), torch.zeros(3, requires_grad=True), 2, capture="cuda_graph")
 
 
-def test_history_chunk_reaches_the_optimiser():
-    """The plan's history_chunk decides how the L-BFGS history products run (one product on a CPU)."""
-    image = torch.zeros(1, 3, 8, 8, requires_grad=True)
-
-    def objective(x: torch.Tensor) -> torch.Tensor:
-        return (x - 1).square().sum()
-
-    assert ScaleIterations(objective, image, 2).lbfgs.chunks == 1
-    chunked = ScaleIterations(objective, image, 2, history_chunk=50)
-    assert chunked.lbfgs.chunks == 4  # 192 values in chunks of 50, padded to 200
-    chunked.run(lambda losses: None)
-    assert torch.allclose(image, torch.ones_like(image), atol=1e-3)  # and it still optimises
-
-
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_collector_is_paused_for_a_capture_and_then_left_as_it_was(enabled):
     """The pause that keeps a stray CUDA graph from being destroyed mid-capture (the GPU test

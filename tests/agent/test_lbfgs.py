@@ -79,24 +79,22 @@ def test_the_lr_scales_later_steps():
     assert torch.allclose(ours[-1], theirs[-1], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("chunk", [None, 50])
-def test_a_step_reads_nothing_back_to_the_host(chunk):
+def test_a_step_reads_nothing_back_to_the_host():
     """On the meta device any read of a tensor's value (`if t:`, `.item()`, `float(t)`) raises:
     so a step that runs there takes no decision on the host and can be captured in a CUDA graph."""
     x = torch.zeros(3, 8, 8, device="meta")
-    optimizer = LBFGS(x, history=4, chunk=chunk)
+    optimizer = LBFGS(x, history=4)
     for _ in range(6):  # past the point where the history wraps around
         optimizer.step(x, torch.zeros_like(x))
     with pytest.raises(RuntimeError, match="meta"):
         bool(optimizer.stored)  # the check itself is real: a host read on meta fails
 
 
-@pytest.mark.parametrize("chunk", [None, 4])
-def test_state_is_updated_in_place(chunk):
+def test_state_is_updated_in_place():
     """A CUDA graph replays reads and writes at captured addresses: no state tensor may be replaced."""
     f = problem(0)
     x = torch.zeros(N, dtype=torch.float64, requires_grad=True)
-    optimizer = LBFGS(x.detach(), history=3, chunk=chunk)
+    optimizer = LBFGS(x.detach(), history=3)
     state = {name: value for name, value in vars(optimizer).items() if isinstance(value, torch.Tensor)}
     addresses = {name: value.data_ptr() for name, value in state.items()}
     for _ in range(8):
@@ -109,24 +107,3 @@ def test_state_is_updated_in_place(chunk):
 def test_history_must_hold_a_pair():
     with pytest.raises(ValueError, match="history must be at least 1"):
         LBFGS(torch.zeros(3), history=0)
-
-
-@pytest.mark.parametrize("chunk", [7, 30, 1])
-def test_products_in_chunks_give_the_same_iterates(chunk):
-    """On a GPU the history products run as a batch of chunks (padded with zeros to whole chunks):
-    the same step as one product, up to the order of the sums."""
-    f = problem(0)
-    theirs, _ = torch_iterates(f, 25, 3)
-    x = torch.zeros(N, dtype=torch.float64, requires_grad=True)
-    optimizer = LBFGS(x.detach(), history=3, chunk=chunk)
-    assert optimizer.pairs.shape[1] == -(-N // chunk) * chunk
-    for step in range(25):
-        (grad,) = torch.autograd.grad(f(x), x)
-        optimizer.step(x.detach(), grad)
-        assert torch.allclose(x.detach(), theirs[step], rtol=1e-9, atol=1e-9), f"iterate {step + 1} differs"
-    assert not optimizer.pairs[:, N:].any()  # the padding stays zero
-
-
-def test_chunk_must_hold_a_value():
-    with pytest.raises(ValueError, match="chunk must be at least 1"):
-        LBFGS(torch.zeros(3), chunk=0)
