@@ -167,6 +167,45 @@ def test_a_result_that_arrives_for_a_job_taken_back_is_deleted_not_recorded(stac
     assert events == {"IMAGE_REMOVED"}
 
 
+def stop_heard(stack: Stack) -> dict[str, Any]:
+    """functions/job_ended hears (through EventBridge) that the job's execution was stopped."""
+    ended = event("job_ended/aborted.json")
+    ended["detail"]["name"] = JOB_ID
+    return stack.aws.invoke("JobEndedFunction", ended)
+
+
+def results_queue(stack: Stack) -> list[dict[str, Any]]:
+    sqs = stack.aws.client("sqs")
+    received = sqs.receive_message(QueueUrl=stack.aws.refs["ResultsQueue"], MaxNumberOfMessages=10)
+    return [json.loads(message["Body"]) for message in received.get("Messages", [])]
+
+
+def test_a_cancelled_job_is_not_announced_as_failed_when_its_stop_is_heard_after(stack: Stack):
+    """The usual order: StopExecution, the tombstone, and only then EventBridge's event."""
+    stack.job(status="SUBMITTED")
+    assert answer(stack.delete())[0] == "JOB_DELETED"
+    assert stop_heard(stack)["failed"] is False
+    assert stack.jobs.get(JOB_ID)["status"] == "DELETED"
+    assert results_queue(stack) == []
+
+
+def test_a_cancelled_job_is_not_announced_as_failed_when_its_stop_is_heard_first(stack: Stack):
+    """The race: job_ended marks the stopped job FAILED between DELETE_JOB's StopExecution and its
+    tombstone. The job still ends taken back, and the failure it queued reaches nobody."""
+    stack.job(status="SUBMITTED")
+    assert stop_heard(stack)["failed"] is True
+    (failure,) = results_queue(stack)
+    assert failure["type"] == "failed"
+    assert answer(stack.delete())[0] == "JOB_DELETED"
+    assert stack.jobs.get(JOB_ID)["status"] == "DELETED"
+    sqs_event = event("notify/completed_public.json")
+    sqs_event["Records"] = [{**sqs_event["Records"][0], "body": json.dumps(failure)}]
+    assert stack.aws.invoke("NotifyFunction", sqs_event) == {"batchItemFailures": []}
+    assert stack.jobs.get(JOB_ID)["status"] == "DELETED"
+    events = {message["event"] for sent in stack.server.delivered().values() for message in sent}
+    assert events == {"IMAGE_REMOVED"}  # the requester hears only that the public job was taken back
+
+
 @pytest.mark.parametrize(
     ("function", "name", "text"),
     [
