@@ -11,7 +11,7 @@ clients do not share the stack's interpreter lock): the clients. It measures
    open WebSocket (the handshake waits for the real ConnectFunction, as API Gateway's $connect);
 2. broadcast: a public job is seeded and a "completed" message put on the results queue, as the
    worker does; for each client, the time from that send until it received the public
-   TRANSFER_STYLE_COMPLETED (SQS poll, the mapping's 1 s batching window, the real
+   TRANSFER_STYLE_COMPLETED (SQS poll, the mapping's batching window (0 s), the real
    NotifyFunction scanning the connections and posting to each through @connections);
 3. requests: LIST_STYLES round trips while every client stays connected: all clients at once,
    then one client alone, one request after the other.
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, (p50, p95, worst, n) in rows:
         print(f"| {label:<{width}} | {p50:>6} | {p95:>6} | {worst:>6} | {n:>5} |")
     print()
-    print("broadcast includes the event source mapping's MaximumBatchingWindowInSeconds (1 s in template.yaml)")
+    print("broadcast includes the event source mapping's MaximumBatchingWindowInSeconds (template.yaml)")
     return 0
 
 

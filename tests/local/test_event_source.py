@@ -133,7 +133,7 @@ def test_the_mapping_is_the_template_event_of_notify(aws):
         event_name="Results",
         queue_arn="arn:aws:sqs:us-east-1:123456789012:ResultsQueue",
         batch_size=10,
-        batching_window=1.0,
+        batching_window=0.0,
         report_batch_item_failures=True,
         enabled=True,
     )
