@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup up demo test lint bench bench-stack bench-worker bench-pool bench-preview clean sam sam-validate sam-build chromium screenshots \
+.PHONY: setup up demo test lint bench bench-stack bench-worker bench-pool bench-preview bench-style-previews clean sam sam-validate sam-build chromium screenshots \
 	gpu-wheels gpu-session deploy smoke destroy env-vars checkov
 
 setup: $(INSTALLED)
@@ -151,6 +151,11 @@ bench-pool: $(INSTALLED)
 # Options: make bench-preview ARGS="--pairs 4 --preset preview --size 128"
 bench-preview: $(INSTALLED)
 	PYTHONPATH=layers/common $(PY) benchmarks/bench_preview.py $(ARGS)
+
+# PREVIEW_STYLES on the local stack: seconds from sending to the first style's preview and to the
+# last (goal on a 2-core CPU: 1 s and 3 s at 256 px). Options: make bench-style-previews ARGS="--repeat 5"
+bench-style-previews: $(INSTALLED)
+	$(PY) benchmarks/bench_style_previews.py $(ARGS)
 
 # The GPU check (a lent machine that runs one command in a copy of this tree; see
 # benchmarks/gpu_check.sh): it has python3.12 with torch and the usual scientific and test
