@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         assert stack.gateway is not None
         url = stack.gateway.http_url
         print(f"\nStyle transfer is running at {url}/  (live Feed: {url}/feed.html)", flush=True)
+        # where to look inside: aws --endpoint-url ... (any credentials) reads its tables, bucket and queues
+        print(f"Local AWS (moto): {stack.aws.endpoint}", flush=True)
         print("Press Ctrl-C to stop.\n", flush=True)
         # Not stopping.wait(): the signal handler runs on this thread, and Event.set() there can
         # deadlock against this thread's own wait() holding the event's lock. Polling holds nothing.

@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import requests
 from PIL import Image
@@ -53,6 +55,17 @@ class Running:
                 raise AssertionError(f"the stack did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
         self.ws_url = requests.get(f"{self.url}/config.json", timeout=5).json()["websocketUrl"]
+        printed = re.search(r"Local AWS \(moto\): (\S+)", self.log.read_text())
+        assert printed, "the stack did not print where its local AWS is"
+        self.aws_endpoint = printed.group(1)
+
+    def aws(self, service: str) -> Any:
+        """A client of the stack's local AWS (moto): what an operator would look at, or change,
+        with `aws --endpoint-url`. Fake credentials: nothing here can reach AWS."""
+        return boto3.client(
+            service, endpoint_url=self.aws_endpoint, region_name="us-east-1",
+            aws_access_key_id="local", aws_secret_access_key="local",
+        )  # fmt: skip
 
     def pids(self, marker: str) -> list[int]:
         """The processes this stack started (its descendants, whatever their session: the Batch

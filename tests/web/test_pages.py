@@ -217,8 +217,12 @@ def test_a_photo_comes_back_painted_beside_it(pages) -> None:
     request = pages(REQUEST)
     page = ready(request)
     expect(page.locator(".style[data-name]")).to_have_count(10)  # the seeded catalogue, with thumbnails
-    for thumbnail in page.locator(".style[data-name] img.art").all():
-        assert thumbnail.evaluate("img => img.complete && img.naturalWidth") > 0
+    # every thumbnail loads (they load as the page lays them out, a moment after the tiles appear)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.style[data-name] img.art')]"
+        ".every((img) => img.complete && img.naturalWidth > 0)",
+        timeout=30_000,
+    )
     # the paintings first, each with its title and artist
     assert page.locator(".style[data-name]").first.get_attribute("data-name") == "starry-night"
     expect(page.locator('.style[data-name="starry-night"] .title')).to_have_text("The Starry Night")
