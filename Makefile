@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 OUT := out
 
-.PHONY: setup up demo test lint bench bench-stack bench-worker bench-pool bench-preview bench-style-previews clean sam sam-validate sam-build chromium screenshots \
+.PHONY: setup up demo test test-all lint bench bench-stack bench-worker bench-pool bench-preview bench-style-previews clean sam sam-validate sam-build chromium screenshots \
 	gpu-wheels gpu-session deploy smoke destroy env-vars checkov
 
 setup: $(INSTALLED)
@@ -120,6 +120,10 @@ chromium:
 
 test: lint $(SAM) chromium
 	$(PY) -m pytest
+
+# Every test, the slow ones too (pyproject.toml's addopts leaves them out of `make test`).
+test-all: lint $(SAM) chromium
+	$(PY) -m pytest -m "slow or not slow"
 
 # web/screenshots/*.png for the README: the local stack, three real jobs through the request page,
 # both pages at desktop and phone widths. A few minutes on a CPU. Options: ARGS="--size 192"

@@ -117,6 +117,7 @@ def test_the_stand_in_machine_lacks_what_the_wheels_bring(machine: Path):
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.slow  # builds the wheels and runs every part of the check: about 40 s
 def test_the_whole_check_runs_with_only_the_machines_packages_and_the_wheels(machine, wheels, tmp_path):
     out = tmp_path / "out"
     env = {

@@ -84,6 +84,7 @@ def test_smoke_without_the_key_fails_and_says_why(stack: Running):
     assert "refused with HTTP 401 (the stack has an access key: pass --key)" in done.stderr + done.stdout
 
 
+@pytest.mark.slow  # a stack of its own and two 256 px jobs: about a minute
 def test_connections_kept_alive_outlast_the_idle_timeout(idle_stack: Running):
     """A job here takes longer than IDLE (256 px: many seconds on a CPU, even on a warm worker); a
     request every 2 s keeps both connections open."""
@@ -94,6 +95,7 @@ def test_connections_kept_alive_outlast_the_idle_timeout(idle_stack: Running):
     assert re.fullmatch(r"smoke test passed in [\d.]+ s", done.stdout.rstrip().splitlines()[-1])
 
 
+@pytest.mark.slow  # two 256 px jobs, reconnecting: about a minute
 def test_without_keepalive_it_reconnects_and_follows_the_job_with_get_job(idle_stack: Running):
     done = smoke("--url", idle_stack.ws_url, "--keepalive", "0", "--job-timeout", "300", "--size", "256")
     assert done.returncode == 0, done.stdout + done.stderr

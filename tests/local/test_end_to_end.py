@@ -403,6 +403,7 @@ def test_a_blend_is_painted_shared_and_taken_back_and_a_job_taken_back_mid_paint
     requester.wait_for(lambda m: m["event"] == f"TRANSFER_STYLE_COMPLETED::{after['jobId']}", JOB_SECONDS)
 
 
+@pytest.mark.slow  # two stacks in turn: about 35 s (tests/local/test_persistence.py covers the snapshot itself)
 def test_gallery_is_kept_across_restarts(tmp_path: Path, clients) -> None:
     data = tmp_path / "data"
     first = Running(tmp_path, data)

@@ -143,6 +143,7 @@ def test_a_poison_job_fails_after_max_attempts_and_the_pool_goes_on(stack: Runni
     assert result(client, after)["event"] == f"TRANSFER_STYLE_COMPLETED::{after['jobId']}"
 
 
+@pytest.mark.slow  # the worker's own test covers the hand-back (tests/local/test_worker.py)
 def test_a_sigtermed_worker_hands_its_job_back_and_another_finishes_it(stack: Running, opened) -> None:
     client = opened(stack)
     job = submit(client, LONG)
@@ -159,6 +160,7 @@ def test_a_sigtermed_worker_hands_its_job_back_and_another_finishes_it(stack: Ru
     assert outcomes == [(1, "handed back"), (1, "succeeded")]  # handing back used no attempt
 
 
+@pytest.mark.slow  # the worker's own test covers leaving when idle (tests/local/test_worker.py)
 def test_an_idle_worker_leaves_and_the_next_job_starts_another(stack: Running, opened) -> None:
     client = opened(stack)
     assert result(client, submit(client))["event"].startswith("TRANSFER_STYLE_COMPLETED::")
@@ -175,6 +177,7 @@ def test_an_idle_worker_leaves_and_the_next_job_starts_another(stack: Running, o
 # --- a burst, and MinWarmWorkers ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a stack of its own and several workers: about 45 s; the scaler's rule is tested in tests/stack
 def test_a_burst_starts_one_worker_per_jobs_per_worker_waiting_up_to_max_workers(tmp_path: Path, opened) -> None:
     args = ("--workers", "2", "--parameter", "MaxWorkers=2", "--parameter", "JobsPerWorker=1")
     with running_stack(tmp_path, args) as stack:
@@ -193,6 +196,7 @@ def test_a_burst_starts_one_worker_per_jobs_per_worker_waiting_up_to_max_workers
         assert len(served) == 2
 
 
+@pytest.mark.slow  # a stack of its own; the worker's own test covers MinWarmWorkers (tests/local/test_worker.py)
 def test_min_warm_workers_keeps_a_worker_up_before_and_after_jobs(tmp_path: Path, opened) -> None:
     args = ("--parameter", "MinWarmWorkers=1", "--parameter", "WorkerIdleSeconds=2")
     with running_stack(tmp_path, args) as stack:

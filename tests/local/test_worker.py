@@ -359,6 +359,7 @@ def test_a_worker_the_pool_no_longer_counts_takes_no_job(pool: Pool, aws: LocalA
     pool.machine.sfn.stop_execution(executionArn=arn)
 
 
+@pytest.mark.slow  # many jobs in turn: about 40 s (the GPU check measures memory across mixed jobs too)
 def test_many_mixed_jobs_leave_memory_flat_and_a_job_the_same_as_in_a_fresh_process(pool: Pool, aws: LocalAws):
     """Eight jobs of mixed sizes and options through one worker, the last of them the twin of a job
     that then runs first in a fresh worker: the two results are the same bytes (the CPU path is
