@@ -216,6 +216,7 @@ BROADCAST_THREADS = 10  # functions/notify: the POSTs of a broadcast that can be
 REDELIVERY_SECONDS = 30
 
 
+@pytest.mark.slow  # 120 watchers and a redelivery: about 45 s (tests/stack/test_notify.py covers a delivery that died)
 def test_notify_killed_mid_delivery_reaches_everyone_and_repeats_only_what_was_in_flight(stack: Running, clients):
     """The results queue redelivers what a killed NotifyFunction process did not finish (after its
     visibility timeout); the redelivery skips every connection already reached."""

@@ -100,6 +100,10 @@ def test_routes_and_their_functions_come_from_the_template():
         "LIST_STYLES": ("ListStylesFunction", True),
         "LIST_IMAGES": ("ListImagesFunction", True),
         "GET_JOB": ("GetJobFunction", True),
+        "GET_SERVICE": ("GetServiceFunction", True),
+        "PREVIEW_STYLES": ("PreviewStylesFunction", True),
+        "DELETE_JOB": ("DeleteJobFunction", True),
+        "GET_IMAGE": ("GetImageFunction", True),
     }
     assert api.select('{"action": "LIST_STYLES"}') == "LIST_STYLES"
     for body in ('{"action": "NOPE"}', '{"action": 5}', "[1]", "not json", "{}", '{"action": "$connect"}'):
@@ -417,7 +421,7 @@ def test_only_the_functions_that_reach_connections_get_the_secret(recording, sit
         gateway.stop_background()
     assert {function for function in recording.functions()
             if "WEBSOCKET_ENDPOINT" in template.function(function)["Environment"]["Variables"]} == {
-        "NotifyFunction", "PreviewFunction"}  # fmt: skip
+        "NotifyFunction", "PreviewFunction", "PreviewStylesFunction", "DeleteJobFunction"}  # fmt: skip
     # the names the functions' code uses are the gateway's
     assert (connections_api.LOCAL_SECRET_VARIABLE, connections_api.LOCAL_SECRET_HEADER) == (
         CONNECTIONS_SECRET_VARIABLE, CONNECTIONS_SECRET_HEADER)  # fmt: skip

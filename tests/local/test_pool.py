@@ -49,6 +49,17 @@ def log_lines(stack: Running, message: str) -> list[dict[str, Any]]:
     return found
 
 
+def job_lines(stack: Running, job_ids: list[str]) -> list[dict[str, Any]]:
+    """The workers' lines for these jobs, once every one of them has ended in a line: a worker
+    logs its job after answering it, so the client may have the result a moment before the line."""
+
+    def logged() -> list[dict[str, Any]]:
+        lines = [line for line in log_lines(stack, "stylize-worker job") if line["jobId"] in job_ids]
+        return lines if {line["jobId"] for line in lines} == set(job_ids) else []
+
+    return wait_until(logged, 30, "every job's line logged")
+
+
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := condition()):
@@ -82,18 +93,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 def test_the_first_job_starts_a_worker_and_the_next_ones_reuse_it(stack: Running, opened) -> None:
     client = opened(stack)
-    seconds, workers = [], set()
+    seconds, workers, job_ids = [], set(), []
     for _ in range(4):
         sent = time.monotonic()
-        done = result(client, submit(client))
+        job = submit(client)
+        done = result(client, job)
         assert done["event"].startswith("TRANSFER_STYLE_COMPLETED::"), done
         seconds.append(time.monotonic() - sent)
         workers |= set(stack.pids("stylize_worker"))
+        job_ids.append(job["jobId"])
     print("64 px jobs one after another, seconds from sending to result:", [round(s, 1) for s in seconds])
     assert len(workers) == 1, workers  # one process served all four
-    served = [line for line in log_lines(stack, "stylize-worker job") if line["outcome"] == "succeeded"]
-    assert len({line["workerId"] for line in served[-4:]}) == 1
-    assert [line["jobsDone"] for line in served[-4:]] == [1, 2, 3, 4]
+    served = job_lines(stack, job_ids)
+    assert [line["outcome"] for line in served] == ["succeeded"] * 4
+    assert len({line["workerId"] for line in served}) == 1
+    assert [line["jobsDone"] for line in served] == [1, 2, 3, 4]
 
 
 def test_a_worker_killed_mid_job_leaves_the_job_to_another_that_finishes_it(stack: Running, opened) -> None:
@@ -108,7 +122,7 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_another_that_finishes_it(stac
 
     assert done["event"] == f"TRANSFER_STYLE_COMPLETED::{job['jobId']}", done
     print(f"worker killed mid-job: the job finished on another {time.monotonic() - killed:.1f} s later")
-    attempts = [line for line in log_lines(stack, "stylize-worker job") if line["jobId"] == job["jobId"]]
+    attempts = job_lines(stack, [job["jobId"]])
     assert [(line["attempt"], line["outcome"]) for line in attempts] == [(2, "succeeded")]  # the first never logged
     assert worker not in stack.pids("stylize_worker")
     state = client.ask({"action": "GET_JOB", "jobId": job["jobId"], "jobToken": job["jobToken"]}, "JOB")
@@ -155,9 +169,13 @@ def test_a_sigtermed_worker_hands_its_job_back_and_another_finishes_it(stack: Ru
     wait_until(lambda: worker not in stack.pids("stylize_worker"), 10, "the worker gone within the kill grace")
     done = result(client, job, timeout=2 * JOB_SECONDS)
     assert done["event"] == f"TRANSFER_STYLE_COMPLETED::{job['jobId']}", done
-    outcomes = [(line["attempt"], line["outcome"]) for line in log_lines(stack, "stylize-worker job")
+
+    def outcomes() -> list[tuple[int, str]]:
+        return [(line["attempt"], line["outcome"]) for line in log_lines(stack, "stylize-worker job")
                 if line["jobId"] == job["jobId"]]  # fmt: skip
-    assert outcomes == [(1, "handed back"), (1, "succeeded")]  # handing back used no attempt
+
+    wait_until(lambda: len(outcomes()) >= 2, 30, "both workers' lines logged")
+    assert outcomes() == [(1, "handed back"), (1, "succeeded")]  # handing back used no attempt
 
 
 @pytest.mark.slow  # the worker's own test covers leaving when idle (tests/local/test_worker.py)
@@ -192,7 +210,7 @@ def test_a_burst_starts_one_worker_per_jobs_per_worker_waiting_up_to_max_workers
             most = max(most, len(stack.pids("stylize_worker")))
         ready = log_lines(stack, "stylize-worker ready")
         assert len(ready) == 2  # three jobs, one per worker wanted, MaxWorkers 2
-        served = {line["workerId"] for line in log_lines(stack, "stylize-worker job")}
+        served = {line["workerId"] for line in job_lines(stack, [job["jobId"] for job in jobs])}
         assert len(served) == 2
 
 

@@ -7,7 +7,10 @@ import pytest
 from .local_aws import LocalAws
 from .routes_support import answer, assert_nothing_started, event_files, refusal, with_body
 
-ACTIONS = "TRANSFER_STYLE, REQUEST_UPLOAD, LIST_STYLES, LIST_IMAGES, GET_JOB"
+ACTIONS = (
+    "TRANSFER_STYLE, REQUEST_UPLOAD, LIST_STYLES, LIST_IMAGES, GET_JOB, "
+    "GET_SERVICE, PREVIEW_STYLES, DELETE_JOB, GET_IMAGE"
+)
 # event file -> (the action echoed back, the ERROR message)
 REFUSED = {
     "unknown_action": ("PAINT_IT_BLACK", f"unknown action 'PAINT_IT_BLACK': send one of {ACTIONS}"),
