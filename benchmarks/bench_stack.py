@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PHASE_SECONDS = 120.0
 LIST_STYLES = json.dumps({"action": "LIST_STYLES"})
 SEQUENTIAL_REQUESTS = 50
