@@ -4,6 +4,8 @@ its template environment, an event file) but in this process."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.util
 import json
 import os
@@ -48,6 +50,25 @@ class LambdaContext:
 def event(path: str | Path) -> dict[str, Any]:
     """An event file, relative to events/."""
     return json.loads((EVENTS / path).read_text())
+
+
+def sqs_event(*bodies: dict[str, Any] | str, receive_count: int = 1) -> dict[str, Any]:
+    """An SQS event like Lambda's, one record per body, each with a fresh message id."""
+    template = event("notify/progress.json")["Records"][0]
+    records = []
+    for body in bodies:
+        text = body if isinstance(body, str) else json.dumps(body)
+        record = copy.deepcopy(template)
+        record.update(messageId=str(uuid.uuid4()), body=text, md5OfBody=hashlib.md5(text.encode()).hexdigest())
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        records.append(record)
+    return {"Records": records}
+
+
+def queued_results(aws: local_aws.LocalAws) -> list[dict[str, Any]]:
+    """The messages waiting on the results queue (up to 10), read off it: what the notifier would get."""
+    received = aws.client("sqs").receive_message(QueueUrl=aws.refs["ResultsQueue"], MaxNumberOfMessages=10)
+    return [json.loads(message["Body"]) for message in received.get("Messages", [])]
 
 
 class LocalAws(local_aws.LocalAws):

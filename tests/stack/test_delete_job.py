@@ -14,7 +14,7 @@ from stylejob import keys
 from styleservice.jobs import Jobs, hash_token
 
 from .connections_server import ConnectionsServer, connections_server  # noqa: F401 - a fixture
-from .local_aws import LocalAws, event
+from .local_aws import LocalAws, event, queued_results, sqs_event
 from .routes_support import PNG, answer, bucket, event_files, jobs_table, keys_under, refusal
 
 JOB = json.loads(event("delete_job/job.json")["body"])
@@ -156,9 +156,7 @@ def test_a_result_that_arrives_for_a_job_taken_back_is_deleted_not_recorded(stac
     output = keys.output_key(JOB_ID, False)
     stack.s3.put_object(Bucket=bucket(stack.aws), Key=output, Body=PNG)  # the worker stored it meanwhile
     completed = {"type": "completed", "requestId": JOB_ID, "resultKey": output}
-    sqs_event = event("notify/completed_public.json")
-    sqs_event["Records"] = [{**sqs_event["Records"][0], "body": json.dumps(completed)}]
-    assert stack.aws.invoke("NotifyFunction", sqs_event) == {"batchItemFailures": []}
+    assert stack.aws.invoke("NotifyFunction", sqs_event(completed)) == {"batchItemFailures": []}
     assert output not in stack.stored()
     assert stack.jobs.get(JOB_ID)["status"] == "DELETED"  # never brought back by its result
     assert not stack.jobs.mark_succeeded(JOB_ID, output, public=True)
@@ -174,19 +172,13 @@ def stop_heard(stack: Stack) -> dict[str, Any]:
     return stack.aws.invoke("JobEndedFunction", ended)
 
 
-def results_queue(stack: Stack) -> list[dict[str, Any]]:
-    sqs = stack.aws.client("sqs")
-    received = sqs.receive_message(QueueUrl=stack.aws.refs["ResultsQueue"], MaxNumberOfMessages=10)
-    return [json.loads(message["Body"]) for message in received.get("Messages", [])]
-
-
 def test_a_cancelled_job_is_not_announced_as_failed_when_its_stop_is_heard_after(stack: Stack):
     """The usual order: StopExecution, the tombstone, and only then EventBridge's event."""
     stack.job(status="SUBMITTED")
     assert answer(stack.delete())[0] == "JOB_DELETED"
     assert stop_heard(stack)["failed"] is False
     assert stack.jobs.get(JOB_ID)["status"] == "DELETED"
-    assert results_queue(stack) == []
+    assert queued_results(stack.aws) == []
 
 
 def test_a_cancelled_job_is_not_announced_as_failed_when_its_stop_is_heard_first(stack: Stack):
@@ -194,13 +186,11 @@ def test_a_cancelled_job_is_not_announced_as_failed_when_its_stop_is_heard_first
     tombstone. The job still ends taken back, and the failure it queued reaches nobody."""
     stack.job(status="SUBMITTED")
     assert stop_heard(stack)["failed"] is True
-    (failure,) = results_queue(stack)
+    (failure,) = queued_results(stack.aws)
     assert failure["type"] == "failed"
     assert answer(stack.delete())[0] == "JOB_DELETED"
     assert stack.jobs.get(JOB_ID)["status"] == "DELETED"
-    sqs_event = event("notify/completed_public.json")
-    sqs_event["Records"] = [{**sqs_event["Records"][0], "body": json.dumps(failure)}]
-    assert stack.aws.invoke("NotifyFunction", sqs_event) == {"batchItemFailures": []}
+    assert stack.aws.invoke("NotifyFunction", sqs_event(failure)) == {"batchItemFailures": []}
     assert stack.jobs.get(JOB_ID)["status"] == "DELETED"
     events = {message["event"] for sent in stack.server.delivered().values() for message in sent}
     assert events == {"IMAGE_REMOVED"}  # the requester hears only that the public job was taken back

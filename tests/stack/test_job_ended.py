@@ -3,13 +3,11 @@ change events (events/job_ended/) as `sam local invoke` would."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from styleservice.jobs import Jobs
 from styleservice.limits import Admissions
 
-from .local_aws import LocalAws, event
+from .local_aws import LocalAws, event, queued_results
 
 FUNCTION = "JobEndedFunction"
 JOB_ID = event("job_ended/aborted.json")["detail"]["name"]
@@ -29,17 +27,12 @@ def in_flight(aws: LocalAws) -> int:
     return Admissions(aws.refs["RateLimitsTable"]).in_flight()
 
 
-def results(aws: LocalAws) -> list[dict]:
-    received = aws.client("sqs").receive_message(QueueUrl=aws.refs["ResultsQueue"], MaxNumberOfMessages=10)
-    return [json.loads(m["Body"]) for m in received.get("Messages", [])]
-
-
 def test_an_execution_that_succeeded_gives_back_its_place_and_leaves_the_job_as_it_recorded_it(admitted: LocalAws):
     assert in_flight(admitted) == 1
     assert admitted.invoke(FUNCTION, "job_ended/succeeded.json") == {"released": True, "failed": False}
     assert in_flight(admitted) == 0
     assert Jobs(admitted.refs["JobsTable"]).get(JOB_ID)["status"] == "RUNNING"  # its own states record its end
-    assert results(admitted) == []
+    assert queued_results(admitted) == []
 
 
 def test_a_stopped_execution_gives_back_its_place_and_ends_the_job_telling_its_requester(admitted: LocalAws):
@@ -49,13 +42,13 @@ def test_a_stopped_execution_gives_back_its_place_and_ends_the_job_telling_its_r
         "FAILED",
         "the style transfer was stopped before it finished; please try again",
     )
-    assert results(admitted) == [{"requestId": JOB_ID, "type": "failed", "error": job["error"]}]
+    assert queued_results(admitted) == [{"requestId": JOB_ID, "type": "failed", "error": job["error"]}]
 
     again = admitted.invoke(FUNCTION, "job_ended/aborted.json")  # EventBridge delivers at least once
 
     assert again == {"released": False, "failed": False}
     assert in_flight(admitted) == 0  # never counted out twice
-    assert results(admitted) == []
+    assert queued_results(admitted) == []
 
 
 def test_an_execution_that_is_not_a_jobs_changes_nothing(admitted: LocalAws):

@@ -3,10 +3,8 @@ and a local @connections server that answers 410 for gone connections as API Gat
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from styleservice.connections import Connections
 from styleservice.jobs import Jobs
 
 from .connections_server import ConnectionsServer, connections_server  # noqa: F401 - a fixture
-from .local_aws import EVENTS, LocalAws, event
+from .local_aws import EVENTS, LocalAws, event, sqs_event
 
 FUNCTION = "NotifyFunction"
 # The job ids the event files under events/notify/ refer to.
@@ -75,19 +73,6 @@ def stack(aws: LocalAws, connections_server: ConnectionsServer, monkeypatch: pyt
     # the tests' own boto3 calls (seeding, reading back) go to moto as the function's do
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint)
     return Stack(aws, connections_server)
-
-
-def sqs_event(*bodies: dict[str, Any] | str, receive_count: int = 1) -> dict[str, Any]:
-    """An SQS event like Lambda's, one record per body, each with a fresh message id."""
-    template = event("notify/progress.json")["Records"][0]
-    records = []
-    for body in bodies:
-        text = body if isinstance(body, str) else json.dumps(body)
-        record = copy.deepcopy(template)
-        record.update(messageId=str(uuid.uuid4()), body=text, md5OfBody=hashlib.md5(text.encode()).hexdigest())
-        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-        records.append(record)
-    return {"Records": records}
 
 
 def completed(job_id: str, private: bool = False) -> dict[str, Any]:

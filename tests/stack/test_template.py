@@ -26,6 +26,7 @@ from stylelocal import iam
 from workerpool import POOL_KEY, Registry
 
 from . import template
+from .local_aws import queued_results
 from .pool_hand import Hand
 from .template import ROOT
 
@@ -678,12 +679,6 @@ def ended(aws: Any, arn: str, timeout: float = 30) -> tuple[dict[str, Any], list
     return execution, sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
 
 
-def messages(aws: Any) -> list[dict[str, Any]]:
-    sqs = aws.client("sqs")
-    received = sqs.receive_message(QueueUrl=aws.refs["ResultsQueue"], MaxNumberOfMessages=10)
-    return [json.loads(m["Body"]) for m in received.get("Messages", [])]
-
-
 def job_item(aws: Any, job_id: str) -> dict[str, Any] | None:
     return aws.client("dynamodb").get_item(TableName="JobsTable", Key={"jobId": {"S": job_id}}).get("Item")
 
@@ -725,7 +720,7 @@ def test_a_workers_failure_sends_its_reason_and_marks_the_job_failed(executing):
 
     execution, _ = ended(executing, arn)
     assert (execution["status"], execution["error"], execution["cause"]) == ("FAILED", "StyleTransferFailed", reason)
-    assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": reason}]
+    assert queued_results(executing) == [{"type": "failed", "requestId": job_id, "error": reason}]
     item = job_item(executing, job_id)
     assert item is not None
     assert (item["status"], item["error"]) == ({"S": "FAILED"}, {"S": reason})
@@ -742,7 +737,7 @@ def test_a_failure_the_worker_does_not_name_gets_the_generic_reason(executing):
 
     execution, _ = ended(executing, arn)
     assert execution["status"] == "FAILED"
-    assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": GENERIC_REASON}]
+    assert queued_results(executing) == [{"type": "failed", "requestId": job_id, "error": GENERIC_REASON}]
     assert job_item(executing, job_id)["error"] == {"S": GENERIC_REASON}
 
 
@@ -763,7 +758,7 @@ def test_a_job_no_worker_takes_fails_after_the_start_timeout_saying_why(executin
     assert execution["status"] == "FAILED"
     [timed_out] = [e for e in history if e["type"] == "TaskTimedOut"]
     assert timed_out["taskTimedOutEventDetails"]["error"] == "States.HeartbeatTimeout"
-    reason = messages(executing)[0]["error"]
+    reason = queued_results(executing)[0]["error"]
     if start_failure is None:
         assert reason.startswith("no GPU worker became free to run the style transfer in time")
     else:
@@ -795,7 +790,7 @@ def test_an_execution_for_a_job_that_does_not_exist_creates_no_item_and_hands_ou
     assert execution["status"] == "FAILED"
     assert job_item(executing, job_id) is None  # neither RecordJob nor MarkFailed made one
     assert Hand(executing).nothing_queued(), "no worker may paint an unknown job"
-    assert messages(executing) == [{"type": "failed", "requestId": job_id, "error": GENERIC_REASON}]
+    assert queued_results(executing) == [{"type": "failed", "requestId": job_id, "error": GENERIC_REASON}]
 
 
 # --- a job always ends, nothing is kept forever by accident ---------------------------------------
