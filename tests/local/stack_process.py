@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import requests
 from PIL import Image
+from stylelocal.aws import LocalAws
 from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,10 +62,7 @@ class Running:
     def aws(self, service: str) -> Any:
         """A client of the stack's local AWS (moto): what an operator would look at, or change,
         with `aws --endpoint-url`. Fake credentials: nothing here can reach AWS."""
-        return boto3.client(
-            service, endpoint_url=self.aws_endpoint, region_name="us-east-1",
-            aws_access_key_id="local", aws_secret_access_key="local",
-        )  # fmt: skip
+        return LocalAws(self.aws_endpoint).client(service)
 
     def pids(self, marker: str) -> list[int]:
         """The processes this stack started (its descendants, whatever their session: the Batch
